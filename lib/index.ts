@@ -1,0 +1,6 @@
+export * from './config.js';
+export * from './errors.js';
+export * from './logger.js';
+export * from './shutdown.js';
+export * from './paths.js';
+export * from './duration.js';
