@@ -1,0 +1,5 @@
+export * as schema from './schema.js';
+export * from './schema.js';
+export * from './client.js';
+export * from './migrate.js';
+export * from './seed.js';

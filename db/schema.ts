@@ -1,0 +1,233 @@
+/**
+ * Baton's durable record (drizzle schema). Postgres is the source of truth; Redis holds only
+ * the work still to do. Every state change of a run appends a `run_events` row in the same
+ * transaction.
+ */
+import { sql } from 'drizzle-orm';
+import {
+  boolean,
+  date,
+  doublePrecision,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
+const ts = (name: string) => timestamp(name, { withTimezone: true });
+
+/** Tenants. Every other row belongs to exactly one organization. */
+export const organizations = pgTable('organizations', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  slug: text('slug').notNull().unique(),
+  name: text('name').notNull(),
+  createdAt: createdAt(),
+});
+
+/** API keys, stored as SHA-256 hashes; `prefix` (first characters) identifies a key in logs. */
+export const apiKeys = pgTable('api_keys', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  organizationId: uuid('organization_id')
+    .notNull()
+    .references(() => organizations.id),
+  name: text('name').notNull(),
+  keyHash: text('key_hash').notNull().unique(),
+  prefix: text('prefix').notNull(),
+  /** Identity the key acts as (e.g. `user:alice`, `service:billing`). */
+  subject: text('subject').notNull(),
+  scopes: text('scopes').array().notNull(),
+  createdAt: createdAt(),
+  revokedAt: ts('revoked_at'),
+});
+
+/** Orchestration definitions, one row per (organization, slug, version). */
+export const definitions = pgTable(
+  'definitions',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    slug: text('slug').notNull(),
+    version: integer('version').notNull(),
+    name: text('name').notNull(),
+    description: text('description'),
+    /** The YAML (or JSON) text the definition was parsed from. */
+    source: text('source').notNull(),
+    /** The parsed, validated definition (see `definitions/schema.ts`). */
+    spec: jsonb('spec').notNull(),
+    /** SHA-256 of `source`; sync skips unchanged files and refuses a changed file at the same version. */
+    checksum: text('checksum').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('definitions_org_slug_version').on(t.organizationId, t.slug, t.version)],
+);
+
+/** Runs. `status`: queued → running → completed | failed | cancelled. */
+export const runs = pgTable(
+  'runs',
+  {
+    id: uuid('id').primaryKey(),
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    definitionId: uuid('definition_id')
+      .notNull()
+      .references(() => definitions.id),
+    definitionSlug: text('definition_slug').notNull(),
+    definitionVersion: integer('definition_version').notNull(),
+    status: text('status').notNull(),
+    input: jsonb('input').notNull(),
+    output: jsonb('output'),
+    error: jsonb('error'),
+    webhookUrl: text('webhook_url'),
+    idempotencyKey: text('idempotency_key'),
+    /** Identity that started the run (the API key's subject). */
+    createdBy: text('created_by').notNull(),
+    /** Last `run_events.seq` used; incremented under the run's row lock. */
+    eventSeq: integer('event_seq').notNull().default(0),
+    createdAt: createdAt(),
+    startedAt: ts('started_at'),
+    finishedAt: ts('finished_at'),
+  },
+  (t) => [
+    uniqueIndex('runs_org_idempotency_key')
+      .on(t.organizationId, t.idempotencyKey)
+      .where(sql`${t.idempotencyKey} is not null`),
+    index('runs_org_created').on(t.organizationId, t.createdAt),
+  ],
+);
+
+/**
+ * Steps of a run. `status`: pending → queued → running → (waiting) → completed | failed |
+ * skipped | cancelled. `generation` is bumped when a step is deliberately re-run (a retry
+ * decision); it is part of the BullMQ job id `<runId>.<stepId>.<generation>`.
+ */
+export const steps = pgTable(
+  'steps',
+  {
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    stepId: text('step_id').notNull(),
+    type: text('type').notNull(),
+    agent: text('agent'),
+    status: text('status').notNull(),
+    needs: text('needs').array().notNull(),
+    generation: integer('generation').notNull().default(1),
+    /** Attempts started so far (retries and crash re-deliveries each start a new one). */
+    attempts: integer('attempts').notNull().default(0),
+    input: jsonb('input'),
+    output: jsonb('output'),
+    error: jsonb('error'),
+    queuedAt: ts('queued_at'),
+    startedAt: ts('started_at'),
+    finishedAt: ts('finished_at'),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.stepId] })],
+);
+
+/**
+ * One row per execution of a step. Only the current attempt (`steps.attempts`) of a
+ * `running` step may record a result: that fence stops a job that lost its lock, and was
+ * re-delivered elsewhere, from recording twice.
+ */
+export const stepAttempts = pgTable(
+  'step_attempts',
+  {
+    runId: uuid('run_id').notNull(),
+    stepId: text('step_id').notNull(),
+    attempt: integer('attempt').notNull(),
+    generation: integer('generation').notNull(),
+    /** running | completed | failed | lost (superseded after a crash) | cancelled */
+    status: text('status').notNull(),
+    jobId: text('job_id').notNull(),
+    input: jsonb('input'),
+    output: jsonb('output'),
+    error: jsonb('error'),
+    startedAt: ts('started_at').notNull().defaultNow(),
+    finishedAt: ts('finished_at'),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.stepId, t.attempt] })],
+);
+
+/** Checkpoint approvals. `status`: pending → decided | expired. */
+export const approvals = pgTable(
+  'approvals',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    stepId: text('step_id').notNull(),
+    generation: integer('generation').notNull(),
+    status: text('status').notNull(),
+    decision: text('decision'),
+    comment: text('comment'),
+    decidedBy: text('decided_by'),
+    /** How the decision arrived: `token` (decideUrl) or `api-key`. */
+    decidedVia: text('decided_via'),
+    prompt: text('prompt').notNull(),
+    show: jsonb('show'),
+    decisions: text('decisions').array().notNull(),
+    approvers: jsonb('approvers').notNull(),
+    jobId: text('job_id').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+    createdAt: createdAt(),
+    decidedAt: ts('decided_at'),
+  },
+  (t) => [
+    uniqueIndex('approvals_run_step_generation').on(t.runId, t.stepId, t.generation),
+    index('approvals_org_status').on(t.organizationId, t.status),
+  ],
+);
+
+/** Single-use decision tokens carried by `decideUrl`s. Only the id (`jti`) is stored. */
+export const approvalTokens = pgTable('approval_tokens', {
+  jti: text('jti').primaryKey(),
+  approvalId: uuid('approval_id')
+    .notNull()
+    .references(() => approvals.id, { onDelete: 'cascade' }),
+  approver: text('approver').notNull(),
+  expiresAt: ts('expires_at').notNull(),
+  usedAt: ts('used_at'),
+  createdAt: createdAt(),
+});
+
+/** Append-only history of a run; `seq` is the per-run sequence (SSE `id:`). */
+export const runEvents = pgTable(
+  'run_events',
+  {
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    seq: integer('seq').notNull(),
+    type: text('type').notNull(),
+    stepId: text('step_id'),
+    data: jsonb('data').notNull(),
+    /** Whether the run's webhook subscribers receive this event. */
+    notify: boolean('notify').notNull().default(true),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.seq] })],
+);
+
+/** Monthly closing prices (seeded from vega-datasets' `data/stocks.csv`). */
+export const marketPrices = pgTable(
+  'market_prices',
+  {
+    symbol: text('symbol').notNull(),
+    date: date('date', { mode: 'string' }).notNull(),
+    price: doublePrecision('price').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.symbol, t.date] })],
+);

@@ -1,0 +1,46 @@
+/**
+ * Orchestration definitions: the YAML DSL (`schema.ts`), its loader and validator (`load.ts`),
+ * the `${{ }}` expression evaluator (`expressions.ts`) and run-input validation
+ * (`json-schema.ts`).
+ */
+export type {
+  AgentStep,
+  Approver,
+  CheckpointDecision,
+  CheckpointStep,
+  CheckpointTimeoutAction,
+  Definition,
+  FunctionCodeStep,
+  Mapping,
+  OrchestratorStep,
+  RetryPolicy,
+  StepBase,
+  StepKind,
+  StepSpec,
+  StepType,
+} from './schema.js';
+export { CHECKPOINT_DECISIONS, CHECKPOINT_TIMEOUT_ACTIONS, DEFAULTS, SLUG_PATTERN, STEP_ID_PATTERN, STEP_TYPES } from './schema.js';
+export type { ExpressionScope, TemplatePart } from './expressions.js';
+export {
+  compileExpression,
+  conditionExpression,
+  evaluateCondition,
+  evaluateExpression,
+  evaluateMapping,
+  isTruthy,
+  parseTemplate,
+  referencedSteps,
+  renderTemplate,
+  toPlainJson,
+} from './expressions.js';
+export { validateInput } from './json-schema.js';
+export type { DefinitionLoadOptions, DefinitionProblem, StepGraph } from './load.js';
+export {
+  ancestorsOf,
+  descendantsOf,
+  loadDefinitionsDir,
+  parseDefinition,
+  parseDefinitionObject,
+  successorsOf,
+  topologicalOrder,
+} from './load.js';

@@ -1,0 +1,130 @@
+/**
+ * JSON Schemas inside definitions (`input:`, a checkpoint's `modify:`): compile checks at load
+ * time and run-input validation.
+ *
+ * Schemas are compiled with plain `new Ajv({allErrors: true, strict: false})` (draft-07) plus
+ * ajv-formats (`date`, `uri`, `email`, …).
+ */
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { ValidationError } from '../lib/index.js';
+import type { Definition } from './schema.js';
+
+// ajv-formats is CommonJS; under NodeNext its callable export is `.default`.
+const addFormats = addFormatsModule.default;
+
+/** A fresh Ajv instance (one per schema, so `$id`s of different definitions never clash). */
+function createAjv(): Ajv {
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  addFormats(ajv);
+  return ajv;
+}
+
+/** Decode a JSON Pointer (`/properties/a~1b`) into path segments. */
+function pointerSegments(pointer: string): string[] {
+  if (pointer === '') return [];
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((segment) => segment.replace(/~1/g, '/').replace(/~0/g, '~'));
+}
+
+/** Why a JSON Schema is unusable, and where inside the schema (path segments). */
+export interface SchemaProblem {
+  path: Array<string | number>;
+  message: string;
+}
+
+/**
+ * Check that `schema` is a valid JSON Schema that Ajv can compile.
+ * @returns the compiled validator, or the first problem (with its path inside the schema).
+ */
+export function compileJsonSchema(
+  schema: Record<string, unknown>,
+): { ok: true; validate: ValidateFunction } | { ok: false; problem: SchemaProblem } {
+  const ajv = createAjv();
+  try {
+    const valid = ajv.validateSchema(schema);
+    if (valid !== true) {
+      const [first] = ajv.errors ?? [];
+      if (first) {
+        const path = pointerSegments(first.instancePath);
+        const where = path.length === 0 ? '' : `${path.join('.')} `;
+        return { ok: false, problem: { path, message: `is not a valid JSON Schema: ${where}${first.message ?? 'is invalid'}` } };
+      }
+    }
+    return { ok: true, validate: ajv.compile(schema) };
+  } catch (err: unknown) {
+    const message = err instanceof Error ? err.message : String(err);
+    return { ok: false, problem: { path: [], message: `is not a valid JSON Schema: ${message}` } };
+  }
+}
+
+/** Compiled `input` validators, one per definition object. */
+const inputValidators = new WeakMap<Definition, ValidateFunction>();
+
+/**
+ * Remember the compiled `input` validator of a definition (done by the loader, so that
+ * {@link validateInput} does not compile again).
+ */
+export function rememberInputValidator(definition: Definition, validate: ValidateFunction): void {
+  inputValidators.set(definition, validate);
+}
+
+/** Dotted field of an Ajv error, rooted at `input` (`input.symbols.0`, `input.to`). */
+function fieldOf(error: ErrorObject): string {
+  const segments = pointerSegments(error.instancePath);
+  const params = error.params as Record<string, unknown>;
+  if (error.keyword === 'required' && typeof params['missingProperty'] === 'string') {
+    segments.push(params['missingProperty']);
+  } else if (error.keyword === 'additionalProperties' && typeof params['additionalProperty'] === 'string') {
+    segments.push(params['additionalProperty']);
+  }
+  return ['input', ...segments].join('.');
+}
+
+/** Reason of an Ajv error, relative to {@link fieldOf}. */
+function reasonOf(error: ErrorObject): string {
+  if (error.keyword === 'required') return 'is required';
+  if (error.keyword === 'additionalProperties') return 'is not allowed (unknown property)';
+  return error.message ?? 'is invalid';
+}
+
+/**
+ * Validate a run input against the definition's `input` JSON Schema (compiled once per
+ * definition object).
+ * @throws {ValidationError} listing every problem as `<field>: <reason>` joined by `; `, e.g.
+ *   `input.from: must match format "date"` or `input.to: is required`; `field` is the first
+ *   problem's dotted path (`input.from`, `input.symbols.0`, `input.to`) and
+ *   `details.errors` lists `{field, message}` for all of them.
+ * @throws {ValidationError} (field `input`) if the definition's schema itself does not compile
+ *   (only possible for definitions not produced by the loader).
+ */
+export function validateInput(definition: Definition, input: unknown): void {
+  let validate = inputValidators.get(definition);
+  if (!validate) {
+    const compiled = compileJsonSchema(definition.input);
+    if (!compiled.ok) {
+      throw new ValidationError(`input schema of ${definition.slug}@${definition.version} ${compiled.problem.message}`, {
+        field: 'input',
+      });
+    }
+    validate = compiled.validate;
+    inputValidators.set(definition, validate);
+  }
+  if (validate(input)) return;
+  const seen = new Set<string>();
+  const errors: Array<{ field: string; message: string }> = [];
+  for (const error of validate.errors ?? []) {
+    const field = fieldOf(error);
+    const message = `${field}: ${reasonOf(error)}`;
+    if (seen.has(message)) continue;
+    seen.add(message);
+    errors.push({ field, message });
+  }
+  const first = errors[0] ?? { field: 'input', message: 'input: is invalid' };
+  throw new ValidationError(errors.map((e) => e.message).join('; ') || first.message, {
+    field: first.field,
+    details: { errors },
+  });
+}

@@ -1,0 +1,20 @@
+/** Redis connections with BullMQ's production settings (research/bullmq-design.md §4.7). */
+import { Redis, type RedisOptions } from 'ioredis';
+
+/**
+ * - `worker`: blocking consumers; BullMQ requires `maxRetriesPerRequest: null` (retry forever).
+ * - `producer`: API and engine writes; fail fast so a request answers 503 instead of hanging.
+ * - `subscriber`: pub/sub only.
+ */
+export type RedisRole = 'worker' | 'producer' | 'subscriber';
+
+/** Open a Redis connection for a role. The caller owns it and must `quit()` it. */
+export function createRedis(url: string, role: RedisRole): Redis {
+  const options: RedisOptions = {
+    connectionName: `baton-${role}`,
+    maxRetriesPerRequest: role === 'producer' ? 2 : null,
+    // Never give up reconnecting; cap the wait between tries at 2 s.
+    retryStrategy: (times) => Math.min(times * 100, 2000),
+  };
+  return new Redis(url, options);
+}

@@ -1,0 +1,140 @@
+/**
+ * Producers: the `Queue` instances and `FlowProducer` of one process, and the typed ways to add
+ * Baton's jobs. Every step job is a child of its run's root job with an explicit failure policy.
+ */
+import { FlowProducer, Queue, type FlowJob, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../lib/index.js';
+import {
+  QUEUE_NAMES,
+  RETENTION,
+  STEP_BACKOFF,
+  queueForStepType,
+  stepJobId,
+  webhookJobId,
+  type QueueName,
+  type StepJobData,
+  type StepType,
+} from './catalog.js';
+
+/** What the engine needs to enqueue one step generation. */
+export interface StepJobSpec {
+  stepId: string;
+  type: StepType;
+  generation: number;
+  /** Total tries BullMQ may make (1 = no retry). */
+  attempts: number;
+  backoffMs: number;
+  maxDelayMs: number;
+}
+
+/** Options of the root job (`runs` queue): it only reads Postgres, so retry generously. */
+const ROOT_OPTIONS: JobsOptions = {
+  attempts: 25,
+  backoff: { type: 'exponential', delay: 1000 },
+  ...RETENTION,
+};
+
+function stepJob(runId: string, s: StepJobSpec): { name: string; queueName: string; data: StepJobData; opts: JobsOptions } {
+  return {
+    name: s.stepId,
+    queueName: queueForStepType(s.type),
+    data: { runId, stepId: s.stepId, generation: s.generation, backoffMs: s.backoffMs, maxDelayMs: s.maxDelayMs },
+    opts: {
+      jobId: stepJobId(runId, s.stepId, s.generation),
+      attempts: s.attempts,
+      backoff: { type: STEP_BACKOFF },
+      // A step that fails for good must not leave the root waiting forever (bullmq#3362):
+      // the root wakes and Postgres, not BullMQ, decides what the failure means for the run.
+      ignoreDependencyOnFailure: true,
+      ...RETENTION,
+    },
+  };
+}
+
+/** The queues of one process, sharing one producer connection. */
+export class Queues {
+  private readonly queues = new Map<QueueName, Queue>();
+  readonly flows: FlowProducer;
+
+  /**
+   * @param connection - a `producer` Redis connection (see `createRedis`); not closed by `close()`.
+   * @param prefix - BullMQ key prefix (`QUEUE_PREFIX`).
+   */
+  constructor(
+    readonly connection: Redis,
+    readonly prefix: string,
+    logger: Logger,
+  ) {
+    for (const name of QUEUE_NAMES) {
+      const queue = new Queue(name, { connection, prefix });
+      queue.on('error', (err) => logger.error({ err, queue: name }, 'queue error'));
+      this.queues.set(name, queue);
+    }
+    this.flows = new FlowProducer({ connection, prefix });
+    this.flows.on('error', (err) => logger.error({ err }, 'flow producer error'));
+  }
+
+  /** The `Queue` named `name`. */
+  get(name: QueueName): Queue {
+    const queue = this.queues.get(name);
+    if (!queue) throw new Error(`unknown queue ${name}`);
+    return queue;
+  }
+
+  /** Every queue, in `QUEUE_NAMES` order (for Bull Board and metrics). */
+  all(): Queue[] {
+    return [...this.queues.values()];
+  }
+
+  /** Qualified name of the `runs` queue, as BullMQ expects in `opts.parent.queue`. */
+  get runsQueueQualifiedName(): string {
+    return `${this.prefix}:runs`;
+  }
+
+  /**
+   * Create a run's flow: the root job (id = run id) in `runs`, with the initially ready steps as
+   * children. Idempotent: every node has a deterministic id.
+   */
+  async addRunFlow(runId: string, ready: StepJobSpec[]): Promise<void> {
+    const flow: FlowJob = {
+      name: 'run',
+      queueName: 'runs',
+      data: { runId },
+      opts: { jobId: runId, ...ROOT_OPTIONS },
+      children: ready.map((s) => stepJob(runId, s)),
+    };
+    await this.flows.add(flow);
+  }
+
+  /**
+   * Add step jobs as children of the run's root job. Must be called while the caller's own
+   * child job (or the root itself) is still active, so the root cannot complete in between.
+   * A job id that already exists is left untouched.
+   */
+  async addStepJobs(runId: string, specs: StepJobSpec[]): Promise<void> {
+    await Promise.all(
+      specs.map((s) => {
+        const job = stepJob(runId, s);
+        return this.get(job.queueName as QueueName).add(job.name, job.data, {
+          ...job.opts,
+          parent: { id: runId, queue: this.runsQueueQualifiedName },
+        });
+      }),
+    );
+  }
+
+  /** Enqueue the webhook delivery of run event `seq` (one job per event; retried with backoff). */
+  async addWebhookDelivery(runId: string, seq: number): Promise<void> {
+    await this.get('webhooks').add(
+      'deliver',
+      { runId, seq },
+      { jobId: webhookJobId(runId, seq), attempts: 10, backoff: { type: 'exponential', delay: 1000 }, ...RETENTION },
+    );
+  }
+
+  /** Close every queue and the flow producer (not the shared connection). */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.all().map((q) => q.close()), this.flows.close()]);
+  }
+}

@@ -1,0 +1,54 @@
+/** The express application (no `listen`): routes, auth, Bull Board, error mapping. */
+import express from 'express';
+import { sql } from 'drizzle-orm';
+import type { EngineDeps } from '../engine/index.js';
+import { ADMIN_PATH, adminRouter } from './admin.js';
+import { ApiKeyAuthenticator } from './auth.js';
+import { errorHandler } from './error-handler.js';
+import type { RunEventHub } from './event-hub.js';
+import { approvalsRouter } from './routes-approvals.js';
+import { runsRouter } from './routes-runs.js';
+
+/** Timeout of each readiness probe, in milliseconds. */
+const READY_TIMEOUT_MS = 2000;
+
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export function createApp(deps: EngineDeps, hub: RunEventHub): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', true);
+  const auth = new ApiKeyAuthenticator(deps.database.db);
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const [redis, postgres] = await Promise.allSettled([
+      within(deps.queues.connection.ping(), READY_TIMEOUT_MS),
+      within(deps.database.db.execute(sql`select 1`), READY_TIMEOUT_MS),
+    ]);
+    const ok = redis.status === 'fulfilled' && postgres.status === 'fulfilled';
+    res.status(ok ? 200 : 503).json({
+      status: ok ? 'ready' : 'unavailable',
+      redis: redis.status === 'fulfilled' ? 'ok' : String(redis.reason),
+      postgres: postgres.status === 'fulfilled' ? 'ok' : String(postgres.reason),
+    });
+  });
+
+  app.use(ADMIN_PATH, ...adminRouter(deps.queues, auth));
+  app.use(express.json({ limit: '1mb' }));
+  app.use(runsRouter(deps, auth, hub));
+  app.use(approvalsRouter(deps, auth));
+  app.use((req, res) => {
+    res.status(404).json({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.path}` } });
+  });
+  app.use(errorHandler(deps.logger));
+  return app;
+}

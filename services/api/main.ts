@@ -1,0 +1,57 @@
+/**
+ * API process entry (Procfile `web`). SIGTERM/SIGINT: stop accepting connections, close
+ * streams and clients within SHUTDOWN_TIMEOUT_MS; a second signal exits at once.
+ */
+import { ShutdownRegistry, createLogger, loadConfig } from '../../lib/index.js';
+import { createDatabase } from '../../db/index.js';
+import { Queues, createRedis } from '../../queues/index.js';
+import { createApp } from './app.js';
+import { RunEventHub } from './event-hub.js';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger({ level: config.log.level, service: 'web' });
+  for (const name of config.devDefaults) logger.warn(`${name} is not set: using the development default`);
+  const shutdown = new ShutdownRegistry(logger);
+
+  const database = createDatabase(config.postgres.url, { max: 10, applicationName: 'baton-web' });
+  shutdown.register('postgres', () => database.close());
+  const producer = createRedis(config.redis.url, 'producer');
+  shutdown.register('redis', () => producer.quit());
+  const queues = new Queues(producer, config.redis.prefix, logger);
+  shutdown.register('queues', () => queues.close());
+  const hub = new RunEventHub(database.sql, logger);
+  await hub.start();
+  shutdown.register('event-hub', () => hub.stop());
+
+  const app = createApp({ config, database, queues, logger }, hub);
+  const server = app.listen(config.http.port);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  shutdown.register('http', async () => {
+    server.closeIdleConnections();
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Open SSE streams would hold the server forever: end them after the others drain.
+    setTimeout(() => server.closeAllConnections(), 1000).unref();
+    await closed;
+  });
+  logger.info({ port: config.http.port, publicUrl: config.http.publicUrl }, 'api listening');
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    void shutdown.run(config.shutdown.timeoutMs).then((clean) => process.exit(clean ? 0 : 1));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`baton web: ${message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,17 @@
+/** Request validation with zod, reported as `ValidationError` naming the first bad field. */
+import type { z } from 'zod';
+import { ValidationError } from '../../lib/index.js';
+
+/**
+ * Parse a request body.
+ * @throws {ValidationError} with `field` = the dotted path of the first issue (e.g. `input`, `version`).
+ */
+export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
+  const parsed = schema.safeParse(body ?? {});
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const keys = issue?.code === 'unrecognized_keys' ? issue.keys : [];
+  const field = [...(issue?.path ?? []), ...keys.slice(0, 1)].map(String).join('.') || 'body';
+  const message = issue?.code === 'unrecognized_keys' ? `unknown field "${keys.join('", "')}"` : (issue?.message ?? 'invalid body');
+  throw new ValidationError(`${field}: ${message}`, { field });
+}

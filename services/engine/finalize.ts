@@ -1,0 +1,76 @@
+/**
+ * The root job's work: when every child job is done, check Postgres and finish the run — or,
+ * if something is unfinished, say which jobs must exist so the root can wait for them again
+ * (the run's last line of self-repair, SPEC R3).
+ */
+import { and, eq, sql } from 'drizzle-orm';
+import type { SerializedError } from '../../lib/index.js';
+import { steps } from '../../db/index.js';
+import { evaluateMapping } from '../../definitions/index.js';
+import type { StepJobSpec } from '../../queues/index.js';
+import { advance, liveJobSpecs, loadSteps, scopeOf } from './advance.js';
+import { definitionById } from './definitions-store.js';
+import type { EngineDeps } from './deps.js';
+import { withRun } from './run-scope.js';
+
+export type FinalizeOutcome =
+  | { kind: 'finished'; status: string }
+  /** Steps are still queued/running/waiting: these jobs must exist as children of the root. */
+  | { kind: 'unfinished'; jobs: StepJobSpec[] };
+
+/** Error code of a checkpoint step that a person aborted. */
+export const APPROVAL_ABORTED = 'APPROVAL_ABORTED';
+
+/** Finish the run if all its steps are settled (see module doc). */
+export async function finalizeRun(deps: EngineDeps, runId: string): Promise<FinalizeOutcome> {
+  return withRun(deps, runId, async (scope) => {
+    const { run, tx } = scope;
+    if (run.status === 'completed' || run.status === 'failed' || run.status === 'cancelled') {
+      return { kind: 'finished', status: run.status };
+    }
+    const { spec: definition } = await definitionById(deps.database.db, run.definitionId);
+    const rows = await loadSteps(scope);
+    const ready = await advance(scope, definition, rows);
+    const live = liveJobSpecs(definition, rows);
+    if (ready.length > 0 || live.length > 0) return { kind: 'unfinished', jobs: live };
+
+    const specs = new Map(definition.steps.map((s) => [s.id, s]));
+    const failures = rows.filter((r) => r.status === 'failed' && specs.get(r.stepId)?.onError !== 'continue');
+    const aborted = failures.find((r) => (r.error as SerializedError | null)?.code === APPROVAL_ABORTED);
+    let status: 'completed' | 'failed' | 'cancelled' = failures.length === 0 ? 'completed' : 'failed';
+    if (aborted) status = 'cancelled';
+    let output: unknown = null;
+    let error: SerializedError | null = null;
+    if (status === 'completed') {
+      try {
+        output = (await evaluateMapping(definition.output, scopeOf(run, rows))) ?? null;
+      } catch (err) {
+        status = 'failed';
+        error = { name: 'OutputMappingError', code: 'OUTPUT_MAPPING_FAILED', message: (err as Error).message };
+      }
+    } else {
+      const first = aborted ?? failures[0];
+      const cause = first?.error as SerializedError | null;
+      error = {
+        name: 'StepFailed',
+        code: aborted ? APPROVAL_ABORTED : 'STEP_FAILED',
+        message: `step ${first?.stepId} ${aborted ? 'was aborted' : 'failed'}: ${cause?.message ?? 'unknown error'}`,
+      };
+    }
+    // Steps that can never run now.
+    const never = await tx
+      .update(steps)
+      .set({ status: 'cancelled', finishedAt: sql`now()` })
+      .where(and(eq(steps.runId, runId), eq(steps.status, 'pending')))
+      .returning({ stepId: steps.stepId });
+    for (const s of never) await scope.emit('step.cancelled', s.stepId, { reason: `run ${status}` });
+    await tx.execute(
+      sql`update runs set status = ${status}, output = ${output === null ? null : JSON.stringify(output)}::jsonb,
+          error = ${error === null ? null : JSON.stringify(error)}::jsonb, finished_at = now(),
+          started_at = coalesce(started_at, now()) where id = ${runId}`,
+    );
+    const type = status === 'completed' ? 'run.completed' : status === 'failed' ? 'run.failed' : 'run.cancelled';
+    await scope.emit(type, null, status === 'completed' ? { output } : { error });
+    return { kind: 'finished', status };
+  });
+}

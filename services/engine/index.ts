@@ -1,0 +1,25 @@
+/**
+ * The run engine: the one place where runs start, advance, decide and finish. The API
+ * (`services/api/`) and the workers (`workers/`) both call it; neither holds engine logic.
+ */
+export type { EngineDeps } from './deps.js';
+export { startRun, type StartRunRequest, type StartedRun } from './start-run.js';
+export { beginStep, completeStep, failStep, failOrphanedStep, type StepStart, type StepRecord } from './steps.js';
+export { finalizeRun, APPROVAL_ABORTED, type FinalizeOutcome } from './finalize.js';
+export {
+  openCheckpoint,
+  resolveCheckpoint,
+  decideApproval,
+  getApproval,
+  approvalNotice,
+  approvalSummary,
+  promoteParked,
+  SUPPORTED_DECISIONS,
+  type DecisionAuth,
+  type DecisionRequest,
+  type CheckpointState,
+} from './checkpoints.js';
+export { syncDefinitions, findDefinition, definitionById, type StoredDefinition, type SyncReport } from './definitions-store.js';
+export { getRunView, runStatus, listEvents, getEvent, listApprovals, type RunEventView } from './queries.js';
+export { TERMINAL_RUN_EVENTS, type RunEventType } from './run-scope.js';
+export { webhookMessage } from './webhooks.js';

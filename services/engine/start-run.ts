@@ -1,0 +1,115 @@
+/** Starting a run: Postgres first (run, steps, events), then its BullMQ flow. */
+import { randomUUID } from 'node:crypto';
+import { and, eq } from 'drizzle-orm';
+import { UnavailableError } from '../../lib/index.js';
+import { runs, steps } from '../../db/index.js';
+import { validateInput } from '../../definitions/index.js';
+import { advance } from './advance.js';
+import { findDefinition } from './definitions-store.js';
+import type { EngineDeps } from './deps.js';
+import { enqueueWebhooks, openRunScope } from './run-scope.js';
+
+/** A request to start a run (already authenticated and shape-checked by the caller). */
+export interface StartRunRequest {
+  organizationId: string;
+  /** Identity that starts the run (API key subject). */
+  createdBy: string;
+  definition: string;
+  version?: number;
+  input: unknown;
+  webhookUrl?: string;
+  /** The same key (per organization) returns the same run instead of starting another. */
+  idempotencyKey?: string;
+}
+
+export interface StartedRun {
+  id: string;
+  status: string;
+  /** False when an earlier run with the same idempotency key was returned. */
+  created: boolean;
+}
+
+async function existingRun(deps: EngineDeps, organizationId: string, key: string): Promise<StartedRun | undefined> {
+  const [row] = await deps.database.db
+    .select({ id: runs.id, status: runs.status })
+    .from(runs)
+    .where(and(eq(runs.organizationId, organizationId), eq(runs.idempotencyKey, key)));
+  return row ? { ...row, created: false } : undefined;
+}
+
+/**
+ * Start a run of a definition version (the latest unless `version` is given).
+ *
+ * In one transaction: the run (`queued`), its steps (`pending`), `run.queued`, and the initially
+ * ready steps marked `queued`. Then the run's flow is created: root job (id = run id) in `runs`,
+ * ready steps as its children. If Redis refuses the flow, the run is deleted again, so that
+ * nothing changed and the caller may retry with the same idempotency key.
+ *
+ * @throws {NotFoundError} unknown definition or version (field `definition` / `version`).
+ * @throws {ValidationError} input does not match the definition's input schema (field `input.…`).
+ * @throws {UnavailableError} Redis could not take the flow.
+ */
+export async function startRun(deps: EngineDeps, request: StartRunRequest): Promise<StartedRun> {
+  const { db } = deps.database;
+  if (request.idempotencyKey) {
+    const found = await existingRun(deps, request.organizationId, request.idempotencyKey);
+    if (found) return found;
+  }
+  const stored = await findDefinition(db, request.organizationId, request.definition, request.version);
+  const definition = stored.spec;
+  validateInput(definition, request.input);
+
+  const runId = randomUUID();
+  let created: { ready: Awaited<ReturnType<typeof advance>>; emitted: number[] };
+  try {
+    created = await db.transaction(async (tx) => {
+      await tx.insert(runs).values({
+        id: runId,
+        organizationId: request.organizationId,
+        definitionId: stored.id,
+        definitionSlug: stored.slug,
+        definitionVersion: stored.version,
+        status: 'queued',
+        input: request.input ?? {},
+        webhookUrl: request.webhookUrl ?? null,
+        idempotencyKey: request.idempotencyKey ?? null,
+        createdBy: request.createdBy,
+      });
+      const rows = await tx
+        .insert(steps)
+        .values(
+          definition.steps.map((s) => ({
+            runId,
+            stepId: s.id,
+            type: s.type,
+            agent: s.kind === 'agent' ? s.agent : null,
+            status: 'pending',
+            needs: s.needs,
+          })),
+        )
+        .returning();
+      const scope = await openRunScope(tx, runId);
+      await scope.emit('run.queued', null, { definition: stored.slug, version: stored.version });
+      const ready = await advance(scope, definition, rows);
+      await scope.flush();
+      return { ready, emitted: scope.emitted };
+    });
+  } catch (err) {
+    // Two requests raced with the same idempotency key: the loser returns the winner's run.
+    if (request.idempotencyKey && (err as { code?: string }).code === '23505') {
+      const found = await existingRun(deps, request.organizationId, request.idempotencyKey);
+      if (found) return found;
+    }
+    throw err;
+  }
+
+  try {
+    await deps.queues.addRunFlow(runId, created.ready);
+  } catch (err) {
+    deps.logger.error({ err, runId }, 'could not create the run flow; removing the run');
+    await db.delete(runs).where(eq(runs.id, runId));
+    throw new UnavailableError('the queue is unavailable; the run was not started, retry later', { cause: err });
+  }
+  if (request.webhookUrl) await enqueueWebhooks(deps, runId, created.emitted);
+  return { id: runId, status: 'queued', created: true };
+}

@@ -1,0 +1,254 @@
+/**
+ * A step attempt's lifecycle: begin (claim), complete, fail. Each is one `withRun` transaction.
+ *
+ * Attempts are fenced in Postgres: only the current attempt (`steps.attempts`) of a step that is
+ * still running may record a result. A job that lost its lock and was re-delivered elsewhere
+ * starts a new attempt, which marks the old one `lost`; if the old one finishes later, its
+ * result is refused. So a step is recorded completed at most once, whatever BullMQ delivers.
+ */
+import { and, eq, sql } from 'drizzle-orm';
+import { serializeError, type SerializedError } from '../../lib/index.js';
+import { stepAttempts, steps } from '../../db/index.js';
+import { evaluateMapping, type Definition, type StepSpec } from '../../definitions/index.js';
+import { stepJobId, type StepJobData, type StepJobSpec } from '../../queues/index.js';
+import { advance, liveJobSpecs, loadSteps, scopeOf, type StepRow } from './advance.js';
+import { definitionById } from './definitions-store.js';
+import type { EngineDeps } from './deps.js';
+import { withRun, type RunScope } from './run-scope.js';
+
+/** Outcome of claiming a step job. */
+export type StepStart =
+  /** Execute the agent with `input`. */
+  | { kind: 'run'; attempt: number; input: unknown; spec: StepSpec; idempotencyKey: string }
+  /** A checkpoint re-entering after it parked (its approval exists). */
+  | { kind: 'waiting'; attempt: number; spec: StepSpec }
+  /** Already completed or skipped: make sure the jobs its successors need exist, then ack. */
+  | { kind: 'finished'; live: StepJobSpec[] }
+  /** Nothing to do: stale generation, run over, or input mapping failed (recorded). */
+  | { kind: 'inactive'; reason: string };
+
+/** Outcome of recording a result. */
+export interface StepRecord {
+  /** False when the attempt was fenced out (a newer attempt owns the step). */
+  recorded: boolean;
+  /** Steps that became ready: add their jobs (as children of the root) before acking. */
+  ready: StepJobSpec[];
+}
+
+interface Located {
+  scope: RunScope;
+  definition: Definition;
+  rows: StepRow[];
+  row: StepRow;
+  spec: StepSpec;
+}
+
+async function locate(deps: EngineDeps, scope: RunScope, stepId: string): Promise<Located | undefined> {
+  const { spec: definition } = await definitionById(deps.database.db, scope.run.definitionId);
+  const rows = await loadSteps(scope);
+  const row = rows.find((r) => r.stepId === stepId);
+  const spec = definition.steps.find((s) => s.id === stepId);
+  return row && spec ? { scope, definition, rows, row, spec } : undefined;
+}
+
+function isRunActive(status: string): boolean {
+  return status === 'queued' || status === 'running';
+}
+
+/**
+ * Claim a step job: start a new attempt (resolving the step's `with:` input) or explain why not.
+ * @param jobId - the BullMQ job id, recorded on the attempt.
+ */
+export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: string): Promise<StepStart> {
+  return withRun(deps, data.runId, async (scope) => {
+    const at = await locate(deps, scope, data.stepId);
+    if (!at) return { kind: 'inactive', reason: `step ${data.stepId} is not part of run ${data.runId}` };
+    const { row, spec, rows, definition } = at;
+    if (row.generation !== data.generation) return { kind: 'inactive', reason: `generation ${data.generation} is stale` };
+    if (row.status === 'completed' || row.status === 'skipped') {
+      return { kind: 'finished', live: liveJobSpecs(definition, rows) };
+    }
+    if (!isRunActive(scope.run.status)) return { kind: 'inactive', reason: `run is ${scope.run.status}` };
+    if (row.status === 'waiting') return { kind: 'waiting', attempt: row.attempts, spec };
+    if (row.status !== 'queued' && row.status !== 'running') {
+      return { kind: 'inactive', reason: `step is ${row.status}` };
+    }
+
+    const { tx } = scope;
+    if (row.status === 'running') {
+      // Re-delivery after a crash or a lost lock: the previous attempt will never report.
+      await tx
+        .update(stepAttempts)
+        .set({ status: 'lost', finishedAt: sql`now()` })
+        .where(
+          and(
+            eq(stepAttempts.runId, row.runId),
+            eq(stepAttempts.stepId, row.stepId),
+            eq(stepAttempts.attempt, row.attempts),
+            eq(stepAttempts.status, 'running'),
+          ),
+        );
+    }
+    if (scope.run.status === 'queued') {
+      await tx.execute(sql`update runs set status = 'running', started_at = now() where id = ${row.runId}`);
+      scope.run.status = 'running';
+      await scope.emit('run.started', null, {});
+    }
+
+    const attempt = row.attempts + 1;
+    let input: unknown;
+    let mappingError: SerializedError | undefined;
+    try {
+      input = spec.kind === 'checkpoint' ? null : await evaluateMapping(spec.with, scopeOf(scope.run, rows));
+    } catch (err) {
+      mappingError = { ...serializeError(err), code: 'INPUT_MAPPING_FAILED' };
+    }
+    await tx.insert(stepAttempts).values({
+      runId: row.runId,
+      stepId: row.stepId,
+      attempt,
+      generation: row.generation,
+      status: mappingError ? 'failed' : 'running',
+      jobId,
+      input: input ?? null,
+      error: mappingError ?? null,
+      finishedAt: mappingError ? sql`now()` : null,
+    });
+    await tx
+      .update(steps)
+      .set({
+        status: mappingError ? 'failed' : 'running',
+        attempts: attempt,
+        input: input ?? null,
+        error: mappingError ?? null,
+        startedAt: sql`coalesce(${steps.startedAt}, now())`,
+        finishedAt: mappingError ? sql`now()` : null,
+      })
+      .where(and(eq(steps.runId, row.runId), eq(steps.stepId, row.stepId)));
+    await scope.emit('step.started', row.stepId, { attempt, generation: row.generation });
+    if (mappingError) {
+      await scope.emit('step.failed', row.stepId, { attempt, error: mappingError });
+      return { kind: 'inactive', reason: `input mapping failed: ${mappingError.message}` };
+    }
+    return { kind: 'run', attempt, input, spec, idempotencyKey: stepJobId(row.runId, row.stepId, row.generation) };
+  });
+}
+
+/** Fence: the attempt is the step's current one and both are still open. */
+async function fence(scope: RunScope, data: StepJobData, attempt: number): Promise<boolean> {
+  const open = await scope.tx
+    .select({ status: steps.status })
+    .from(steps)
+    .where(
+      and(
+        eq(steps.runId, data.runId),
+        eq(steps.stepId, data.stepId),
+        eq(steps.generation, data.generation),
+        eq(steps.attempts, attempt),
+        sql`${steps.status} in ('running', 'waiting')`,
+      ),
+    );
+  return open.length === 1;
+}
+
+async function closeAttempt(
+  scope: RunScope,
+  data: StepJobData,
+  attempt: number,
+  values: { status: string; output?: unknown; error?: SerializedError },
+): Promise<void> {
+  await scope.tx
+    .update(stepAttempts)
+    .set({ status: values.status, output: values.output ?? null, error: values.error ?? null, finishedAt: sql`now()` })
+    .where(
+      and(eq(stepAttempts.runId, data.runId), eq(stepAttempts.stepId, data.stepId), eq(stepAttempts.attempt, attempt)),
+    );
+}
+
+/**
+ * Record a step attempt's output and queue the successors that became ready.
+ * @param extra - event data added to `step.completed` (e.g. the checkpoint decision).
+ */
+export async function completeStep(
+  deps: EngineDeps,
+  data: StepJobData,
+  attempt: number,
+  output: unknown,
+  extra: Record<string, unknown> = {},
+): Promise<StepRecord> {
+  return withRun(deps, data.runId, async (scope) => {
+    if (!(await fence(scope, data, attempt))) return { recorded: false, ready: [] };
+    const at = await locate(deps, scope, data.stepId);
+    if (!at) return { recorded: false, ready: [] };
+    const json = output === undefined ? null : output;
+    await closeAttempt(scope, data, attempt, { status: 'completed', output: json });
+    await scope.tx
+      .update(steps)
+      .set({ status: 'completed', output: json, error: null, finishedAt: sql`now()` })
+      .where(and(eq(steps.runId, data.runId), eq(steps.stepId, data.stepId)));
+    at.row.status = 'completed';
+    at.row.output = json;
+    const durationMs = at.row.startedAt ? Date.now() - at.row.startedAt.getTime() : undefined;
+    await scope.emit('step.completed', data.stepId, { attempt, durationMs, ...extra });
+    return { recorded: true, ready: await advance(scope, at.definition, at.rows) };
+  });
+}
+
+/**
+ * Record a failed attempt.
+ * @param final - no attempt will follow: the step fails (`step.failed`); otherwise it waits for
+ *   BullMQ's retry (`step.retrying`, with `retryDelayMs` when known).
+ */
+export async function failStep(
+  deps: EngineDeps,
+  data: StepJobData,
+  attempt: number,
+  error: SerializedError,
+  final: boolean,
+  retryDelayMs?: number,
+): Promise<StepRecord> {
+  return withRun(deps, data.runId, async (scope) => {
+    if (!(await fence(scope, data, attempt))) return { recorded: false, ready: [] };
+    await closeAttempt(scope, data, attempt, { status: error.code === 'CANCELLED' ? 'cancelled' : 'failed', error });
+    const where = and(eq(steps.runId, data.runId), eq(steps.stepId, data.stepId));
+    if (!final) {
+      await scope.tx.update(steps).set({ status: 'queued', error }).where(where);
+      await scope.emit('step.retrying', data.stepId, { attempt, error, ...(retryDelayMs ? { retryDelayMs } : {}) });
+      return { recorded: true, ready: [] };
+    }
+    await scope.tx.update(steps).set({ status: 'failed', error, finishedAt: sql`now()` }).where(where);
+    await scope.emit('step.failed', data.stepId, { attempt, error });
+    const at = await locate(deps, scope, data.stepId);
+    if (!at || at.spec.onError !== 'continue') return { recorded: true, ready: [] };
+    at.row.status = 'failed';
+    return { recorded: true, ready: await advance(scope, at.definition, at.rows) };
+  });
+}
+
+/**
+ * Record that a step's job failed without its processor reporting (e.g. BullMQ failed it after
+ * it stalled too often). Used by the root job's repair pass.
+ */
+export async function failOrphanedStep(
+  deps: EngineDeps,
+  data: Pick<StepJobData, 'runId' | 'stepId' | 'generation'>,
+  reason: string,
+): Promise<void> {
+  await withRun(deps, data.runId, async (scope) => {
+    const error: SerializedError = { name: 'JobFailed', code: 'JOB_FAILED', message: reason };
+    const updated = await scope.tx
+      .update(steps)
+      .set({ status: 'failed', error, finishedAt: sql`now()` })
+      .where(
+        and(
+          eq(steps.runId, data.runId),
+          eq(steps.stepId, data.stepId),
+          eq(steps.generation, data.generation),
+          sql`${steps.status} in ('queued', 'running', 'waiting')`,
+        ),
+      )
+      .returning({ attempts: steps.attempts });
+    if (updated.length === 0) return;
+    await scope.emit('step.failed', data.stepId, { attempt: updated[0]?.attempts ?? 0, error });
+  });
+}

@@ -1,0 +1,59 @@
+/**
+ * Processor of the `checkpoints` queue (SPEC A1): open the approval, park the job in BullMQ's
+ * delayed state until its deadline, and when woken (decision or deadline) apply the outcome.
+ */
+import { DelayedError, type Job } from 'bullmq';
+import {
+  beginStep,
+  failStep,
+  getApproval,
+  openCheckpoint,
+  promoteParked,
+  resolveCheckpoint,
+} from '../services/engine/index.js';
+import type { WorkerDeps } from './deps.js';
+import { isControlFlow, planFailure } from './failure.js';
+import { parseStepJob } from './step-processor.js';
+
+/** Extra wait when the worker's clock wakes the job before Postgres' deadline, in milliseconds. */
+const CLOCK_SKEW_MARGIN_MS = 1000;
+
+/** Build the processor for the `checkpoints` queue. */
+export function createCheckpointProcessor(deps: WorkerDeps) {
+  return async (job: Job, token?: string): Promise<Record<string, unknown>> => {
+    const data = parseStepJob(job);
+    const jobId = job.id ?? '';
+    const start = await beginStep(deps, data, jobId);
+    if (start.kind === 'inactive') return { ignored: start.reason };
+    if (start.kind === 'finished') {
+      await deps.queues.addStepJobs(data.runId, start.live);
+      return { alreadyFinished: true };
+    }
+    const { attempt } = start;
+    try {
+      const park = async (untilMs: number, approvalId: string): Promise<never> => {
+        await job.moveToDelayed(untilMs, token);
+        // A decision committed while we were still active found nothing to promote: do it now.
+        const again = await getApproval(deps, approvalId);
+        if (again && again.status !== 'pending') await promoteParked(deps, jobId);
+        throw new DelayedError();
+      };
+      const state = await openCheckpoint(deps, data, attempt);
+      if (state.approval.status === 'pending' && !state.expired) {
+        await park(state.approval.expiresAt.getTime(), state.approval.id);
+      }
+      const resolution = await resolveCheckpoint(deps, data, attempt);
+      if (resolution.kind === 'pending') {
+        await park(Math.max(Date.now(), state.approval.expiresAt.getTime()) + CLOCK_SKEW_MARGIN_MS, state.approval.id);
+        return {};
+      }
+      await deps.queues.addStepJobs(data.runId, resolution.ready);
+      return { resolved: true };
+    } catch (err) {
+      if (isControlFlow(err)) throw err;
+      const plan = planFailure(err, job);
+      await failStep(deps, data, attempt, plan.error, plan.final, plan.retryDelayMs);
+      throw plan.rethrow;
+    }
+  };
+}

@@ -1,0 +1,62 @@
+/**
+ * Worker process entry (Procfile `worker`). Serves every agent type, or the subset given with
+ * `--agents context,api`, plus the engine queues. SIGTERM/SIGINT: stop taking jobs, let active
+ * ones finish within SHUTDOWN_TIMEOUT_MS; a second signal exits at once.
+ */
+import { parseArgs } from 'node:util';
+import { AGENT_TYPES, namedAgents, type AgentType } from '../agents/index.js';
+import { ConfigError, ShutdownRegistry, createLogger, loadConfig } from '../lib/index.js';
+import { createDatabase } from '../db/index.js';
+import { Queues, createRedis } from '../queues/index.js';
+import { startWorkers } from './start-workers.js';
+
+function parseAgentTypes(value: string | undefined): AgentType[] {
+  if (!value) return [...AGENT_TYPES];
+  const wanted = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = wanted.filter((t) => !(AGENT_TYPES as readonly string[]).includes(t));
+  if (unknown.length > 0 || wanted.length === 0) {
+    throw new ConfigError(`--agents: expected a comma-separated subset of ${AGENT_TYPES.join(',')}, got "${value}"`);
+  }
+  return wanted as AgentType[];
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { agents: { type: 'string' } }, strict: true });
+  const config = loadConfig();
+  const agentTypes = parseAgentTypes(values.agents);
+  const logger = createLogger({ level: config.log.level, service: 'worker' });
+  for (const name of config.devDefaults) logger.warn(`${name} is not set: using the development default`);
+  const shutdown = new ShutdownRegistry(logger);
+
+  const database = createDatabase(config.postgres.url, { max: 10, applicationName: 'baton-worker' });
+  shutdown.register('postgres', () => database.close());
+  const producer = createRedis(config.redis.url, 'producer');
+  shutdown.register('redis-producer', () => producer.quit());
+  const queues = new Queues(producer, config.redis.prefix, logger);
+  shutdown.register('queues', () => queues.close());
+  const workerConnection = createRedis(config.redis.url, 'worker');
+  shutdown.register('redis-worker', () => workerConnection.quit());
+
+  const pool = startWorkers({ config, database, queues, logger, agents: namedAgents }, workerConnection, agentTypes);
+  shutdown.register('workers', () => pool.close());
+  logger.info({ agentTypes, prefix: config.redis.prefix }, 'worker ready');
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(130);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    void shutdown.run(config.shutdown.timeoutMs).then((clean) => process.exit(clean ? 0 : 1));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`baton worker: ${message}\n`);
+  process.exit(1);
+});

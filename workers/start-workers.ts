@@ -1,0 +1,74 @@
+/**
+ * Start BullMQ workers for a set of agent types plus the engine's own queues (`runs`,
+ * `checkpoints`, `webhooks`). One `Worker` per queue; each holds two Redis connections.
+ */
+import { hostname } from 'node:os';
+import { Worker, type Processor } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { AgentType } from '../agents/index.js';
+import { AGENT_QUEUES } from '../queues/index.js';
+import { createCheckpointProcessor } from './checkpoint-processor.js';
+import type { WorkerDeps } from './deps.js';
+import { stepBackoffStrategy } from './failure.js';
+import { createRunProcessor } from './run-processor.js';
+import { createStepProcessor } from './step-processor.js';
+import { createWebhookProcessor } from './webhook-processor.js';
+
+export interface WorkerPool {
+  workers: Worker[];
+  /** Stop fetching, wait for active jobs, close connections. */
+  close(): Promise<void>;
+}
+
+/**
+ * Stalled-job settings (research/bullmq-design.md §4.5): a worker killed mid-step loses its
+ * lock after `lockDurationMs`; another worker's stalled check (every `stalledIntervalMs`) puts
+ * the job back. `maxStalledCount: 2` lets a step survive two crashes before BullMQ fails it
+ * for good (the default, 1, would fail it on the second crash regardless of `attempts`); the
+ * attempt fence in Postgres keeps re-deliveries from recording twice.
+ */
+const MAX_STALLED_COUNT = 2;
+
+/**
+ * @param connection - a `worker` Redis connection (`maxRetriesPerRequest: null`); BullMQ
+ *   duplicates it for each worker's blocking reads.
+ * @param agentTypes - agent queues to serve.
+ */
+export function startWorkers(deps: WorkerDeps, connection: Redis, agentTypes: readonly AgentType[]): WorkerPool {
+  const { config, logger } = deps;
+  const common = {
+    connection,
+    prefix: config.redis.prefix,
+    lockDuration: config.worker.lockDurationMs,
+    stalledInterval: config.worker.stalledIntervalMs,
+    maxStalledCount: MAX_STALLED_COUNT,
+  };
+  const specs: Array<{ queue: string; processor: Processor; concurrency: number }> = [
+    ...agentTypes.map((t) => ({ queue: AGENT_QUEUES[t], processor: createStepProcessor(deps), concurrency: config.worker.concurrency })),
+    { queue: 'checkpoints', processor: createCheckpointProcessor(deps), concurrency: 50 },
+    { queue: 'runs', processor: createRunProcessor(deps), concurrency: 50 },
+    { queue: 'webhooks', processor: createWebhookProcessor(deps), concurrency: 20 },
+  ];
+  const workers = specs.map(({ queue, processor, concurrency }) => {
+    const worker = new Worker(queue, processor, {
+      ...common,
+      concurrency,
+      name: `${queue}@${hostname()}:${process.pid}`,
+      // Called only for the custom `STEP_BACKOFF` type; built-in types keep BullMQ's own.
+      settings: { backoffStrategy: stepBackoffStrategy },
+    });
+    worker.on('error', (err) => logger.error({ err, queue }, 'worker error'));
+    // A job whose lock could not be renewed may already run elsewhere: stop this copy.
+    worker.on('lockRenewalFailed', (ids) => ids.forEach((id) => worker.cancelJob(id, 'lock lost')));
+    worker.on('failed', (job, err) => {
+      if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) logger.warn({ queue, jobId: job.id, err }, 'job failed');
+    });
+    return worker;
+  });
+  return {
+    workers,
+    async close() {
+      await Promise.allSettled(workers.map((w) => w.close()));
+    },
+  };
+}
