@@ -272,13 +272,19 @@ export function toPlainJson(value: unknown): unknown {
 }
 
 /**
- * Evaluate one bare JSONata expression against `scope`.
- * @returns the result as plain JSON (`undefined` when the expression matches nothing).
- * @throws {DefinitionError} if the expression does not compile.
- * @throws {ValidationError} if evaluation fails (a JSONata runtime error such as a type error,
- *   or the 2 s evaluation timeout); `details` holds `{expression, code, position}`.
+ * A private deep copy of the scope for one evaluation: JSONata sometimes marks arrays it returns
+ * (e.g. `keepSingleton` for `path[]`), and those may be the caller's own arrays.
  */
-export async function evaluateExpression(expression: string, scope: ExpressionScope): Promise<unknown> {
+function isolate(scope: ExpressionScope): ExpressionScope {
+  try {
+    return structuredClone(scope);
+  } catch {
+    return toPlainJson(scope) as ExpressionScope;
+  }
+}
+
+/** Evaluate a bare expression against an already isolated scope. */
+async function evaluateIsolated(expression: string, scope: ExpressionScope): Promise<unknown> {
   const compiled = compileExpression(expression);
   let result: unknown;
   try {
@@ -295,6 +301,17 @@ export async function evaluateExpression(expression: string, scope: ExpressionSc
   return toPlainJson(result);
 }
 
+/**
+ * Evaluate one bare JSONata expression against `scope` (which is never modified).
+ * @returns the result as plain JSON (`undefined` when the expression matches nothing).
+ * @throws {DefinitionError} if the expression does not compile.
+ * @throws {ValidationError} if evaluation fails (a JSONata runtime error such as a type error,
+ *   or the 2 s evaluation timeout); `details` holds `{expression, code, position}`.
+ */
+export async function evaluateExpression(expression: string, scope: ExpressionScope): Promise<unknown> {
+  return evaluateIsolated(expression, isolate(scope));
+}
+
 /** Text form of an interpolated value: strings as-is, `undefined` → `''`, others as JSON. */
 function stringify(value: unknown): string {
   if (value === undefined) return '';
@@ -306,12 +323,42 @@ function stringify(value: unknown): string {
 async function evaluateString(text: string, scope: ExpressionScope): Promise<unknown> {
   if (!hasTemplate(text)) return text;
   const whole = wholeExpression(text);
-  if (whole !== undefined) return evaluateExpression(whole, scope);
-  return renderTemplate(text, scope);
+  if (whole !== undefined) return evaluateIsolated(whole, scope);
+  return renderIsolated(text, scope);
+}
+
+/** {@link evaluateMapping} against an already isolated scope. */
+async function evaluateMappingIsolated(mapping: unknown, scope: ExpressionScope): Promise<unknown> {
+  if (typeof mapping === 'string') return evaluateString(mapping, scope);
+  if (Array.isArray(mapping)) {
+    const items = await Promise.all(mapping.map((item: unknown) => evaluateMappingIsolated(item, scope)));
+    return items.map((item) => (item === undefined ? null : item));
+  }
+  if (isRecord(mapping)) {
+    const entries = await Promise.all(
+      Object.entries(mapping).map(
+        async ([key, value]): Promise<[string, unknown]> => [key, await evaluateMappingIsolated(value, scope)],
+      ),
+    );
+    return Object.fromEntries(entries.filter(([, value]) => value !== undefined));
+  }
+  return toPlainJson(mapping);
+}
+
+/** {@link renderTemplate} against an already isolated scope. */
+async function renderIsolated(text: string, scope: ExpressionScope): Promise<string> {
+  if (!hasTemplate(text)) return text;
+  const pieces = await Promise.all(
+    parseTemplate(text).map(async (part) =>
+      part.kind === 'text' ? part.text : stringify(await evaluateIsolated(part.expression, scope)),
+    ),
+  );
+  return pieces.join('');
 }
 
 /**
- * Evaluate a mapping (a step's `with:`, a checkpoint's `show:`, the run `output:`).
+ * Evaluate a mapping (a step's `with:`, a checkpoint's `show:`, the run `output:`) against
+ * `scope` (which is never modified).
  * @param mapping - any JSON value whose strings may hold `${{ }}` templates.
  * @returns a new plain JSON value; object keys whose value evaluates to `undefined` are omitted,
  *   array items that evaluate to `undefined` become `null`, and a whole-value expression that
@@ -320,18 +367,8 @@ async function evaluateString(text: string, scope: ExpressionScope): Promise<unk
  * @throws {ValidationError} if an expression fails at evaluation time.
  */
 export async function evaluateMapping(mapping: unknown, scope: ExpressionScope): Promise<unknown> {
-  if (typeof mapping === 'string') return evaluateString(mapping, scope);
-  if (Array.isArray(mapping)) {
-    const items = await Promise.all(mapping.map((item: unknown) => evaluateMapping(item, scope)));
-    return items.map((item) => (item === undefined ? null : item));
-  }
-  if (isRecord(mapping)) {
-    const entries = await Promise.all(
-      Object.entries(mapping).map(async ([key, value]): Promise<[string, unknown]> => [key, await evaluateMapping(value, scope)]),
-    );
-    return Object.fromEntries(entries.filter(([, value]) => value !== undefined));
-  }
-  return toPlainJson(mapping);
+  if (templateSites(mapping).length === 0) return toPlainJson(mapping);
+  return evaluateMappingIsolated(mapping, isolate(scope));
 }
 
 /**
@@ -342,12 +379,7 @@ export async function evaluateMapping(mapping: unknown, scope: ExpressionScope):
  */
 export async function renderTemplate(text: string, scope: ExpressionScope): Promise<string> {
   if (!hasTemplate(text)) return text;
-  const pieces = await Promise.all(
-    parseTemplate(text).map(async (part) =>
-      part.kind === 'text' ? part.text : stringify(await evaluateExpression(part.expression, scope)),
-    ),
-  );
-  return pieces.join('');
+  return renderIsolated(text, isolate(scope));
 }
 
 /**

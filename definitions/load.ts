@@ -141,13 +141,31 @@ const SHAPE_NAMES: Record<StepShapeKind, string> = {
   checkpoint: 'type: checkpoint',
 };
 
-/** Explain an unknown step key that belongs to another kind of step. */
+/** Levenshtein distance (for "did you mean" hints on short keys). */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i += 1) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j += 1) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      current.push(Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + cost));
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? Math.max(a.length, b.length);
+}
+
+/**
+ * Explain an unknown step key: it belongs to another kind of step, or it looks like a known key.
+ */
 function unknownStepKeyHint(key: string, raw: unknown, rest: readonly Segment[], stepPath: readonly Segment[]): string {
   if (rest.length !== 0) return '';
   const shape = stepShapeOf(valueAt(raw, stepPath));
   const owners = (Object.keys(STEP_KEYS) as StepShapeKind[]).filter((kind) => kind !== shape && STEP_KEYS[kind].includes(key));
-  if (owners.length === 0) return '';
-  return ` (only valid on ${owners.map((kind) => SHAPE_NAMES[kind]).join(' / ')} steps)`;
+  if (owners.length > 0) return ` (only valid on ${owners.map((kind) => SHAPE_NAMES[kind]).join(' / ')} steps)`;
+  const allowed = shape === undefined ? [] : STEP_KEYS[shape];
+  const close = allowed.find((candidate) => editDistance(candidate, key) <= 2);
+  return close === undefined ? '' : ` (did you mean "${close}"?)`;
 }
 
 /** Turn one zod issue into positioned-by-path problems with a readable rule. */

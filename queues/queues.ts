@@ -30,7 +30,7 @@ export interface StepJobSpec {
 
 /** Options of the root job (`runs` queue): it only reads Postgres, so retry generously. */
 const ROOT_OPTIONS: JobsOptions = {
-  attempts: 25,
+  attempts: 12, // exponential from 1 s: the last retry comes ~34 min after the first failure
   backoff: { type: 'exponential', delay: 1000 },
   ...RETENTION,
 };

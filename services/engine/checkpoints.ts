@@ -62,7 +62,7 @@ export async function openCheckpoint(deps: EngineDeps, data: StepJobData, attemp
     );
     let [approval] = await tx.select().from(approvals).where(where);
     if (!approval) {
-      const { spec: definition } = await definitionById(deps.database.db, run.definitionId);
+      const { spec: definition } = await definitionById(tx, run.definitionId);
       const spec = definition.steps.find((s) => s.id === data.stepId);
       if (!spec || spec.kind !== 'checkpoint') throw new NotFoundError(`checkpoint step ${data.stepId} not found`);
       const rows = await loadSteps(scope);
@@ -298,7 +298,7 @@ export async function resolveCheckpoint(deps: EngineDeps, data: StepJobData, att
     const { approval, expired } = row;
     if (approval.status === 'pending' && !expired) return { kind: 'pending' as const };
     if (approval.status === 'pending') {
-      const { spec: definition } = await definitionById(deps.database.db, run.definitionId);
+      const { spec: definition } = await definitionById(tx, run.definitionId);
       const spec = definition.steps.find((s) => s.id === data.stepId);
       const onTimeout = spec?.kind === 'checkpoint' ? spec.onTimeout : 'abort';
       const [expiredRow] = await tx

@@ -112,8 +112,12 @@ export async function findDefinition(
   return toStored(row);
 }
 
-/** Load a definition by id (the version a run pinned). */
-export async function definitionById(db: Db, id: string): Promise<StoredDefinition> {
+/**
+ * Load a definition by id (the version a run pinned).
+ * @param db - the database or, inside a run's transaction, that transaction (so a caller
+ *   holding a connection never waits for a second one from the pool).
+ */
+export async function definitionById(db: Pick<Db, 'select'>, id: string): Promise<StoredDefinition> {
   const hit = cache.get(id);
   if (hit) return hit;
   const [row] = await db.select().from(definitions).where(eq(definitions.id, id));

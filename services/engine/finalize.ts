@@ -28,7 +28,7 @@ export async function finalizeRun(deps: EngineDeps, runId: string): Promise<Fina
     if (run.status === 'completed' || run.status === 'failed' || run.status === 'cancelled') {
       return { kind: 'finished', status: run.status };
     }
-    const { spec: definition } = await definitionById(deps.database.db, run.definitionId);
+    const { spec: definition } = await definitionById(tx, run.definitionId);
     const rows = await loadSteps(scope);
     const ready = await advance(scope, definition, rows);
     const live = liveJobSpecs(definition, rows);

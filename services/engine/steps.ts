@@ -44,7 +44,7 @@ interface Located {
 }
 
 async function locate(deps: EngineDeps, scope: RunScope, stepId: string): Promise<Located | undefined> {
-  const { spec: definition } = await definitionById(deps.database.db, scope.run.definitionId);
+  const { spec: definition } = await definitionById(scope.tx, scope.run.definitionId);
   const rows = await loadSteps(scope);
   const row = rows.find((r) => r.stepId === stepId);
   const spec = definition.steps.find((s) => s.id === stepId);

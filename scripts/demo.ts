@@ -1,0 +1,292 @@
+/**
+ * `npm run demo`: the KPI-tracking run end to end, through the real architecture.
+ *
+ * Runs `release`, starts one `web` and two `worker` processes from the Procfile's own lines,
+ * POSTs a KPI run for AAPL and MSFT (2005-01-01 … 2009-12-31) over HTTP, receives the signed
+ * checkpoint webhook on a local receiver (signature verified), approves through `decideUrl`,
+ * follows the SSE stream, prints the KPI table and the summary, stops what it started, and
+ * exits 0 — or non-zero with a message saying what failed.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import { createParser } from 'eventsource-parser';
+import { Redis } from 'ioredis';
+import postgres from 'postgres';
+import { Webhook } from 'standardwebhooks';
+import { exited, spawnProcess } from './procfile.js';
+
+const DEMO_TIMEOUT_MS = 180_000;
+const startedAt = Date.now();
+const elapsed = () => `${((Date.now() - startedAt) / 1000).toFixed(2).padStart(6)}s`;
+const say = (line: string) => process.stdout.write(`${elapsed()}  ${line}\n`);
+
+class DemoError extends Error {}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function listen(server: Server, port = 0): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve((server.address() as AddressInfo).port));
+  });
+}
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  const port = await listen(probe);
+  await new Promise<void>((r) => probe.close(() => r()));
+  return port;
+}
+
+async function checkServices(env: Record<string, string>): Promise<void> {
+  const redis = new Redis(env.REDIS_URL ?? '', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch {
+    throw new DemoError(
+      `Redis does not answer at ${env.REDIS_URL}. Start it with:\n  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no\n(or: docker compose up -d redis postgres)`,
+    );
+  } finally {
+    redis.disconnect();
+  }
+  const admin = new URL(env.DATABASE_URL ?? '');
+  admin.pathname = '/postgres';
+  const sql = postgres(admin.toString(), { max: 1, connect_timeout: 5, onnotice: () => undefined });
+  try {
+    await sql`select 1`;
+  } catch {
+    throw new DemoError(
+      `PostgreSQL does not answer at ${admin.host}. Start it with:\n  pg_ctlcluster --skip-systemctl-redirect 15 main start\n(or: docker compose up -d redis postgres)`,
+    );
+  } finally {
+    await sql.end({ timeout: 2 });
+  }
+}
+
+interface StreamEvent {
+  seq: number;
+  type: string;
+  stepId: string | null;
+  data: Record<string, unknown>;
+  createdAt: string;
+}
+
+type Kpi = {
+  firstPrice: number;
+  lastPrice: number;
+  totalReturnPct: number;
+  cagrPct: number | null;
+  maxDrawdownPct: number;
+  volatilityPct: number | null;
+  bestMonth: { date: string; returnPct: number } | null;
+  worstMonth: { date: string; returnPct: number } | null;
+};
+
+function kpiTable(kpis: Record<string, Kpi>): string {
+  const f = (n: number | null | undefined, digits = 2) => (n === null || n === undefined ? '—' : n.toFixed(digits));
+  const header = ['symbol', 'first', 'last', 'total %', 'CAGR %', 'max DD %', 'vol %', 'best month', 'worst month'];
+  const rows = Object.entries(kpis).map(([symbol, k]) => [
+    symbol,
+    f(k.firstPrice),
+    f(k.lastPrice),
+    f(k.totalReturnPct),
+    f(k.cagrPct),
+    f(k.maxDrawdownPct),
+    f(k.volatilityPct),
+    k.bestMonth ? `${k.bestMonth.date} ${f(k.bestMonth.returnPct)}%` : '—',
+    k.worstMonth ? `${k.worstMonth.date} ${f(k.worstMonth.returnPct)}%` : '—',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** Step-to-step latency: from a step's completion to the start of each step that needed it. */
+function latencies(events: StreamEvent[], needs: Record<string, string[]>): string[] {
+  const at = (type: string, stepId: string) => {
+    const e = events.find((x) => x.type === type && x.stepId === stepId);
+    return e ? Date.parse(e.createdAt) : undefined;
+  };
+  const out: string[] = [];
+  for (const [stepId, deps] of Object.entries(needs)) {
+    for (const dep of deps) {
+      const done = at('step.completed', dep);
+      const started = at('step.started', stepId);
+      if (done !== undefined && started !== undefined) out.push(`${dep} → ${stepId}: ${started - done} ms`);
+    }
+  }
+  const resolved = events.find((e) => e.type === 'checkpoint.resolved');
+  const reviewDone = at('step.completed', 'review');
+  if (resolved && reviewDone !== undefined) {
+    out.push(`approval decided → review completed: ${reviewDone - Date.parse(resolved.createdAt)} ms`);
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const port = Number(process.env.PORT ?? (await freePort()));
+  const env: Record<string, string> = {
+    NODE_ENV: 'development',
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+    PORT: String(port),
+    DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/baton',
+    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    QUEUE_PREFIX: process.env.QUEUE_PREFIX ?? 'baton',
+    BATON_API_KEY: process.env.BATON_API_KEY ?? `demo_${randomBytes(16).toString('hex')}`,
+    BATON_WEBHOOK_SECRET: process.env.BATON_WEBHOOK_SECRET ?? `whsec_${randomBytes(32).toString('base64')}`,
+    BATON_PUBLIC_URL: `http://127.0.0.1:${port}`,
+    ...(process.env.LLM_BASE_URL ? { LLM_BASE_URL: process.env.LLM_BASE_URL } : {}),
+    ...(process.env.LLM_API_KEY ? { LLM_API_KEY: process.env.LLM_API_KEY } : {}),
+    ...(process.env.LLM_MODEL ? { LLM_MODEL: process.env.LLM_MODEL } : {}),
+  };
+  const base = env.BATON_PUBLIC_URL ?? '';
+  const headers = { authorization: `Bearer ${env.BATON_API_KEY}`, 'content-type': 'application/json' };
+
+  await checkServices(env);
+  say('Redis and PostgreSQL answer');
+
+  const release = spawnProcess('release', env, { stdio: 'inherit' });
+  const released = await exited(release);
+  if (released.code !== 0) throw new DemoError(`release failed (exit ${released.code ?? released.signal})`);
+  say('release: migrated, seeded market prices, synced definitions/');
+
+  // Local receiver: signed webhooks (verified) and the publish endpoint of marketing-swarm.
+  const verifier = new Webhook(env.BATON_WEBHOOK_SECRET ?? '');
+  const published: Array<{ idempotencyKey: string | undefined; body: unknown }> = [];
+  let resolveCheckpoint: (approval: Record<string, unknown>) => void = () => undefined;
+  const checkpoint = new Promise<Record<string, unknown>>((r) => (resolveCheckpoint = r));
+  let webhooksVerified = 0;
+  const receiver = createServer((req, res) => {
+    void (async () => {
+      const body = await readBody(req);
+      if (req.url === '/webhooks') {
+        try {
+          const message = verifier.verify(body, req.headers as Record<string, string>) as { type: string; data: { approval?: Record<string, unknown> } };
+          webhooksVerified += 1;
+          if (message.type === 'checkpoint.requested' && message.data.approval) resolveCheckpoint(message.data.approval);
+          res.writeHead(204).end();
+        } catch (err) {
+          say(`receiver: REJECTED a webhook with a bad signature (${(err as Error).message})`);
+          res.writeHead(401).end();
+        }
+        return;
+      }
+      if (req.url === '/publish') {
+        published.push({ idempotencyKey: req.headers['idempotency-key'] as string | undefined, body: JSON.parse(body) as unknown });
+        res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ accepted: true }));
+        return;
+      }
+      res.writeHead(404).end();
+    })();
+  });
+  const receiverPort = await listen(receiver);
+  const receiverUrl = `http://127.0.0.1:${receiverPort}`;
+
+  const children: ChildProcess[] = [];
+  const stopAll = async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    await Promise.all(children.map((c) => Promise.race([exited(c), new Promise((r) => setTimeout(r, 10_000))])));
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    receiver.closeAllConnections();
+    await new Promise<void>((r) => receiver.close(() => r()));
+  };
+
+  try {
+    children.push(spawnProcess('web', env, { stdio: 'inherit' }));
+    children.push(spawnProcess('worker', env, { stdio: 'inherit' }), spawnProcess('worker', env, { stdio: 'inherit' }));
+    for (const c of children) {
+      c.once('exit', (code, signal) => {
+        if (code !== 0 && signal !== 'SIGTERM') say(`a process exited unexpectedly (code ${code}, signal ${signal})`);
+      });
+    }
+    say(`started from the Procfile: 1 web (port ${port}) + 2 workers`);
+    const readyBy = Date.now() + 30_000;
+    for (;;) {
+      const ok = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
+      if (ok) break;
+      if (Date.now() > readyBy) throw new DemoError('the web process did not become ready within 30 s');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    say('web is ready');
+
+    const input = { symbols: ['AAPL', 'MSFT'], from: '2005-01-01', to: '2009-12-31', publishUrl: `${receiverUrl}/publish` };
+    const created = await fetch(`${base}/v1/runs`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ definition: 'kpi-tracking', input, webhookUrl: `${receiverUrl}/webhooks` }),
+    });
+    const run = (await created.json()) as { id?: string; error?: { message: string } };
+    if (created.status !== 202 || !run.id) throw new DemoError(`POST /v1/runs answered ${created.status}: ${JSON.stringify(run)}`);
+    say(`POST /v1/runs → 202, run ${run.id}`);
+
+    // Approve as soon as the signed checkpoint webhook arrives.
+    const approved = checkpoint.then(async (approval) => {
+      say(`webhook checkpoint.requested (signature verified): "${String(approval.prompt)}"`);
+      const decision = await fetch(String(approval.decideUrl), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ decision: 'continue', comment: 'KPIs reviewed by the demo' }),
+      });
+      if (!decision.ok) throw new DemoError(`decision via decideUrl answered ${decision.status}: ${await decision.text()}`);
+      say('approved through decideUrl → 200');
+    });
+
+    // Follow the SSE stream until the terminal event.
+    const events: StreamEvent[] = [];
+    const stream = await fetch(`${base}/v1/runs/${run.id}/stream`, { headers });
+    if (!stream.ok || !stream.body) throw new DemoError(`GET /stream answered ${stream.status}`);
+    const parser = createParser({
+      onEvent(message) {
+        const e = JSON.parse(message.data) as StreamEvent;
+        events.push(e);
+        const detail = e.type === 'step.failed' || e.type === 'run.failed' ? ` ${JSON.stringify(e.data.error)}` : '';
+        say(`sse #${message.id} ${e.type}${e.stepId ? ` [${e.stepId}]` : ''}${detail}`);
+      },
+    });
+    const decoder = new TextDecoder();
+    for await (const chunk of stream.body) parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }));
+    await approved;
+
+    const final = events.at(-1);
+    if (final?.type !== 'run.completed') throw new DemoError(`the run ended with ${final?.type ?? 'no terminal event'}`);
+    const view = (await (await fetch(`${base}/v1/runs/${run.id}`, { headers })).json()) as {
+      output: { kpis: Record<string, Kpi>; summary: { text: string; provider: string } };
+      steps: Array<{ id: string; needs: string[]; status: string }>;
+    };
+    process.stdout.write(`\nKPIs (monthly closes, ${input.from} … ${input.to}):\n${kpiTable(view.output.kpis)}\n`);
+    process.stdout.write(`\nSummary (provider: ${view.output.summary.provider}):\n${view.output.summary.text}\n`);
+    process.stdout.write(`\nSteps: ${view.steps.map((s) => `${s.id}=${s.status}`).join(', ')}\n`);
+    process.stdout.write(`Published to the receiver: ${published.length} request(s), Idempotency-Key ${published[0]?.idempotencyKey ?? '—'}\n`);
+    process.stdout.write(`Webhooks received and verified: ${webhooksVerified}\n`);
+    const needs = Object.fromEntries(view.steps.map((s) => [s.id, s.needs]));
+    process.stdout.write(`Latency (from the run's events):\n  ${latencies(events, needs).join('\n  ')}\n`);
+    process.stdout.write(`Wall time: ${((Date.now() - startedAt) / 1000).toFixed(2)} s\n\n`);
+  } finally {
+    await stopAll();
+  }
+  say('stopped web and workers; demo passed');
+}
+
+const timer = setTimeout(() => {
+  process.stderr.write(`demo: timed out after ${DEMO_TIMEOUT_MS / 1000} s\n`);
+  process.exit(2);
+}, DEMO_TIMEOUT_MS);
+timer.unref();
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`\ndemo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,58 @@
+/**
+ * Release (Procfile `release`): create the database if needed, migrate, seed (default
+ * organization + `BATON_API_KEY`, market prices) and sync `definitions/`. Idempotent: running
+ * it twice changes nothing the second time.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { agentTypesByName } from '../agents/index.js';
+import { createLogger, loadConfig, projectRoot, type Config, type Logger } from '../lib/index.js';
+import { createDatabase, ensureDatabase, runMigrations, seedMarketPrices, seedOrganization } from '../db/index.js';
+import { loadDefinitionsDir } from '../definitions/index.js';
+import { syncDefinitions, type SyncReport } from '../services/engine/index.js';
+
+/** What a release did. */
+export interface ReleaseReport {
+  databaseCreated: boolean;
+  organizationId: string;
+  marketPrices: number;
+  definitions: SyncReport;
+}
+
+/**
+ * Run the release steps against `config.postgres.url`.
+ * @param definitionsDir - folder of YAML definitions (default: the project's `definitions/`).
+ */
+export async function release(config: Config, logger: Logger, definitionsDir = join(projectRoot(), 'definitions')): Promise<ReleaseReport> {
+  const databaseCreated = await ensureDatabase(config.postgres.url);
+  await runMigrations(config.postgres.url);
+  const database = createDatabase(config.postgres.url, { max: 2, applicationName: 'baton-release' });
+  try {
+    const organizationId = await seedOrganization(database.db, config.auth.apiKey);
+    const marketPrices = await seedMarketPrices(database.db);
+    const loaded = await loadDefinitionsDir(definitionsDir, agentTypesByName());
+    const parsed = await Promise.all(
+      loaded.map(async (definition) => ({ definition, source: await readFile(definition.file, 'utf8') })),
+    );
+    const definitions = await syncDefinitions(database.db, organizationId, parsed);
+    const report = { databaseCreated, organizationId, marketPrices, definitions };
+    logger.info(report, 'release done');
+    return report;
+  } finally {
+    await database.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger({ level: config.log.level, service: 'release' });
+  await release(config, logger);
+}
+
+const isEntry = /release\.(js|ts)$/.test(process.argv[1] ?? '');
+if (isEntry) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`baton release: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}
