@@ -13,11 +13,11 @@ export const DEV_API_KEY = 'baton_dev_key_do_not_use_in_production';
 /** Development-only webhook secret (`whsec_` + base64 of 32 fixed bytes), outside production. */
 export const DEV_WEBHOOK_SECRET = `whsec_${Buffer.from('baton-development-webhook-secret!').toString('base64')}`;
 
-const optionalUrl = z
-  .string()
-  .trim()
-  .transform((v) => (v === '' ? undefined : v))
-  .pipe(z.url({ error: 'expected an absolute URL such as http://host:port' }).optional());
+/** An optional absolute URL; an empty value counts as unset. */
+const optionalUrl = z.preprocess(
+  (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
+  z.url({ error: 'expected an absolute URL such as http://host:port' }).optional(),
+);
 
 const Env = z.object({
   NODE_ENV: z

@@ -15,6 +15,7 @@ import { createParser } from 'eventsource-parser';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
 import { Webhook } from 'standardwebhooks';
+import type { SymbolKpis } from '../agents/index.js';
 import { exited, spawnProcess } from './procfile.js';
 
 const DEMO_TIMEOUT_MS = 180_000;
@@ -81,18 +82,7 @@ interface StreamEvent {
   createdAt: string;
 }
 
-type Kpi = {
-  firstPrice: number;
-  lastPrice: number;
-  totalReturnPct: number;
-  cagrPct: number | null;
-  maxDrawdownPct: number;
-  volatilityPct: number | null;
-  bestMonth: { date: string; returnPct: number } | null;
-  worstMonth: { date: string; returnPct: number } | null;
-};
-
-function kpiTable(kpis: Record<string, Kpi>): string {
+function kpiTable(kpis: Record<string, SymbolKpis>): string {
   const f = (n: number | null | undefined, digits = 2) => (n === null || n === undefined ? '—' : n.toFixed(digits));
   const header = ['symbol', 'first', 'last', 'total %', 'CAGR %', 'max DD %', 'vol %', 'best month', 'worst month'];
   const rows = Object.entries(kpis).map(([symbol, k]) => [
@@ -260,7 +250,7 @@ async function main(): Promise<void> {
     const final = events.at(-1);
     if (final?.type !== 'run.completed') throw new DemoError(`the run ended with ${final?.type ?? 'no terminal event'}`);
     const view = (await (await fetch(`${base}/v1/runs/${run.id}`, { headers })).json()) as {
-      output: { kpis: Record<string, Kpi>; summary: { text: string; provider: string } };
+      output: { kpis: Record<string, SymbolKpis>; summary: { text: string; provider: string } };
       steps: Array<{ id: string; needs: string[]; status: string }>;
     };
     process.stdout.write(`\nKPIs (monthly closes, ${input.from} … ${input.to}):\n${kpiTable(view.output.kpis)}\n`);

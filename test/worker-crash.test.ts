@@ -44,12 +44,15 @@ input: { type: object, properties: { url: { type: string } } }
 steps:
   - id: call
     agent: marketing-swarm
-    with: { url: \${{ input.url }}, payload: { hello: world } }
+    with:
+      url: \${{ input.url }}
+      payload: { hello: world }
   - id: after
     type: function
     needs: [call]
     code: "function main(input) { return { status: input.status } }"
-    with: { status: \${{ steps.call.output.status }} }
+    with:
+      status: \${{ steps.call.output.status }}
 `,
     );
     // The first call hangs long enough for us to kill the worker that made it.

@@ -22,6 +22,7 @@ async function execute(deps: WorkerDeps, spec: StepSpec, input: unknown, ctx: Ag
         timeoutMs: spec.limits.timeoutMs,
         memoryBytes: spec.limits.memoryMb * 1024 * 1024,
         signal: ctx.signal,
+        logger: ctx.logger,
       });
     case 'agent': {
       const agent = deps.agents.get(spec.agent);

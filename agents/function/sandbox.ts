@@ -6,17 +6,36 @@
  * the boundary. The isolate has no `require`, no `process`, no timers, no network and no file
  * system; the only host function is `console.log`, forwarded to a logger when one is given.
  *
- * One WebAssembly module is loaded per process (lazily); every call gets a fresh runtime and
- * context with its own memory limit, stack limit and interrupt handler, and disposes them.
+ * Every call gets a fresh QuickJS runtime and context (memory limit, stack limit, interrupt
+ * handler) and disposes them before it returns. The runtime is created, used and disposed in one
+ * synchronous stretch (no `await` in between), so a WebAssembly module never holds more than one
+ * live runtime.
  *
- * Note: the sync QuickJS build runs on the calling thread, so the event loop is blocked while
- * user code runs (at most `timeoutMs`). An abort that happens during that time (from another
- * thread of control, e.g. a timer) is therefore seen when the code yields back — at the latest
- * when the deadline interrupts it; an abort that happened before, or synchronously during the
- * run (e.g. from the `console.log` forwarder), stops the code at once.
+ * Memory: `runtime.setMemoryLimit()` alone is not a real limit in the emscripten build — QuickJS
+ * cannot ask emscripten's allocator for block sizes, so it only accounts 8 bytes per allocation
+ * and rejects single allocations above the limit (measured: 200 × 800 KB typed arrays succeed
+ * under a 16 MB limit). The hard limit is therefore the WebAssembly memory itself: modules are
+ * created with a `WebAssembly.Memory` whose `maximum` is the module's fixed 16 MiB base (5 MiB C
+ * stack, static data, and a few MiB of free heap) plus `memoryBytes`. There is one lazily loaded
+ * module per distinct memory limit (at most {@link MAX_CACHED_MODULES}, least recently used
+ * first out), not one per call.
+ *
+ * Stack: WebAssembly frames live on the host (V8) stack, and some QuickJS C paths (the parser,
+ * `JSON.stringify` of deeply nested values) use far more host stack than QuickJS's own stack
+ * accounting sees. If the host stack overflows inside the module, the C code is unwound half-way
+ * and the module's state can no longer be trusted: that runtime is abandoned (not disposed) and
+ * the module is replaced by a fresh one on the next call.
+ *
+ * Cancellation: the sync QuickJS build runs on the calling thread, so the event loop is blocked
+ * while user code runs (at most `timeoutMs`). An abort that happened before the call, or that
+ * happens synchronously during it (e.g. from the `console.log` forwarder), stops the code at the
+ * next interrupt check; an abort scheduled on the event loop (a timer, a message) can only run
+ * once the code has finished or hit its deadline.
  */
 import {
-  getQuickJS,
+  newQuickJSWASMModule,
+  newVariant,
+  RELEASE_SYNC,
   type QuickJSContext,
   type QuickJSHandle,
   type QuickJSRuntime,
@@ -29,7 +48,10 @@ import type { AgentContext, NamedAgent } from '../types.js';
 export interface SandboxLimits {
   /** Wall-clock budget for evaluating the script and running `main`, in milliseconds. */
   timeoutMs: number;
-  /** Heap limit of the QuickJS runtime, in bytes. */
+  /**
+   * Heap budget, in bytes. Enforced by QuickJS per allocation and by the WebAssembly memory
+   * maximum overall (see the module notes: up to ~10 MiB of the module's base heap comes on top).
+   */
   memoryBytes: number;
   /** Aborting it stops the code (→ {@link CancelledError}). */
   signal?: AbortSignal;
@@ -37,30 +59,93 @@ export interface SandboxLimits {
   logger?: Logger;
 }
 
-/** QuickJS stack limit, in bytes (deep recursion → `RangeError: Maximum call stack size exceeded`). */
-const MAX_STACK_BYTES = 512 * 1024;
+/**
+ * QuickJS stack limit, in bytes: about 1 300 nested JS calls (deeper → `InternalError: stack
+ * overflow`). Measured: with 512 KiB, plain JS recursion already overflows Node's default
+ * ~1 MB host stack before QuickJS notices.
+ */
+const MAX_STACK_BYTES = 256 * 1024;
 /** At most this many `console.log` lines are forwarded per call. */
 const MAX_LOG_LINES = 100;
 /** Each forwarded `console.log` line is cut to this many characters. */
 const MAX_LOG_LINE_CHARS = 2000;
+/** WebAssembly page size, in bytes. */
+const WASM_PAGE_BYTES = 64 * 1024;
+/** Initial memory the QuickJS build declares (emscripten's INITIAL_MEMORY: 16 MiB = 256 pages). */
+const BASE_PAGES = 256;
+/** Upper bound of memory limits accepted, in bytes (wasm32 addresses at most 4 GiB). */
+const MAX_MEMORY_BYTES = 2 * 1024 * 1024 * 1024;
+/** Modules kept for distinct memory limits; each may retain up to its maximum memory. */
+const MAX_CACHED_MODULES = 4;
 
-let quickJs: Promise<QuickJSWASMModule> | undefined;
+/** The slice of `WebAssembly.Memory` used here (the project's `lib` setting has no WebAssembly types). */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(deltaPages: number): number;
+}
+const WasmMemoryClass = (
+  globalThis as unknown as {
+    WebAssembly: { Memory: new (descriptor: { initial: number; maximum: number }) => WasmMemory };
+  }
+).WebAssembly.Memory;
 
-/** The process's single QuickJS WebAssembly module (loaded on first use). */
-function quickJsModule(): Promise<QuickJSWASMModule> {
-  quickJs ??= getQuickJS().catch((err: unknown) => {
-    quickJs = undefined; // let a later call try again
-    throw err;
+interface CachedModule {
+  module: Promise<QuickJSWASMModule>;
+  /** How often emscripten's allocator failed to grow the memory (it hit `maximum`). */
+  growFailures: number;
+}
+
+/** Loaded modules by maximum page count, in least-recently-used order (Map insertion order). */
+const modules = new Map<number, CachedModule>();
+
+/** The module for `memoryBytes` (loaded on first use, then reused). */
+function moduleFor(memoryBytes: number): CachedModule {
+  const maxPages = BASE_PAGES + Math.ceil(memoryBytes / WASM_PAGE_BYTES);
+  const cached = modules.get(maxPages);
+  if (cached) {
+    modules.delete(maxPages);
+    modules.set(maxPages, cached); // most recently used last
+    return cached;
+  }
+  const memory = new WasmMemoryClass({ initial: BASE_PAGES, maximum: maxPages });
+  const entry: CachedModule = {
+    growFailures: 0,
+    module: newQuickJSWASMModule(newVariant(RELEASE_SYNC, { wasmMemory: memory })),
+  };
+  // emscripten grows the heap with `memory.grow(pages)` and turns a RangeError into a failed
+  // malloc; count those failures so that an error raised meanwhile is reported as memory.
+  const grow = memory.grow.bind(memory);
+  memory.grow = (deltaPages: number): number => {
+    try {
+      return grow(deltaPages);
+    } catch (err) {
+      entry.growFailures += 1;
+      throw err;
+    }
+  };
+  entry.module.catch(() => {
+    if (modules.get(maxPages) === entry) modules.delete(maxPages); // let a later call try again
   });
-  return quickJs;
+  modules.set(maxPages, entry);
+  while (modules.size > MAX_CACHED_MODULES) {
+    const oldest = modules.keys().next().value;
+    if (oldest === undefined) break;
+    modules.delete(oldest);
+  }
+  return entry;
+}
+
+/** Forget a module whose internal state may be corrupt; the next call loads a fresh one. */
+function discardModule(entry: CachedModule): void {
+  for (const [pages, cached] of modules) if (cached === entry) modules.delete(pages);
 }
 
 /**
- * Helpers evaluated before the user's script, capturing `JSON` so that a script that replaces
- * the global cannot change how input and output are (de)serialised.
+ * Helpers evaluated before the user's script, capturing `JSON` and `Promise` so that a script
+ * that replaces those globals cannot change how input and output are (de)serialised.
  */
 const PRELUDE = `(() => {
-  const parse = JSON.parse, stringify = JSON.stringify;
+  const parse = JSON.parse, stringify = JSON.stringify, NativePromise = Promise;
   return {
     call(main, inputJson) { return main(parse(inputJson)); },
     out(value) {
@@ -68,7 +153,7 @@ const PRELUDE = `(() => {
       if (value === undefined || t === 'function' || t === 'symbol') return undefined;
       return stringify(value);
     },
-    isPromise(value) { return value instanceof Promise; },
+    isPromise(value) { return value instanceof NativePromise; },
   };
 })()`;
 
@@ -91,12 +176,17 @@ interface QuickJsErrorShape {
  * @throws {ValidationError} (field `input`) when `input` cannot be serialised to JSON.
  * @throws {AgentError} when the script does not compile, `main` is missing, `main` throws
  *   (message and first stack line), the time limit (`function exceeded its time limit of N ms`)
- *   or the memory limit is exceeded, or the result is not JSON-serialisable.
+ *   or the memory limit is exceeded, the nesting is too deep for the stack, or the result is not
+ *   JSON-serialisable.
+ * @throws {RangeError} when `timeoutMs` is not positive or `memoryBytes` is not an integer in
+ *   1..2 GiB (a caller bug, not a user error).
  */
 export async function runInSandbox(code: string, input: unknown, limits: SandboxLimits): Promise<unknown> {
   const { timeoutMs, memoryBytes, signal, logger } = limits;
   if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new RangeError('timeoutMs must be a positive number');
-  if (!(Number.isInteger(memoryBytes) && memoryBytes > 0)) throw new RangeError('memoryBytes must be a positive integer');
+  if (!(Number.isInteger(memoryBytes) && memoryBytes > 0 && memoryBytes <= MAX_MEMORY_BYTES)) {
+    throw new RangeError(`memoryBytes must be an integer between 1 and ${MAX_MEMORY_BYTES}`);
+  }
   throwIfAborted(signal);
 
   let inputJson: string | undefined;
@@ -107,12 +197,16 @@ export async function runInSandbox(code: string, input: unknown, limits: Sandbox
   }
   if (inputJson === undefined) throw new ValidationError('input is not JSON-serialisable', { field: 'input' });
 
-  const module = await quickJsModule();
+  const entry = moduleFor(memoryBytes);
+  const module = await entry.module;
   throwIfAborted(signal);
 
+  // From here to the end: synchronous (see the module notes).
   const runtime = module.newRuntime();
+  const growFailuresBefore = entry.growFailures;
   let context: QuickJSContext | undefined;
   let stopReason: StopReason;
+  let hostFailure = false;
   const deadline = Date.now() + timeoutMs;
   try {
     runtime.setMemoryLimit(memoryBytes);
@@ -127,11 +221,29 @@ export async function runInSandbox(code: string, input: unknown, limits: Sandbox
     const outputJson = execute(context, runtime, code, inputJson, () => stopReason);
     return JSON.parse(outputJson) as unknown;
   } catch (err) {
-    throw toSandboxError(err, stopReason, limits);
+    hostFailure = !isExpected(err);
+    const memoryExhausted = entry.growFailures > growFailuresBefore;
+    throw toSandboxError(err, { stopReason, memoryExhausted, limits });
   } finally {
-    context?.dispose();
-    runtime.dispose();
+    if (hostFailure) {
+      // The WebAssembly code was interrupted by a host exception: do not touch it again.
+      discardModule(entry);
+      logger?.warn({ source: 'sandbox' }, 'QuickJS module discarded after a host-level failure');
+    } else {
+      try {
+        context?.dispose();
+        runtime.dispose();
+      } catch (err) {
+        discardModule(entry);
+        logger?.error({ source: 'sandbox', err }, 'QuickJS runtime could not be disposed; module discarded');
+      }
+    }
   }
+}
+
+/** Errors raised on purpose by this module (the WebAssembly state is still consistent). */
+function isExpected(err: unknown): boolean {
+  return err instanceof SandboxThrow || err instanceof AgentError || err instanceof CancelledError;
 }
 
 /** Evaluate the prelude and the script, call `main`, settle a returned promise, stringify. */
@@ -269,7 +381,13 @@ function safeJson(value: unknown): string {
 }
 
 /** Map whatever was thrown during a run to the module's error contract. */
-function toSandboxError(err: unknown, stopReason: StopReason, limits: SandboxLimits): Error {
+function toSandboxError(
+  err: unknown,
+  state: { stopReason: StopReason; memoryExhausted: boolean; limits: SandboxLimits },
+): Error {
+  const { stopReason, memoryExhausted, limits } = state;
+  const memoryError = (): AgentError =>
+    new AgentError(`function exceeded its memory limit of ${limits.memoryBytes} bytes`, { cause: err });
   if (stopReason === 'aborted' || limits.signal?.aborted) {
     return new CancelledError('function was cancelled', { cause: err });
   }
@@ -281,8 +399,12 @@ function toSandboxError(err: unknown, stopReason: StopReason, limits: SandboxLim
     const { thrown } = err;
     const name = typeof thrown === 'string' ? undefined : stringOr(thrown.name);
     const message = typeof thrown === 'string' ? thrown : (stringOr(thrown.message) ?? safeJson(thrown));
-    if (isOutOfMemory(name, message)) {
-      return new AgentError(`function exceeded its memory limit of ${limits.memoryBytes} bytes`, { cause: err });
+    // With the WebAssembly memory at its maximum, QuickJS may not even manage to build the error.
+    if (isOutOfMemory(name, message) || (memoryExhausted && ['', 'null', '""'].includes(message))) {
+      return memoryError();
+    }
+    if (/^stack overflow$/i.test(message)) {
+      return new AgentError('function exceeded the sandbox stack (nesting too deep)', { cause: err });
     }
     const stack = typeof thrown === 'string' ? undefined : stringOr(thrown.stack);
     const where = stack
@@ -292,10 +414,11 @@ function toSandboxError(err: unknown, stopReason: StopReason, limits: SandboxLim
     const label = name && name !== 'Error' ? `${name}: ${message}` : message;
     return new AgentError(`function threw: ${label}${where ? ` (${where})` : ''}`, { cause: err });
   }
-  if (err instanceof Error && isOutOfMemory(undefined, err.message)) {
-    return new AgentError(`function exceeded its memory limit of ${limits.memoryBytes} bytes`, { cause: err });
+  if (err instanceof RangeError && /call stack/i.test(err.message)) {
+    return new AgentError('function exceeded the sandbox stack (nesting too deep)', { cause: err });
   }
-  return new AgentError(`function failed: ${errorMessage(err)}`, { cause: err });
+  if (memoryExhausted || (err instanceof Error && isOutOfMemory(undefined, err.message))) return memoryError();
+  return new AgentError(`function failed in the sandbox: ${errorMessage(err)}`, { cause: err });
 }
 
 function isOutOfMemory(name: string | undefined, message: string): boolean {

@@ -3,6 +3,7 @@ import { and, asc, desc, eq, gt, lt, sql } from 'drizzle-orm';
 import { NotFoundError } from '../../lib/index.js';
 import { approvals, runEvents, runs, steps } from '../../db/index.js';
 import { approvalSummary } from './checkpoints.js';
+import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
@@ -15,11 +16,13 @@ export async function getRunView(deps: EngineDeps, organizationId: string, runId
     .from(runs)
     .where(and(eq(runs.id, runId), eq(runs.organizationId, organizationId)));
   if (!run) throw new NotFoundError(`run ${runId} not found`);
-  const stepRows = await db.select().from(steps).where(eq(steps.runId, runId));
-  const order = new Map<string, number>();
+  const { spec } = await definitionById(db, run.definitionId);
+  const order = new Map(spec.steps.map((s, i) => [s.id, i]));
+  // Steps in the order the definition lists them.
+  const stepRows = (await db.select().from(steps).where(eq(steps.runId, runId))).sort(
+    (a, b) => (order.get(a.stepId) ?? 0) - (order.get(b.stepId) ?? 0),
+  );
   const approvalRows = await db.select().from(approvals).where(eq(approvals.runId, runId)).orderBy(asc(approvals.createdAt));
-  // Steps in the order the definition lists them (insertion order of the rows).
-  stepRows.forEach((s, i) => order.set(s.stepId, i));
   return {
     id: run.id,
     definition: run.definitionSlug,

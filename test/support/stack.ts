@@ -53,9 +53,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const workerConnection = options.workers === false ? undefined : createRedis(config.redis.url, 'worker');
   const pool = workerConnection ? startWorkers(deps, workerConnection, AGENT_TYPES) : undefined;
   const { port } = server.address() as AddressInfo;
+  // Links such as decideUrl must point at this ephemeral port.
+  deps.config = { ...config, http: { ...config.http, publicUrl: `http://127.0.0.1:${port}` } };
   return {
     deps,
-    config,
+    config: deps.config,
     organizationId: env.organizationId,
     baseUrl: `http://127.0.0.1:${port}`,
     apiKey: config.auth.apiKey,

@@ -1,0 +1,210 @@
+import { expect } from 'chai';
+import { AgentError, RetryLaterError, ValidationError } from '../../lib/index.js';
+import { testContext, rejection } from '../test-context.js';
+import { sendJson, startTestServer, type TestServer } from '../test-http.js';
+import { summarizer } from './summarizer.js';
+
+const kpis = {
+  MSFT: {
+    firstPrice: 26.5,
+    lastPrice: 29.8,
+    totalReturnPct: 12.45283,
+    cagrPct: 2.38,
+    maxDrawdownPct: 45.12,
+    volatilityPct: 24.7,
+    bestMonth: { date: '2008-11-01', returnPct: 11.3 },
+    worstMonth: { date: '2008-10-01', returnPct: -16.4 },
+  },
+  AAPL: {
+    firstPrice: 64.74,
+    lastPrice: 210.73,
+    totalReturnPct: 225.5,
+    cagrPct: 26.65,
+    maxDrawdownPct: 58.96,
+    volatilityPct: 40.1,
+    bestMonth: { date: '2005-07-01', returnPct: 22.3 },
+    worstMonth: { date: '2008-10-01', returnPct: -32.7 },
+  },
+};
+const input = { kpis, from: '2005-01-01', to: '2009-12-31' };
+
+
+describe('summarizer agent', () => {
+  it('is a context agent', () => {
+    expect(summarizer.type).to.equal('context');
+    expect(summarizer.name).to.equal('summarizer');
+  });
+
+  describe('local provider (no LLM base URL)', () => {
+    it('is deterministic and mentions every symbol', async () => {
+      const first = (await summarizer.run(input, testContext())) as { text: string; provider: string };
+      const second = (await summarizer.run(structuredClone(input), testContext())) as { text: string; provider: string };
+      expect(first.provider).to.equal('local');
+      expect(second).to.deep.equal(first);
+      expect(first.text).to.contain('AAPL').and.to.contain('MSFT');
+      expect(first.text).to.match(/^From 2005-01-01 to 2009-12-31: AAPL returned \+225\.5%/);
+      expect(first.text).to.contain('MSFT returned +12.5%');
+      expect(first.text).to.contain('The strongest performer was AAPL (+225.5%)');
+      expect(first.text).to.contain("the deepest drawdown was AAPL's (59.0%)");
+    });
+
+    it('does not depend on the key order of the KPIs', async () => {
+      const reversed = { ...input, kpis: { AAPL: kpis.AAPL, MSFT: kpis.MSFT } };
+      const a = (await summarizer.run(input, testContext())) as { text: string };
+      const b = (await summarizer.run(reversed, testContext())) as { text: string };
+      expect(a.text).to.equal(b.text);
+    });
+
+    it('leaves out missing values (single-price symbols)', async () => {
+      const single = {
+        kpis: {
+          ONE: {
+            firstPrice: 1,
+            lastPrice: 1,
+            totalReturnPct: 0,
+            cagrPct: null,
+            maxDrawdownPct: 0,
+            volatilityPct: null,
+            bestMonth: null,
+            worstMonth: null,
+          },
+        },
+      };
+      const out = (await summarizer.run(single, testContext())) as { text: string };
+      expect(out.text).to.equal('Over the period: ONE returned 0.0% (max drawdown 0.0%).');
+    });
+
+    it('names the bad field in a ValidationError', async () => {
+      const bad = { kpis: { AAPL: { ...kpis.AAPL, firstPrice: 'sixty' } } };
+      const err = await rejection(summarizer.run(bad, testContext()));
+      expect(err).to.be.instanceOf(ValidationError);
+      expect((err as ValidationError).field).to.equal('kpis.AAPL.firstPrice');
+      expect(err.message).to.match(/^kpis\.AAPL\.firstPrice: expected number/);
+    });
+  });
+
+  describe('OpenAI-compatible provider', () => {
+    let server: TestServer;
+    let reply: (status: number, body: unknown, headers?: Record<string, string>) => void;
+    let next: { status: number; body: unknown; headers: Record<string, string> };
+
+    beforeEach(async () => {
+      next = { status: 200, body: {}, headers: {} };
+      reply = (status, body, headers = {}) => {
+        next = { status, body, headers };
+      };
+      server = await startTestServer((_req, res) => sendJson(res, next.status, next.body, next.headers));
+    });
+    afterEach(async () => {
+      await server.close();
+    });
+
+    const llmContext = () =>
+      testContext({
+        llm: { baseUrl: `${server.baseUrl}/v1`, apiKey: 'sk-test-123', model: 'test-model', timeoutMs: 5000 },
+      });
+
+    it('posts the KPIs to /chat/completions and returns the text, model and usage', async () => {
+      reply(200, {
+        id: 'chatcmpl-1',
+        object: 'chat.completion',
+        model: 'test-model-2024',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'AAPL beat MSFT.' }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 120, completion_tokens: 8, total_tokens: 128 },
+      });
+      const out = await summarizer.run(input, llmContext());
+
+      expect(out).to.deep.equal({
+        text: 'AAPL beat MSFT.',
+        provider: 'openai-compatible',
+        model: 'test-model-2024',
+        usage: { promptTokens: 120, completionTokens: 8, totalTokens: 128 },
+      });
+      expect(server.requests).to.have.length(1);
+      const [request] = server.requests;
+      expect(request?.method).to.equal('POST');
+      expect(request?.url).to.equal('/v1/chat/completions');
+      expect(request?.headers.authorization).to.equal('Bearer sk-test-123');
+      expect(request?.headers['content-type']).to.match(/^application\/json/);
+      const body = JSON.parse(request?.body ?? '{}') as {
+        model: string;
+        temperature: number;
+        messages: { role: string; content: string }[];
+      };
+      expect(body.model).to.equal('test-model');
+      expect(body.temperature).to.equal(0);
+      expect(body.messages.map((m) => m.role)).to.deep.equal(['system', 'user']);
+      const user = JSON.parse(body.messages[1]?.content ?? '{}') as { window: unknown; kpis: Record<string, unknown> };
+      expect(user.window).to.deep.equal({ from: '2005-01-01', to: '2009-12-31' });
+      expect(Object.keys(user.kpis)).to.deep.equal(['AAPL', 'MSFT']);
+    });
+
+    it('falls back to the configured model and null usage when the response omits them', async () => {
+      reply(200, { choices: [{ message: { role: 'assistant', content: 'Short.' } }] });
+      const out = await summarizer.run(input, llmContext());
+      expect(out).to.deep.equal({ text: 'Short.', provider: 'openai-compatible', model: 'test-model', usage: null });
+    });
+
+    it('turns a 503 with Retry-After: 2 into RetryLaterError(retryAfterMs 2000)', async () => {
+      reply(503, { error: { message: 'overloaded' } }, { 'retry-after': '2' });
+      const err = await rejection(summarizer.run(input, llmContext()));
+      expect(err).to.be.instanceOf(RetryLaterError);
+      expect((err as RetryLaterError).retryAfterMs).to.equal(2000);
+    });
+
+    it('turns a 429 with an HTTP-date Retry-After into a wait in milliseconds', async () => {
+      reply(429, { error: { message: 'rate limited' } }, { 'retry-after': new Date(Date.now() + 30_000).toUTCString() });
+      const err = await rejection(summarizer.run(input, llmContext()));
+      expect(err).to.be.instanceOf(RetryLaterError);
+      // HTTP-dates have 1 s resolution
+      expect((err as RetryLaterError).retryAfterMs).to.be.within(28_000, 30_000);
+    });
+
+    it('turns a 400 into AgentError with the status and a body excerpt', async () => {
+      reply(400, { error: { message: 'model not found' } });
+      const err = await rejection(summarizer.run(input, llmContext()));
+      expect(err).to.be.instanceOf(AgentError);
+      expect(err.message).to.contain('400').and.to.contain('model not found');
+    });
+
+    it('turns a malformed completion into AgentError', async () => {
+      reply(200, { choices: [] });
+      const err = await rejection(summarizer.run(input, llmContext()));
+      expect(err).to.be.instanceOf(AgentError);
+      expect(err.message).to.match(/malformed/);
+    });
+
+    it('turns a timeout (ctx.llm.timeoutMs) into RetryLaterError', async () => {
+      await server.close();
+      server = await startTestServer(() => undefined); // never answers
+      const ctx = testContext({ llm: { baseUrl: server.baseUrl, apiKey: undefined, model: 'm', timeoutMs: 300 } });
+      const started = Date.now();
+      const err = await rejection(summarizer.run(input, ctx));
+      expect(err).to.be.instanceOf(RetryLaterError);
+      expect(err.message).to.match(/timed out after 300 ms/);
+      expect(Date.now() - started).to.be.below(2_000);
+    });
+
+    it('applies the deadline to a response body that stalls after the headers', async () => {
+      await server.close();
+      server = await startTestServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"choices": ['); // and never more
+      });
+      const ctx = testContext({ llm: { baseUrl: server.baseUrl, apiKey: undefined, model: 'm', timeoutMs: 300 } });
+      const started = Date.now();
+      const err = await rejection(summarizer.run(input, ctx));
+      expect(err).to.be.instanceOf(RetryLaterError);
+      expect(Date.now() - started).to.be.below(2_000);
+    });
+
+    it('turns an unreachable endpoint into RetryLaterError', async () => {
+      const url = server.baseUrl;
+      await server.close();
+      server = await startTestServer(() => undefined); // for afterEach
+      const ctx = testContext({ llm: { baseUrl: url, apiKey: undefined, model: 'm', timeoutMs: 2000 } });
+      const err = await rejection(summarizer.run(input, ctx));
+      expect(err).to.be.instanceOf(RetryLaterError);
+    });
+  });
+});
