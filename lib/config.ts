@@ -38,6 +38,11 @@ const Env = z.object({
     .string()
     .regex(/^postgres(ql)?:\/\/.+/, { error: 'expected a postgres:// connection URL' })
     .default('postgres://postgres@127.0.0.1:5432/baton'),
+  DATABASE_POOL_MAX: z.coerce
+    .number({ error: 'expected a positive integer' })
+    .int()
+    .positive({ error: 'expected a positive integer' })
+    .default(20),
   REDIS_URL: z
     .string()
     .regex(/^rediss?:\/\/.+/, { error: 'expected a redis:// or rediss:// connection URL' })
@@ -106,7 +111,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       port: e.PORT,
       publicUrl: (e.BATON_PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
     }),
-    postgres: Object.freeze({ url: e.DATABASE_URL }),
+    postgres: Object.freeze({ url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX }),
     redis: Object.freeze({ url: e.REDIS_URL, prefix: e.QUEUE_PREFIX }),
     auth: Object.freeze({
       apiKey: e.BATON_API_KEY ?? DEV_API_KEY,

@@ -7,23 +7,16 @@
  * follows the SSE stream, prints the KPI table and the summary, stops what it started, and
  * exits 0 — or non-zero with a message saying what failed.
  */
-import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { ChildProcess } from 'node:child_process';
+import { createServer, type IncomingMessage } from 'node:http';
 import { createParser } from 'eventsource-parser';
-import { Redis } from 'ioredis';
-import postgres from 'postgres';
 import { Webhook } from 'standardwebhooks';
 import type { SymbolKpis } from '../agents/index.js';
-import { exited, spawnProcess } from './procfile.js';
+import { StackError, checkServices, listen, stackEnvironment, startLocalStack, type LocalStack } from './local-stack.js';
 
 const DEMO_TIMEOUT_MS = 180_000;
 const startedAt = Date.now();
 const elapsed = () => `${((Date.now() - startedAt) / 1000).toFixed(2).padStart(6)}s`;
 const say = (line: string) => process.stdout.write(`${elapsed()}  ${line}\n`);
-
-class DemoError extends Error {}
 
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -32,46 +25,6 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
-}
-
-function listen(server: Server, port = 0): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve((server.address() as AddressInfo).port));
-  });
-}
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  const port = await listen(probe);
-  await new Promise<void>((r) => probe.close(() => r()));
-  return port;
-}
-
-async function checkServices(env: Record<string, string>): Promise<void> {
-  const redis = new Redis(env.REDIS_URL ?? '', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    await redis.connect();
-    await redis.ping();
-  } catch {
-    throw new DemoError(
-      `Redis does not answer at ${env.REDIS_URL}. Start it with:\n  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no\n(or: docker compose up -d redis postgres)`,
-    );
-  } finally {
-    redis.disconnect();
-  }
-  const admin = new URL(env.DATABASE_URL ?? '');
-  admin.pathname = '/postgres';
-  const sql = postgres(admin.toString(), { max: 1, connect_timeout: 5, onnotice: () => undefined });
-  try {
-    await sql`select 1`;
-  } catch {
-    throw new DemoError(
-      `PostgreSQL does not answer at ${admin.host}. Start it with:\n  pg_ctlcluster --skip-systemctl-redirect 15 main start\n(or: docker compose up -d redis postgres)`,
-    );
-  } finally {
-    await sql.end({ timeout: 2 });
-  }
 }
 
 interface StreamEvent {
@@ -124,31 +77,12 @@ function latencies(events: StreamEvent[], needs: Record<string, string[]>): stri
 }
 
 async function main(): Promise<void> {
-  const port = Number(process.env.PORT ?? (await freePort()));
-  const env: Record<string, string> = {
-    NODE_ENV: 'development',
-    LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
-    PORT: String(port),
-    DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/baton',
-    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    QUEUE_PREFIX: process.env.QUEUE_PREFIX ?? 'baton',
-    BATON_API_KEY: process.env.BATON_API_KEY ?? `demo_${randomBytes(16).toString('hex')}`,
-    BATON_WEBHOOK_SECRET: process.env.BATON_WEBHOOK_SECRET ?? `whsec_${randomBytes(32).toString('base64')}`,
-    BATON_PUBLIC_URL: `http://127.0.0.1:${port}`,
-    ...(process.env.LLM_BASE_URL ? { LLM_BASE_URL: process.env.LLM_BASE_URL } : {}),
-    ...(process.env.LLM_API_KEY ? { LLM_API_KEY: process.env.LLM_API_KEY } : {}),
-    ...(process.env.LLM_MODEL ? { LLM_MODEL: process.env.LLM_MODEL } : {}),
-  };
+  const env = await stackEnvironment();
   const base = env.BATON_PUBLIC_URL ?? '';
   const headers = { authorization: `Bearer ${env.BATON_API_KEY}`, 'content-type': 'application/json' };
 
   await checkServices(env);
   say('Redis and PostgreSQL answer');
-
-  const release = spawnProcess('release', env, { stdio: 'inherit' });
-  const released = await exited(release);
-  if (released.code !== 0) throw new DemoError(`release failed (exit ${released.code ?? released.signal})`);
-  say('release: migrated, seeded market prices, synced definitions/');
 
   // Local receiver: signed webhooks (verified) and the publish endpoint of marketing-swarm.
   const verifier = new Webhook(env.BATON_WEBHOOK_SECRET ?? '');
@@ -182,33 +116,9 @@ async function main(): Promise<void> {
   const receiverPort = await listen(receiver);
   const receiverUrl = `http://127.0.0.1:${receiverPort}`;
 
-  const children: ChildProcess[] = [];
-  const stopAll = async () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-    await Promise.all(children.map((c) => Promise.race([exited(c), new Promise((r) => setTimeout(r, 10_000))])));
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    receiver.closeAllConnections();
-    await new Promise<void>((r) => receiver.close(() => r()));
-  };
-
+  let stack: LocalStack | undefined;
   try {
-    children.push(spawnProcess('web', env, { stdio: 'inherit' }));
-    children.push(spawnProcess('worker', env, { stdio: 'inherit' }), spawnProcess('worker', env, { stdio: 'inherit' }));
-    for (const c of children) {
-      c.once('exit', (code, signal) => {
-        if (code !== 0 && signal !== 'SIGTERM') say(`a process exited unexpectedly (code ${code}, signal ${signal})`);
-      });
-    }
-    say(`started from the Procfile: 1 web (port ${port}) + 2 workers`);
-    const readyBy = Date.now() + 30_000;
-    for (;;) {
-      const ok = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
-      if (ok) break;
-      if (Date.now() > readyBy) throw new DemoError('the web process did not become ready within 30 s');
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    say('web is ready');
-
+    stack = await startLocalStack(env, 2, say);
     const input = { symbols: ['AAPL', 'MSFT'], from: '2005-01-01', to: '2009-12-31', publishUrl: `${receiverUrl}/publish` };
     const created = await fetch(`${base}/v1/runs`, {
       method: 'POST',
@@ -216,7 +126,7 @@ async function main(): Promise<void> {
       body: JSON.stringify({ definition: 'kpi-tracking', input, webhookUrl: `${receiverUrl}/webhooks` }),
     });
     const run = (await created.json()) as { id?: string; error?: { message: string } };
-    if (created.status !== 202 || !run.id) throw new DemoError(`POST /v1/runs answered ${created.status}: ${JSON.stringify(run)}`);
+    if (created.status !== 202 || !run.id) throw new StackError(`POST /v1/runs answered ${created.status}: ${JSON.stringify(run)}`);
     say(`POST /v1/runs → 202, run ${run.id}`);
 
     // Approve as soon as the signed checkpoint webhook arrives.
@@ -227,14 +137,14 @@ async function main(): Promise<void> {
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ decision: 'continue', comment: 'KPIs reviewed by the demo' }),
       });
-      if (!decision.ok) throw new DemoError(`decision via decideUrl answered ${decision.status}: ${await decision.text()}`);
+      if (!decision.ok) throw new StackError(`decision via decideUrl answered ${decision.status}: ${await decision.text()}`);
       say('approved through decideUrl → 200');
     });
 
     // Follow the SSE stream until the terminal event.
     const events: StreamEvent[] = [];
     const stream = await fetch(`${base}/v1/runs/${run.id}/stream`, { headers });
-    if (!stream.ok || !stream.body) throw new DemoError(`GET /stream answered ${stream.status}`);
+    if (!stream.ok || !stream.body) throw new StackError(`GET /stream answered ${stream.status}`);
     const parser = createParser({
       onEvent(message) {
         const e = JSON.parse(message.data) as StreamEvent;
@@ -248,7 +158,7 @@ async function main(): Promise<void> {
     await approved;
 
     const final = events.at(-1);
-    if (final?.type !== 'run.completed') throw new DemoError(`the run ended with ${final?.type ?? 'no terminal event'}`);
+    if (final?.type !== 'run.completed') throw new StackError(`the run ended with ${final?.type ?? 'no terminal event'}`);
     const view = (await (await fetch(`${base}/v1/runs/${run.id}`, { headers })).json()) as {
       output: { kpis: Record<string, SymbolKpis>; summary: { text: string; provider: string } };
       steps: Array<{ id: string; needs: string[]; status: string }>;
@@ -262,7 +172,9 @@ async function main(): Promise<void> {
     process.stdout.write(`Latency (from the run's events):\n  ${latencies(events, needs).join('\n  ')}\n`);
     process.stdout.write(`Wall time: ${((Date.now() - startedAt) / 1000).toFixed(2)} s\n\n`);
   } finally {
-    await stopAll();
+    await stack?.stop();
+    receiver.closeAllConnections();
+    await new Promise<void>((r) => receiver.close(() => r()));
   }
   say('stopped web and workers; demo passed');
 }

@@ -4,7 +4,7 @@ import { ConfigError, DEV_API_KEY, loadConfig } from '../lib/index.js';
 describe('config', function () {
   it('applies defaults and falls back to development secrets outside production', function () {
     const config = loadConfig({});
-    expect(config.postgres.url).to.equal('postgres://postgres@127.0.0.1:5432/baton');
+    expect(config.postgres).to.deep.equal({ url: 'postgres://postgres@127.0.0.1:5432/baton', poolMax: 20 });
     expect(config.redis).to.deep.equal({ url: 'redis://127.0.0.1:6379', prefix: 'baton' });
     expect(config.http).to.deep.equal({ port: 3000, publicUrl: 'http://localhost:3000' });
     expect(config.auth.apiKey).to.equal(DEV_API_KEY);

@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   for (const name of config.devDefaults) logger.warn(`${name} is not set: using the development default`);
   const shutdown = new ShutdownRegistry(logger);
 
-  const database = createDatabase(config.postgres.url, { max: 10, applicationName: 'baton-worker' });
+  const database = createDatabase(config.postgres.url, { max: config.postgres.poolMax, applicationName: 'baton-worker' });
   shutdown.register('postgres', () => database.close());
   const producer = createRedis(config.redis.url, 'producer');
   shutdown.register('redis-producer', () => producer.quit());

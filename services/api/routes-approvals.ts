@@ -2,7 +2,7 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import { NotFoundError, ValidationError } from '../../lib/index.js';
-import { approvalSummary, decideApproval, getApproval, listApprovals, type EngineDeps } from '../engine/index.js';
+import { approvalSummary, decideApproval, getApproval, listApprovals, type DecisionAuth, type EngineDeps } from '../engine/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { parseBody } from './validate.js';
 
@@ -62,14 +62,18 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
       const approvalId = approvalIdParam(req.params.id);
       const body = parseBody(DecisionBody, req.body);
       const token = typeof req.query.token === 'string' && req.query.token !== '' ? req.query.token : undefined;
-      const principal = token ? undefined : principalOf(req);
+      let auth: DecisionAuth;
+      if (token) {
+        auth = { via: 'token', token };
+      } else {
+        const principal = principalOf(req);
+        auth = { via: 'api-key', organizationId: principal.organizationId, subject: principal.subject };
+      }
       const decided = await decideApproval(deps, {
         approvalId,
         decision: body.decision,
         ...(body.comment === undefined ? {} : { comment: body.comment }),
-        auth: token
-          ? { via: 'token', token }
-          : { via: 'api-key', organizationId: principal!.organizationId, subject: principal!.subject },
+        auth,
       });
       res.json(approvalSummary(decided));
     },

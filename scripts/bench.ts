@@ -1,0 +1,122 @@
+/**
+ * `npm run bench`: throughput and latency of the real architecture (release, 1 web and 2
+ * workers from the Procfile) on BENCH_RUNS (default 200) KPI runs, each approved through the
+ * API as soon as its checkpoint is pending.
+ *
+ * Reported from the runs' own events (Postgres time):
+ * - step-to-step latency: start of a step − completion of the last step it needs;
+ * - approval-to-next-step latency: completion of the checkpoint step − its `checkpoint.resolved`;
+ * - `POST /v1/runs` latency as the client saw it, and runs completed per second.
+ */
+import { StackError, checkServices, stackEnvironment, startLocalStack } from './local-stack.js';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 200);
+const POST_CONCURRENCY = 20;
+
+interface EventView {
+  seq: number;
+  type: string;
+  stepId: string | null;
+  createdAt: string;
+}
+
+function percentiles(values: number[]): string {
+  if (values.length === 0) return 'n/a';
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+  return `p50 ${at(50)} ms · p95 ${at(95)} ms · p99 ${at(99)} ms · max ${sorted.at(-1)} ms (n=${sorted.length})`;
+}
+
+async function main(): Promise<void> {
+  const env = await stackEnvironment({ QUEUE_PREFIX: process.env.QUEUE_PREFIX ?? 'baton-bench', LOG_LEVEL: process.env.LOG_LEVEL ?? 'error' });
+  await checkServices(env);
+  const log = (line: string) => process.stdout.write(`${line}\n`);
+  const stack = await startLocalStack(env, 2, log);
+  const headers = { authorization: `Bearer ${env.BATON_API_KEY}`, 'content-type': 'application/json' };
+  const call = async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => {
+    const res = await fetch(`${stack.baseUrl}${path}`, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    return { status: res.status, body: (await res.json()) as T };
+  };
+
+  try {
+    const symbols = [['AAPL', 'MSFT'], ['GOOG', 'AMZN'], ['IBM'], ['AAPL', 'IBM', 'MSFT']];
+    const postLatency: number[] = [];
+    const runIds: string[] = [];
+    const startedAt = Date.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: POST_CONCURRENCY }, async () => {
+        while (next < RUNS) {
+          const i = next++;
+          const t0 = performance.now();
+          const res = await call<{ id: string }>('POST', '/v1/runs', {
+            definition: 'kpi-tracking',
+            input: { symbols: symbols[i % symbols.length], from: '2004-01-01', to: '2009-12-31' },
+          });
+          postLatency.push(Math.round(performance.now() - t0));
+          if (res.status !== 202) throw new StackError(`POST /v1/runs answered ${res.status}`);
+          runIds.push(res.body.id);
+        }
+      }),
+    );
+    log(`started ${RUNS} runs in ${Date.now() - startedAt} ms`);
+
+    // Approve each pending checkpoint as soon as it shows up in the inbox.
+    const mine = new Set(runIds);
+    const finished = new Map<string, string>();
+    const deadline = Date.now() + 10 * 60_000;
+    while (finished.size < RUNS) {
+      if (Date.now() > deadline) throw new StackError(`only ${finished.size}/${RUNS} runs finished within 10 min`);
+      const pending = await call<{ items: Array<{ id: string; runId: string }> }>('GET', '/v1/approvals?status=pending&limit=200');
+      await Promise.all(
+        pending.body.items
+          .filter((a) => mine.has(a.runId))
+          .map((a) => call('POST', `/v1/approvals/${a.id}/decision`, { decision: 'continue' })),
+      );
+      const open = runIds.filter((id) => !finished.has(id)).slice(0, 50);
+      for (const id of open) {
+        const run = await call<{ status: string }>('GET', `/v1/runs/${id}`);
+        if (['completed', 'failed', 'cancelled'].includes(run.body.status)) finished.set(id, run.body.status);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const wallMs = Date.now() - startedAt;
+
+    const stepToStep: number[] = [];
+    const approvalToNext: number[] = [];
+    for (const id of runIds) {
+      const { body } = await call<{ items: EventView[] }>('GET', `/v1/runs/${id}/events`);
+      const { body: run } = await call<{ steps: Array<{ id: string; needs: string[] }> }>('GET', `/v1/runs/${id}`);
+      const at = (type: string, stepId: string) => {
+        const e = body.items.find((x) => x.type === type && x.stepId === stepId);
+        return e ? Date.parse(e.createdAt) : undefined;
+      };
+      for (const step of run.steps) {
+        const started = at('step.started', step.id);
+        const ready = step.needs.map((n) => at('step.completed', n));
+        if (started === undefined || ready.length === 0 || ready.some((t) => t === undefined)) continue;
+        stepToStep.push(started - Math.max(...(ready as number[])));
+      }
+      const resolved = body.items.find((e) => e.type === 'checkpoint.resolved');
+      const reviewDone = at('step.completed', 'review');
+      if (resolved && reviewDone !== undefined) approvalToNext.push(reviewDone - Date.parse(resolved.createdAt));
+    }
+    const outcomes = [...finished.values()].reduce<Record<string, number>>((acc, s) => ({ ...acc, [s]: (acc[s] ?? 0) + 1 }), {});
+    log(`\n${RUNS} KPI runs (4 steps + 1 checkpoint each), 1 web + 2 workers, 2 cores`);
+    log(`outcomes: ${JSON.stringify(outcomes)}`);
+    log(`wall time: ${(wallMs / 1000).toFixed(2)} s → ${((RUNS * 1000) / wallMs).toFixed(1)} runs/s (approvals included)`);
+    log(`POST /v1/runs:            ${percentiles(postLatency)}`);
+    log(`step-to-step latency:     ${percentiles(stepToStep)}`);
+    log(`approval → next step:     ${percentiles(approvalToNext)}`);
+  } finally {
+    await stack.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);
