@@ -1,16 +1,17 @@
 /**
- * `npm run bench`: throughput and latency of the real architecture (release, 1 web and 2
- * workers from the Procfile) on BENCH_RUNS (default 200) KPI runs, each approved through the
- * API as soon as its checkpoint is pending.
+ * `npm run bench [-- --runs N]`: throughput and latency of the real architecture (release,
+ * 1 web and 2 workers from the Procfile) on N (default 200) KPI runs, each approved through
+ * the API as soon as its checkpoint is pending. Uses the queue prefix `<QUEUE_PREFIX>-bench`.
  *
  * Reported from the runs' own events (Postgres time):
  * - step-to-step latency: start of a step − completion of the last step it needs;
  * - approval-to-next-step latency: completion of the checkpoint step − its `checkpoint.resolved`;
  * - `POST /v1/runs` latency as the client saw it, and runs completed per second.
  */
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../lib/index.js';
 import { StackError, checkServices, stackEnvironment, startLocalStack } from './local-stack.js';
 
-const RUNS = Number(process.env.BENCH_RUNS ?? 200);
 const POST_CONCURRENCY = 20;
 
 interface EventView {
@@ -28,7 +29,11 @@ function percentiles(values: number[]): string {
 }
 
 async function main(): Promise<void> {
-  const env = await stackEnvironment({ QUEUE_PREFIX: process.env.QUEUE_PREFIX ?? 'baton-bench', LOG_LEVEL: process.env.LOG_LEVEL ?? 'error' });
+  const { values } = parseArgs({ options: { runs: { type: 'string', default: '200' } } });
+  const RUNS = Number(values.runs);
+  if (!Number.isInteger(RUNS) || RUNS < 1) throw new StackError(`--runs: expected a positive integer, got "${values.runs}"`);
+  const config = loadConfig();
+  const env = await stackEnvironment(config, { QUEUE_PREFIX: `${config.redis.prefix}-bench`, LOG_LEVEL: 'error' });
   await checkServices(env);
   const log = (line: string) => process.stdout.write(`${line}\n`);
   const stack = await startLocalStack(env, 2, log);

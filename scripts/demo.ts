@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage } from 'node:http';
 import { createParser } from 'eventsource-parser';
 import { Webhook } from 'standardwebhooks';
 import type { SymbolKpis } from '../agents/index.js';
+import { loadConfig } from '../lib/index.js';
 import { StackError, checkServices, listen, stackEnvironment, startLocalStack, type LocalStack } from './local-stack.js';
 
 const DEMO_TIMEOUT_MS = 180_000;
@@ -77,7 +78,7 @@ function latencies(events: StreamEvent[], needs: Record<string, string[]>): stri
 }
 
 async function main(): Promise<void> {
-  const env = await stackEnvironment();
+  const env = await stackEnvironment(loadConfig());
   const base = env.BATON_PUBLIC_URL ?? '';
   const headers = { authorization: `Bearer ${env.BATON_API_KEY}`, 'content-type': 'application/json' };
 

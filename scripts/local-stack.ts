@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
+import type { Config } from '../lib/index.js';
 import { exited, spawnProcess } from './procfile.js';
 
 /** A failure the user can act on; its message is printed as is. */
@@ -29,24 +30,28 @@ async function freePort(): Promise<number> {
 }
 
 /**
- * The environment of the stack's processes: the caller's Redis/Postgres/LLM settings, a free
- * port, and (unless set) a fresh API key and webhook secret.
+ * The environment of the stack's processes, from this process's configuration (`loadConfig`):
+ * its Redis, Postgres and LLM settings, a free port, and the API key and webhook secret if they
+ * were set — otherwise fresh random ones rather than the well-known development defaults.
  */
-export async function stackEnvironment(overrides: Record<string, string> = {}): Promise<Record<string, string>> {
-  const env = process.env;
-  const port = Number(env.PORT ?? (await freePort()));
-  const pick = (...names: string[]) => Object.fromEntries(names.flatMap((n) => (env[n] ? [[n, env[n]]] : [])));
+export async function stackEnvironment(config: Config, overrides: Record<string, string> = {}): Promise<Record<string, string>> {
+  const port = await freePort();
+  const generated = new Set(config.devDefaults);
   return {
     NODE_ENV: 'development',
-    LOG_LEVEL: env.LOG_LEVEL ?? 'warn',
+    LOG_LEVEL: config.log.level === 'info' ? 'warn' : config.log.level,
     PORT: String(port),
-    DATABASE_URL: env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/baton',
-    REDIS_URL: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    QUEUE_PREFIX: env.QUEUE_PREFIX ?? 'baton',
-    BATON_API_KEY: env.BATON_API_KEY ?? `local_${randomBytes(16).toString('hex')}`,
-    BATON_WEBHOOK_SECRET: env.BATON_WEBHOOK_SECRET ?? `whsec_${randomBytes(32).toString('base64')}`,
+    DATABASE_URL: config.postgres.url,
+    REDIS_URL: config.redis.url,
+    QUEUE_PREFIX: config.redis.prefix,
+    BATON_API_KEY: generated.has('BATON_API_KEY') ? `local_${randomBytes(16).toString('hex')}` : config.auth.apiKey,
+    BATON_WEBHOOK_SECRET: generated.has('BATON_WEBHOOK_SECRET')
+      ? `whsec_${randomBytes(32).toString('base64')}`
+      : config.auth.webhookSecret,
     BATON_PUBLIC_URL: `http://127.0.0.1:${port}`,
-    ...pick('LLM_BASE_URL', 'LLM_API_KEY', 'LLM_MODEL'),
+    LLM_MODEL: config.llm.model,
+    ...(config.llm.baseUrl ? { LLM_BASE_URL: config.llm.baseUrl } : {}),
+    ...(config.llm.apiKey ? { LLM_API_KEY: config.llm.apiKey } : {}),
     ...overrides,
   };
 }
