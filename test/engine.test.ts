@@ -7,6 +7,9 @@ import { expect } from 'chai';
 import { and, eq } from 'drizzle-orm';
 import { createParser } from 'eventsource-parser';
 import { SignJWT } from 'jose';
+import { Job } from 'bullmq';
+import sinon from 'sinon';
+import { approvals } from '../db/index.js';
 import { stepAttempts } from '../db/index.js';
 import { stepJobId } from '../queues/index.js';
 import { api, runEvents, startStack, storeDefinition, waitFor, waitForRun, type EventView, type Stack } from './support/stack.js';
@@ -233,6 +236,31 @@ steps:
       expect(sleepCalls.get(`${slug}-finish`)).to.equal(1);
       // No event or stored payload carries a usable token.
       expect(JSON.stringify(events)).not.to.contain('token=');
+    });
+
+    it('takes a decision that arrives while the checkpoint job is still active, before it parks', async function () {
+      const slug = uniqueSlug('race');
+      await storeDefinition(stack, approvalFlow(slug, slug), [sleepAgent]);
+      const { body } = await api<{ id: string }>(stack, 'POST', '/v1/runs', { definition: slug, input: {} });
+      const runId = body.id;
+      let decidedWhileActive: number | undefined;
+      const park = Job.prototype.moveToDelayed;
+      // Decide in the window between the approval's commit and the job parking (the real
+      // moveToDelayed still runs afterwards). Promote finds no delayed job then.
+      sinon.stub(Job.prototype, 'moveToDelayed').callsFake(async function (this: Job, timestamp: number, token?: string) {
+        const data = this.data as { runId?: string };
+        if (this.queueName === 'checkpoints' && data.runId === runId && decidedWhileActive === undefined) {
+          expect(await this.getState()).to.equal('active');
+          const [approval] = await stack.deps.database.db.select().from(approvals).where(eq(approvals.runId, runId));
+          decidedWhileActive = (await api(stack, 'POST', `/v1/approvals/${approval!.id}/decision`, { decision: 'continue' })).status;
+        }
+        return park.call(this, timestamp, token);
+      });
+      // The deadline is an hour away: only the self-promote after parking can finish this run now.
+      const run = await waitForRun(stack, runId, 15_000);
+      expect(decidedWhileActive).to.equal(200);
+      expect(run.status).to.equal('completed');
+      expect(run.approvals[0]).to.include({ status: 'decided', decision: 'continue' });
     });
 
     it('refuses forged, reused and cross-approval tokens and changes nothing', async function () {

@@ -102,4 +102,43 @@ describe('kpi-tracking on the seeded vega-datasets prices', function () {
     expect(run.status).to.equal('completed');
     expect(run.steps.find((s) => s.id === 'publish')?.status).to.equal('skipped');
   });
+
+  it('a retry decision re-runs kpis and asks again, keeping the first approval in history', async function () {
+    const { body } = await api<{ id: string }>(stack, 'POST', '/v1/runs', {
+      definition: 'kpi-tracking',
+      input: { symbols: ['GOOG'], from: '2006-01-01', to: '2006-12-31' },
+    });
+    const pendingApproval = (exclude?: string) =>
+      waitFor(
+        async () => {
+          const list = await api<{ items: Array<{ id: string; runId: string; decisions: string[] }> }>(stack, 'GET', '/v1/approvals?status=pending');
+          return list.body.items.find((a) => a.runId === body.id && a.id !== exclude);
+        },
+        20_000,
+        'pending approval',
+      );
+    const first = await pendingApproval();
+    expect(first.decisions).to.deep.equal(['continue', 'retry', 'abort']);
+    expect((await api(stack, 'POST', `/v1/approvals/${first.id}/decision`, { decision: 'retry', comment: 'recompute' })).status).to.equal(200);
+    const second = await pendingApproval(first.id);
+    expect((await api(stack, 'POST', `/v1/approvals/${second.id}/decision`, { decision: 'continue' })).status).to.equal(200);
+
+    const run = await waitForRun(stack, body.id);
+    expect(run.status, JSON.stringify(run.error)).to.equal('completed');
+    expect(run.approvals.map((a) => `${a.status}:${a.decision}`)).to.deep.equal(['decided:retry', 'decided:continue']);
+    const kpis = run.steps.find((s) => s.id === 'kpis') as { attempts: number; generation?: number } | undefined;
+    expect(kpis?.attempts).to.equal(2);
+    expect(kpis?.generation).to.equal(2);
+    const events = await runEvents(stack, body.id);
+    const count = (type: string, stepId: string) => events.filter((e) => e.type === type && e.stepId === stepId).length;
+    expect(count('step.completed', 'kpis')).to.equal(2);
+    expect(count('step.retrying', 'kpis')).to.equal(1);
+    expect(count('step.retrying', 'review')).to.equal(1);
+    expect(count('checkpoint.requested', 'review')).to.equal(2);
+    expect(count('step.completed', 'load')).to.equal(1);
+    expect(count('step.completed', 'summary')).to.equal(1);
+    // Each generation of kpis ran as its own job.
+    const jobs = await Promise.all([1, 2].map((g) => stack.deps.queues.get('agent-function').getJob(`${body.id}.kpis.${g}`)));
+    expect(jobs.map((j) => j?.id)).to.deep.equal([`${body.id}.kpis.1`, `${body.id}.kpis.2`]);
+  });
 });

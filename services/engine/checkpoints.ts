@@ -28,12 +28,12 @@ import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { APPROVAL_ABORTED } from './finalize.js';
 import { withRun } from './run-scope.js';
-import { completeStep, failStep, type StepRecord } from './steps.js';
+import { completeStep, failStep, rerunFrom, type StepRecord } from './steps.js';
 
 export type ApprovalRow = typeof approvals.$inferSelect;
 
-/** Decisions this version supports (the `retry` loop arrives with the approvals issue). */
-export const SUPPORTED_DECISIONS = ['continue', 'abort'] as const;
+/** Decisions a checkpoint may offer (D7). */
+export const SUPPORTED_DECISIONS = ['continue', 'retry', 'abort'] as const;
 export type Decision = (typeof SUPPORTED_DECISIONS)[number];
 
 /** State of a checkpoint's approval as seen by its job. */
@@ -283,8 +283,9 @@ export type CheckpointResolution =
 
 /**
  * Apply the checkpoint's outcome: the decision, or `onTimeout` when the deadline passed
- * (Postgres time). `continue` completes the step; `abort` fails it with `APPROVAL_ABORTED`
- * (the run ends `cancelled`).
+ * (Postgres time). `continue` completes the step; `retry` re-runs `retryStep` and its
+ * descendants (this checkpoint included, which then asks again under a new approval); `abort`
+ * fails it with `APPROVAL_ABORTED` (the run ends `cancelled`).
  */
 export async function resolveCheckpoint(deps: EngineDeps, data: StepJobData, attempt: number): Promise<CheckpointResolution> {
   const outcome = await withRun(deps, data.runId, async ({ tx, run, emit }) => {
@@ -303,16 +304,22 @@ export async function resolveCheckpoint(deps: EngineDeps, data: StepJobData, att
       const onTimeout = spec?.kind === 'checkpoint' ? spec.onTimeout : 'abort';
       const [expiredRow] = await tx
         .update(approvals)
-        .set({ status: 'expired', decision: onTimeout === 'continue' ? 'continue' : 'abort', decidedBy: 'system:timeout', decidedAt: sql`now()` })
+        .set({ status: 'expired', decision: onTimeout, decidedBy: 'system:timeout', decidedAt: sql`now()` })
         .where(and(eq(approvals.id, approval.id), eq(approvals.status, 'pending')))
         .returning();
       await emit('checkpoint.expired', data.stepId, { approval: approvalSummary(expiredRow ?? approval), onTimeout });
-      return { kind: 'decided' as const, approval: expiredRow ?? approval };
+      return { kind: 'decided' as const, approval: expiredRow ?? approval, retryStep: spec?.kind === 'checkpoint' ? spec.retryStep : undefined };
     }
-    return { kind: 'decided' as const, approval };
+    let retryStep: string | undefined;
+    if (approval.decision === 'retry') {
+      const { spec: definition } = await definitionById(tx, run.definitionId);
+      const spec = definition.steps.find((s) => s.id === data.stepId);
+      retryStep = spec?.kind === 'checkpoint' ? spec.retryStep : undefined;
+    }
+    return { kind: 'decided' as const, approval, retryStep };
   });
   if (outcome.kind === 'pending') return outcome;
-  const { approval } = outcome;
+  const { approval, retryStep } = outcome;
   const result = {
     decision: approval.decision,
     comment: approval.comment,
@@ -322,6 +329,10 @@ export async function resolveCheckpoint(deps: EngineDeps, data: StepJobData, att
   };
   if (approval.decision === 'continue') {
     return { kind: 'resolved', ...(await completeStep(deps, data, attempt, result, { decision: 'continue' })) };
+  }
+  if (approval.decision === 'retry' && retryStep) {
+    const reason = `checkpoint ${data.stepId} asked to retry ${retryStep}`;
+    return { kind: 'resolved', ...(await rerunFrom(deps, data, attempt, retryStep, result, reason)) };
   }
   const reason = approval.status === 'expired' ? 'the approval deadline passed' : `aborted by ${approval.decidedBy}`;
   const message = approval.comment ? `${reason}: ${approval.comment}` : reason;

@@ -9,7 +9,7 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { serializeError, type SerializedError } from '../../lib/index.js';
 import { stepAttempts, steps } from '../../db/index.js';
-import { evaluateMapping, type Definition, type StepSpec } from '../../definitions/index.js';
+import { descendantsOf, evaluateMapping, type Definition, type StepSpec } from '../../definitions/index.js';
 import { stepJobId, type StepJobData, type StepJobSpec } from '../../queues/index.js';
 import { advance, liveJobSpecs, loadSteps, scopeOf, type StepRow } from './advance.js';
 import { definitionById } from './definitions-store.js';
@@ -250,5 +250,41 @@ export async function failOrphanedStep(
       .returning({ attempts: steps.attempts });
     if (updated.length === 0) return;
     await scope.emit('step.failed', data.stepId, { attempt: updated[0]?.attempts ?? 0, error });
+  });
+}
+
+/**
+ * Re-run `targetStepId` and everything downstream of it (a checkpoint's `retry` decision): each
+ * of those steps goes back to `pending` with its generation bumped, so its next job id is new
+ * (`<run>.<step>.<generation+1>`) and a late result of the old generation is fenced out. Earlier
+ * attempts, outputs of other steps and earlier approvals are kept. The calling step's attempt
+ * is closed as `completed` with `output`.
+ * @returns the steps queued now (normally the target), to add as children of the root.
+ */
+export async function rerunFrom(
+  deps: EngineDeps,
+  data: StepJobData,
+  attempt: number,
+  targetStepId: string,
+  output: unknown,
+  reason: string,
+): Promise<StepRecord> {
+  return withRun(deps, data.runId, async (scope) => {
+    if (!(await fence(scope, data, attempt))) return { recorded: false, ready: [] };
+    const at = await locate(deps, scope, data.stepId);
+    if (!at) return { recorded: false, ready: [] };
+    await closeAttempt(scope, data, attempt, { status: 'completed', output });
+    const reset = new Set([targetStepId, ...descendantsOf(at.definition, targetStepId)]);
+    for (const row of at.rows) {
+      if (!reset.has(row.stepId)) continue;
+      row.status = 'pending';
+      row.generation += 1;
+      await scope.tx
+        .update(steps)
+        .set({ status: 'pending', generation: row.generation, error: null, finishedAt: null })
+        .where(and(eq(steps.runId, row.runId), eq(steps.stepId, row.stepId)));
+      await scope.emit('step.retrying', row.stepId, { generation: row.generation, reason });
+    }
+    return { recorded: true, ready: await advance(scope, at.definition, at.rows) };
   });
 }
