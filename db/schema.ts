@@ -42,6 +42,8 @@ export const apiKeys = pgTable('api_keys', {
   /** Identity the key acts as (e.g. `user:alice`, `service:billing`). */
   subject: text('subject').notNull(),
   scopes: text('scopes').array().notNull(),
+  /** Approver roles the key's identity holds (checkpoint `approvers: [{role}]`). */
+  roles: text('roles').array().notNull().default(sql`'{}'::text[]`),
   createdAt: createdAt(),
   revokedAt: ts('revoked_at'),
 });
@@ -124,6 +126,8 @@ export const steps = pgTable(
     /** Attempts started so far (retries and crash re-deliveries each start a new one). */
     attempts: integer('attempts').notNull().default(0),
     input: jsonb('input'),
+    /** Input for the next attempt instead of the `with:` mapping (a retry decision's modified input). */
+    inputOverride: jsonb('input_override'),
     output: jsonb('output'),
     error: jsonb('error'),
     queuedAt: ts('queued_at'),
@@ -180,6 +184,14 @@ export const approvals = pgTable(
     show: jsonb('show'),
     decisions: text('decisions').array().notNull(),
     approvers: jsonb('approvers').notNull(),
+    /** Distinct approvers whose `continue` is needed. */
+    required: integer('required').notNull().default(1),
+    /** Whether the identity that started the run may decide. */
+    selfApproval: boolean('self_approval').notNull().default(true),
+    /** JSON Schema of the data an approver may send with `continue` or `retry`. */
+    modify: jsonb('modify'),
+    /** The data sent with the deciding response (modified input), if any. */
+    data: jsonb('data'),
     jobId: text('job_id').notNull(),
     expiresAt: ts('expires_at').notNull(),
     createdAt: createdAt(),
@@ -189,6 +201,60 @@ export const approvals = pgTable(
     uniqueIndex('approvals_run_step_generation').on(t.runId, t.stepId, t.generation),
     index('approvals_org_status').on(t.organizationId, t.status),
   ],
+);
+
+/**
+ * Every accepted response to an approval, one per distinct approver: the audit trail, and the
+ * votes a `required: N` quorum counts.
+ */
+export const approvalResponses = pgTable(
+  'approval_responses',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    approvalId: uuid('approval_id')
+      .notNull()
+      .references(() => approvals.id, { onDelete: 'cascade' }),
+    approver: text('approver').notNull(),
+    /** `token`, `api-key` or `integration`. */
+    via: text('via').notNull(),
+    decision: text('decision').notNull(),
+    comment: text('comment'),
+    data: jsonb('data'),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('approval_responses_approver').on(t.approvalId, t.approver)],
+);
+
+/** Trusted systems that may POST decisions signed per Standard Webhooks with their own secret. */
+export const integrations = pgTable(
+  'integrations',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    name: text('name').notNull(),
+    /** `whsec_…` secret shared with the integration (needed in clear to verify HMACs). */
+    secret: text('secret').notNull(),
+    /** Approver roles the integration may act as. */
+    roles: text('roles').array().notNull().default(sql`'{}'::text[]`),
+    createdAt: createdAt(),
+    revokedAt: ts('revoked_at'),
+  },
+  (t) => [uniqueIndex('integrations_org_name').on(t.organizationId, t.name)],
+);
+
+/** `webhook-id`s already accepted from an integration: a replayed message is refused. */
+export const integrationReceipts = pgTable(
+  'integration_receipts',
+  {
+    integrationId: uuid('integration_id')
+      .notNull()
+      .references(() => integrations.id, { onDelete: 'cascade' }),
+    messageId: text('message_id').notNull(),
+    receivedAt: ts('received_at').notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.integrationId, t.messageId] })],
 );
 
 /** Single-use decision tokens carried by `decideUrl`s. Only the id (`jti`) is stored. */

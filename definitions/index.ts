@@ -33,7 +33,7 @@ export {
   renderTemplate,
   toPlainJson,
 } from './expressions.js';
-export { validateInput } from './json-schema.js';
+export { validateAgainstSchema, validateInput } from './json-schema.js';
 export type { DefinitionLoadOptions, DefinitionProblem, StepGraph } from './load.js';
 export {
   ancestorsOf,

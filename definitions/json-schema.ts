@@ -71,8 +71,8 @@ export function rememberInputValidator(definition: Definition, validate: Validat
   inputValidators.set(definition, validate);
 }
 
-/** Dotted field of an Ajv error, rooted at `input` (`input.symbols.0`, `input.to`). */
-function fieldOf(error: ErrorObject): string {
+/** Dotted field of an Ajv error, rooted at `root` (`input.symbols.0`, `input.to`). */
+function fieldOf(error: ErrorObject, root: string): string {
   const segments = pointerSegments(error.instancePath);
   const params = error.params as Record<string, unknown>;
   if (error.keyword === 'required' && typeof params['missingProperty'] === 'string') {
@@ -80,7 +80,7 @@ function fieldOf(error: ErrorObject): string {
   } else if (error.keyword === 'additionalProperties' && typeof params['additionalProperty'] === 'string') {
     segments.push(params['additionalProperty']);
   }
-  return ['input', ...segments].join('.');
+  return [root, ...segments].join('.');
 }
 
 /** Reason of an Ajv error, relative to {@link fieldOf}. */
@@ -112,19 +112,49 @@ export function validateInput(definition: Definition, input: unknown): void {
     validate = compiled.validate;
     inputValidators.set(definition, validate);
   }
-  if (validate(input)) return;
+  reportProblems(validate, input, 'input');
+}
+
+/**
+ * Run a compiled validator; on failure throw a {@link ValidationError} listing every problem as
+ * `<field>: <reason>`, with `field` = the first problem's dotted path under `root`.
+ */
+function reportProblems(validate: ValidateFunction, value: unknown, root: string): void {
+  if (validate(value)) return;
   const seen = new Set<string>();
   const errors: Array<{ field: string; message: string }> = [];
   for (const error of validate.errors ?? []) {
-    const field = fieldOf(error);
+    const field = fieldOf(error, root);
     const message = `${field}: ${reasonOf(error)}`;
     if (seen.has(message)) continue;
     seen.add(message);
     errors.push({ field, message });
   }
-  const first = errors[0] ?? { field: 'input', message: 'input: is invalid' };
+  const first = errors[0] ?? { field: root, message: `${root}: is invalid` };
   throw new ValidationError(errors.map((e) => e.message).join('; ') || first.message, {
     field: first.field,
     details: { errors },
   });
+}
+
+/** Compiled validators of schemas stored outside definitions objects, by their JSON text. */
+const schemaValidators = new Map<string, ValidateFunction>();
+const SCHEMA_CACHE_LIMIT = 500;
+
+/**
+ * Validate `value` against a JSON Schema (e.g. a checkpoint's `modify`), compiling it once.
+ * @param root - name of the value in messages and `field` (e.g. `input` → `input.limit`).
+ * @throws {ValidationError} as {@link validateInput} does, rooted at `root`.
+ */
+export function validateAgainstSchema(schema: Record<string, unknown>, value: unknown, root: string): void {
+  const key = JSON.stringify(schema);
+  let validate = schemaValidators.get(key);
+  if (!validate) {
+    const compiled = compileJsonSchema(schema);
+    if (!compiled.ok) throw new ValidationError(`${root}: the schema ${compiled.problem.message}`, { field: root });
+    validate = compiled.validate;
+    if (schemaValidators.size >= SCHEMA_CACHE_LIMIT) schemaValidators.clear();
+    schemaValidators.set(key, validate);
+  }
+  reportProblems(validate, value, root);
 }

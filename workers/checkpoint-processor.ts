@@ -3,13 +3,17 @@
  * delayed state until its deadline, and when woken (decision or deadline) apply the outcome.
  */
 import { DelayedError, type Job } from 'bullmq';
+import { z } from 'zod';
 import {
+  REMIND_JOB,
   beginStep,
   failStep,
   getApproval,
   openCheckpoint,
   promoteParked,
+  remindApproval,
   resolveCheckpoint,
+  scheduleReminders,
 } from '../services/engine/index.js';
 import type { WorkerDeps } from './deps.js';
 import { isControlFlow, planFailure } from './failure.js';
@@ -18,9 +22,15 @@ import { parseStepJob } from './step-processor.js';
 /** Extra wait when the worker's clock wakes the job before Postgres' deadline, in milliseconds. */
 const CLOCK_SKEW_MARGIN_MS = 1000;
 
-/** Build the processor for the `checkpoints` queue. */
+const RemindJobData = z.object({ approvalId: z.uuid(), runId: z.uuid(), beforeMs: z.number().int().positive() });
+
+/** Build the processor for the `checkpoints` queue (checkpoint steps and their reminders). */
 export function createCheckpointProcessor(deps: WorkerDeps) {
   return async (job: Job, token?: string): Promise<Record<string, unknown>> => {
+    if (job.name === REMIND_JOB) {
+      const remind = RemindJobData.parse(job.data);
+      return { reminded: await remindApproval(deps, remind.runId, remind.approvalId, remind.beforeMs) };
+    }
     const data = parseStepJob(job);
     const jobId = job.id ?? '';
     const start = await beginStep(deps, data, jobId);
@@ -40,6 +50,7 @@ export function createCheckpointProcessor(deps: WorkerDeps) {
       };
       const state = await openCheckpoint(deps, data, attempt);
       if (state.approval.status === 'pending' && !state.expired) {
+        await scheduleReminders(deps, state.approval, state.remindMs);
         await park(state.approval.expiresAt.getTime(), state.approval.id);
       }
       const resolution = await resolveCheckpoint(deps, data, attempt);

@@ -6,6 +6,7 @@ import { ADMIN_PATH, adminRouter } from './admin.js';
 import { ApiKeyAuthenticator } from './auth.js';
 import { errorHandler } from './error-handler.js';
 import type { RunEventHub } from './event-hub.js';
+import { adminApiRouter } from './routes-admin.js';
 import { approvalsRouter } from './routes-approvals.js';
 import { runsRouter } from './routes-runs.js';
 
@@ -43,9 +44,18 @@ export function createApp(deps: EngineDeps, hub: RunEventHub): express.Express {
   });
 
   app.use(ADMIN_PATH, ...adminRouter(deps.queues, auth));
-  app.use(express.json({ limit: '1mb' }));
+  app.use(
+    express.json({
+      limit: '1mb',
+      // Keep the exact bytes: Standard Webhooks signatures from integrations cover them.
+      verify: (req, _res, buf) => {
+        (req as express.Request).rawBody = buf;
+      },
+    }),
+  );
   app.use(runsRouter(deps, auth, hub));
   app.use(approvalsRouter(deps, auth));
+  app.use(adminApiRouter(deps, auth));
   app.use((req, res) => {
     res.status(404).json({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.path}` } });
   });

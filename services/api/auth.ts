@@ -13,6 +13,8 @@ export interface Principal {
   /** Identity the key acts as, e.g. `service:baton-api-key`. */
   subject: string;
   scopes: string[];
+  /** Approver roles (checkpoint `approvers: [{role}]`). */
+  roles: string[];
 }
 
 /** Cache lifetime of a key lookup, in milliseconds (revocation takes effect within it). */
@@ -32,7 +34,9 @@ export class ApiKeyAuthenticator {
       .select()
       .from(apiKeys)
       .where(and(eq(apiKeys.keyHash, hash), isNull(apiKeys.revokedAt)));
-    const principal = row ? { organizationId: row.organizationId, subject: row.subject, scopes: row.scopes } : null;
+    const principal = row
+      ? { organizationId: row.organizationId, subject: row.subject, scopes: row.scopes, roles: row.roles }
+      : null;
     this.cache.set(hash, { principal, expiresAtMs: Date.now() + CACHE_TTL_MS });
     return principal;
   }
@@ -56,6 +60,8 @@ export function credentialFrom(req: Request): string | undefined {
 declare module 'express-serve-static-core' {
   interface Request {
     principal?: Principal;
+    /** The request body's exact bytes (for signature checks). */
+    rawBody?: Buffer;
   }
 }
 

@@ -1,23 +1,43 @@
-/** `/v1/approvals`: the inbox, and decisions by signed link (`?token=`) or API key. */
-import { Router } from 'express';
+/**
+ * `/v1/approvals`: the inbox, one approval with its history, and decisions — by the signed link
+ * of a `decideUrl` (`?token=`), by a Standard-Webhooks-signed request of a trusted integration
+ * (`baton-integration: <id>` plus `webhook-*` headers), or by an API key with `approvals:decide`.
+ */
+import { Router, type Request } from 'express';
 import { z } from 'zod';
 import { NotFoundError, ValidationError } from '../../lib/index.js';
-import { approvalSummary, decideApproval, getApproval, listApprovals, type DecisionAuth, type EngineDeps } from '../engine/index.js';
+import {
+  approvalResponsesOf,
+  approvalSummary,
+  decideApproval,
+  getApproval,
+  listApprovals,
+  verifyIntegrationMessage,
+  type DecisionAuth,
+  type EngineDeps,
+} from '../engine/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { parseBody } from './validate.js';
 
 const DecisionBody = z.strictObject({
   decision: z.string().min(1),
   comment: z.string().max(4000).optional(),
+  /** Modified data, validated against the checkpoint's `modify` schema. */
+  input: z.unknown().optional(),
 });
 
 const STATUSES = ['pending', 'decided', 'expired'];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const INTEGRATION_HEADER = 'baton-integration';
 
 function approvalIdParam(value: unknown): string {
   const id = String(value ?? '');
   if (!UUID.test(id)) throw new NotFoundError(`approval ${id} not found`);
   return id;
+}
+
+function tokenOf(req: Request): string | undefined {
+  return typeof req.query.token === 'string' && req.query.token !== '' ? req.query.token : undefined;
 }
 
 export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Router {
@@ -33,7 +53,6 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
       throw new ValidationError('limit must be an integer from 1 to 200', { field: 'limit' });
     }
     const cursor = req.query.cursor === undefined ? undefined : String(req.query.cursor);
-    if (cursor !== undefined && Number.isNaN(Date.parse(cursor))) throw new ValidationError('invalid cursor', { field: 'cursor' });
     res.json(
       await listApprovals(deps, principalOf(req).organizationId, {
         limit,
@@ -48,34 +67,55 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
     if (!approval || approval.organizationId !== principalOf(req).organizationId) {
       throw new NotFoundError(`approval ${req.params.id} not found`);
     }
-    res.json(approvalSummary(approval));
+    const responses = await approvalResponsesOf(deps, [approval.id]);
+    res.json({ ...approvalSummary(approval), responses: responses.get(approval.id) ?? [] });
   });
 
-  // Authorized by the decideUrl's signed token, or else by an API key with `approvals:decide`.
   router.post(
     '/v1/approvals/:id/decision',
     async (req, res, next) => {
-      if (typeof req.query.token === 'string' && req.query.token !== '') return next();
+      if (tokenOf(req) || req.get(INTEGRATION_HEADER)) return next();
       return requireApiKey(auth, 'approvals:decide')(req, res, next);
     },
     async (req, res) => {
       const approvalId = approvalIdParam(req.params.id);
-      const body = parseBody(DecisionBody, req.body);
-      const token = typeof req.query.token === 'string' && req.query.token !== '' ? req.query.token : undefined;
-      let auth: DecisionAuth;
+      const token = tokenOf(req);
+      const integrationId = req.get(INTEGRATION_HEADER);
+      let decisionAuth: DecisionAuth;
       if (token) {
-        auth = { via: 'token', token };
+        decisionAuth = { via: 'token', token };
+      } else if (integrationId) {
+        const verified = await verifyIntegrationMessage(deps, integrationId, req.rawBody ?? Buffer.alloc(0), {
+          'webhook-id': req.get('webhook-id'),
+          'webhook-timestamp': req.get('webhook-timestamp'),
+          'webhook-signature': req.get('webhook-signature'),
+        });
+        decisionAuth = {
+          via: 'integration',
+          organizationId: verified.integration.organizationId,
+          integrationId: verified.integration.id,
+          name: verified.integration.name,
+          roles: verified.integration.roles,
+          messageId: verified.messageId,
+        };
       } else {
         const principal = principalOf(req);
-        auth = { via: 'api-key', organizationId: principal.organizationId, subject: principal.subject };
+        decisionAuth = { via: 'api-key', organizationId: principal.organizationId, subject: principal.subject, roles: principal.roles };
       }
-      const decided = await decideApproval(deps, {
+      const body = parseBody(DecisionBody, req.body);
+      const outcome = await decideApproval(deps, {
         approvalId,
         decision: body.decision,
         ...(body.comment === undefined ? {} : { comment: body.comment }),
-        auth,
+        ...(body.input === undefined ? {} : { input: body.input }),
+        auth: decisionAuth,
       });
-      res.json(approvalSummary(decided));
+      // 200: decided. 202: response recorded, more approvers needed (`required: N`).
+      res.status(outcome.settled ? 200 : 202).json({
+        ...approvalSummary(outcome.approval),
+        continues: outcome.continues,
+        required: outcome.required,
+      });
     },
   );
 

@@ -3,27 +3,20 @@
  *
  * - `openCheckpoint` commits the pending approval (and its token ids) and `checkpoint.requested`
  *   before anyone is notified; the deadline is computed with Postgres' clock.
- * - `decideApproval` is one transaction under the run's lock: the token is spent and the
- *   approval decided by conditional updates, so of two simultaneous decisions exactly one wins,
- *   and a refused decision changes nothing. After the commit it promotes the parked job.
+ * - `decideApproval` (decisions.ts) records responses and decides, race-free, then promotes.
+ * - `remindApproval` emits `checkpoint.reminded` from the delayed reminder jobs.
  * - `resolveCheckpoint` runs in the woken checkpoint job and applies the decision (or the
  *   deadline's `onTimeout`, judged by Postgres `now()`).
  */
 import { randomUUID } from 'node:crypto';
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import { ErrorCode as BullErrorCode } from 'bullmq';
-import {
-  ConflictError,
-  ForbiddenError,
-  GoneError,
-  NotFoundError,
-  ValidationError,
-} from '../../lib/index.js';
-import { approvalTokens, approvals, steps } from '../../db/index.js';
+import { NotFoundError } from '../../lib/index.js';
+import { approvalResponses, approvalTokens, approvals, steps } from '../../db/index.js';
 import { evaluateMapping, renderTemplate, type CheckpointStep } from '../../definitions/index.js';
 import { stepJobId, type StepJobData } from '../../queues/index.js';
 import { loadSteps, scopeOf } from './advance.js';
-import { mintDecisionToken, tokenKey, verifyDecisionToken } from './approval-tokens.js';
+import { mintDecisionToken, tokenKey } from './approval-tokens.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { APPROVAL_ABORTED } from './finalize.js';
@@ -41,6 +34,8 @@ export interface CheckpointState {
   approval: ApprovalRow;
   /** Deadline passed, by Postgres' clock. */
   expired: boolean;
+  /** Reminders before the deadline, in milliseconds (the checkpoint's `remind:`). */
+  remindMs: number[];
 }
 
 function approverIds(spec: CheckpointStep): string[] {
@@ -61,10 +56,10 @@ export async function openCheckpoint(deps: EngineDeps, data: StepJobData, attemp
       eq(approvals.generation, data.generation),
     );
     let [approval] = await tx.select().from(approvals).where(where);
+    const { spec: definition } = await definitionById(tx, run.definitionId);
+    const spec = definition.steps.find((s) => s.id === data.stepId);
+    if (!spec || spec.kind !== 'checkpoint') throw new NotFoundError(`checkpoint step ${data.stepId} not found`);
     if (!approval) {
-      const { spec: definition } = await definitionById(tx, run.definitionId);
-      const spec = definition.steps.find((s) => s.id === data.stepId);
-      if (!spec || spec.kind !== 'checkpoint') throw new NotFoundError(`checkpoint step ${data.stepId} not found`);
       const rows = await loadSteps(scope);
       const exprScope = scopeOf(run, rows);
       const prompt = await renderTemplate(spec.prompt, exprScope);
@@ -81,6 +76,9 @@ export async function openCheckpoint(deps: EngineDeps, data: StepJobData, attemp
           show,
           decisions: spec.decisions.filter((d) => (SUPPORTED_DECISIONS as readonly string[]).includes(d)),
           approvers: spec.approvers,
+          required: spec.required,
+          selfApproval: spec.selfApproval,
+          modify: spec.modify ?? null,
           jobId: stepJobId(data.runId, data.stepId, data.generation),
           expiresAt: sql`now() + ${`${spec.timeoutMs} milliseconds`}::interval`,
         })
@@ -105,7 +103,48 @@ export async function openCheckpoint(deps: EngineDeps, data: StepJobData, attemp
       .select({ expired: sql<boolean>`now() >= ${approvals.expiresAt}` })
       .from(approvals)
       .where(eq(approvals.id, approval.id));
-    return { approval, expired };
+    return { approval, expired, remindMs: spec.remindMs };
+  });
+}
+
+/** A reminder job of the `checkpoints` queue (not a child of the run: nothing waits for it). */
+export const REMIND_JOB = 'remind';
+
+/**
+ * Schedule the approval's reminders as delayed jobs, `remindMs` before its deadline (job id
+ * `remind.<approval>.<ms>`, so scheduling again is a no-op). Reminders already due are skipped.
+ */
+export async function scheduleReminders(deps: EngineDeps, approval: ApprovalRow, remindMs: number[]): Promise<void> {
+  const queue = deps.queues.get('checkpoints');
+  for (const beforeMs of remindMs) {
+    const delay = approval.expiresAt.getTime() - beforeMs - Date.now();
+    if (delay <= 0) continue;
+    await queue.add(
+      REMIND_JOB,
+      { approvalId: approval.id, runId: approval.runId, beforeMs },
+      { jobId: `remind.${approval.id}.${beforeMs}`, delay, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } },
+    );
+  }
+}
+
+/**
+ * Emit `checkpoint.reminded` (event and webhook, with the decide links) if the approval is still
+ * pending and before its deadline, by Postgres time; otherwise do nothing.
+ * @returns whether a reminder was emitted.
+ */
+export async function remindApproval(deps: EngineDeps, runId: string, approvalId: string, beforeMs: number): Promise<boolean> {
+  return withRun(deps, runId, async ({ tx, emit }) => {
+    const [row] = await tx
+      .select({ approval: approvals, remainingMs: sql<number>`(extract(epoch from ${approvals.expiresAt} - now()) * 1000)::float8` })
+      .from(approvals)
+      .where(eq(approvals.id, approvalId));
+    if (!row || row.approval.status !== 'pending' || row.remainingMs <= 0) return false;
+    await emit('checkpoint.reminded', row.approval.stepId, {
+      approval: approvalSummary(row.approval),
+      remindedMsBeforeDeadline: beforeMs,
+      remainingMs: Math.round(row.remainingMs),
+    });
+    return true;
   });
 }
 
@@ -120,14 +159,41 @@ export function approvalSummary(a: ApprovalRow): Record<string, unknown> {
     show: a.show,
     decisions: a.decisions,
     approvers: a.approvers,
+    required: a.required,
+    selfApproval: a.selfApproval,
+    modify: a.modify,
+    attempt: a.generation,
     expiresAt: a.expiresAt.toISOString(),
     createdAt: a.createdAt.toISOString(),
     decision: a.decision,
     comment: a.comment,
     decidedBy: a.decidedBy,
     decidedVia: a.decidedVia,
+    data: a.data,
     decidedAt: a.decidedAt?.toISOString() ?? null,
   };
+}
+
+/** Every response to the given approvals (who, when, how, comment, modifications), oldest first. */
+export async function approvalResponsesOf(deps: EngineDeps, approvalIds: string[]): Promise<Map<string, Array<Record<string, unknown>>>> {
+  const byApproval = new Map<string, Array<Record<string, unknown>>>(approvalIds.map((id) => [id, []]));
+  if (approvalIds.length === 0) return byApproval;
+  const rows = await deps.database.db
+    .select()
+    .from(approvalResponses)
+    .where(inArray(approvalResponses.approvalId, approvalIds))
+    .orderBy(asc(approvalResponses.createdAt));
+  for (const r of rows) {
+    byApproval.get(r.approvalId)?.push({
+      approver: r.approver,
+      via: r.via,
+      decision: r.decision,
+      comment: r.comment,
+      data: r.data,
+      at: r.createdAt.toISOString(),
+    });
+  }
+  return byApproval;
 }
 
 /** Read an approval's current row. */
@@ -166,101 +232,6 @@ export async function approvalNotice(deps: EngineDeps, approvalId: string): Prom
     })),
   );
   return { ...approvalSummary(approval), decideUrl: decideUrls[0]?.url ?? null, decideUrls };
-}
-
-/** Who is deciding and how they proved it. */
-export type DecisionAuth =
-  | { via: 'token'; token: string }
-  | { via: 'api-key'; organizationId: string; subject: string };
-
-/** A decision request (`POST /v1/approvals/:id/decision`). */
-export interface DecisionRequest {
-  approvalId: string;
-  decision: string;
-  comment?: string;
-  auth: DecisionAuth;
-}
-
-/**
- * Decide an approval: first decision wins, the rest change nothing.
- * @throws {UnauthorizedError} forged or malformed token.
- * @throws {ForbiddenError} a genuine token for another approval.
- * @throws {NotFoundError} unknown approval (or another organization's).
- * @throws {ValidationError} a decision the checkpoint does not offer (field `decision`).
- * @throws {ConflictError} already decided (details carry the standing decision) or token already used.
- * @throws {GoneError} the deadline has passed.
- */
-export async function decideApproval(deps: EngineDeps, request: DecisionRequest): Promise<ApprovalRow> {
-  const { auth } = request;
-  const claims = auth.via === 'token' ? await verifyDecisionToken(tokenKey(deps.config.auth.webhookSecret), auth.token) : undefined;
-  if (claims && claims.approvalId !== request.approvalId) {
-    throw new ForbiddenError('this decision link belongs to another approval');
-  }
-  const found = await getApproval(deps, request.approvalId);
-  if (!found || (auth.via === 'api-key' && found.organizationId !== auth.organizationId)) {
-    throw new NotFoundError(`approval ${request.approvalId} not found`);
-  }
-
-  const decided = await withRun(deps, found.runId, async ({ tx, emit }) => {
-    const [current] = await tx.select().from(approvals).where(eq(approvals.id, request.approvalId));
-    if (!current) throw new NotFoundError(`approval ${request.approvalId} not found`);
-    if (!current.decisions.includes(request.decision)) {
-      throw new ValidationError(`decision must be one of ${current.decisions.join(', ')}`, { field: 'decision' });
-    }
-    let actor = auth.via === 'api-key' ? auth.subject : '';
-    if (claims) {
-      if (claims.generation !== current.generation) throw new ForbiddenError('this decision link is for an earlier request');
-      const spent = await tx
-        .update(approvalTokens)
-        .set({ usedAt: sql`now()` })
-        .where(
-          and(
-            eq(approvalTokens.jti, claims.jti),
-            eq(approvalTokens.approvalId, current.id),
-            eq(approvalTokens.approver, claims.approver),
-            isNull(approvalTokens.usedAt),
-          ),
-        )
-        .returning({ jti: approvalTokens.jti });
-      if (spent.length === 0) {
-        const [known] = await tx.select().from(approvalTokens).where(eq(approvalTokens.jti, claims.jti));
-        if (!known) throw new ForbiddenError('unknown decision link');
-        throw new ConflictError('this decision link was already used', { details: standing(current) });
-      }
-      actor = claims.approver;
-    }
-    const [won] = await tx
-      .update(approvals)
-      .set({
-        status: 'decided',
-        decision: request.decision,
-        comment: request.comment ?? null,
-        decidedBy: actor,
-        decidedVia: auth.via,
-        decidedAt: sql`now()`,
-      })
-      .where(and(eq(approvals.id, current.id), eq(approvals.status, 'pending'), sql`now() < ${approvals.expiresAt}`))
-      .returning();
-    if (!won) {
-      if (current.status === 'pending' || current.status === 'expired') {
-        throw new GoneError('the decision deadline has passed', { details: standing(current) });
-      }
-      throw new ConflictError(`approval already decided: ${current.decision}`, { details: standing(current) });
-    }
-    await emit('checkpoint.resolved', won.stepId, {
-      approval: approvalSummary(won),
-      decision: won.decision,
-      decidedBy: actor,
-      via: auth.via,
-    });
-    return won;
-  });
-  await promoteParked(deps, decided.jobId);
-  return decided;
-}
-
-function standing(a: ApprovalRow): Record<string, unknown> {
-  return { status: a.status, decision: a.decision, decidedBy: a.decidedBy, decidedAt: a.decidedAt?.toISOString() ?? null };
 }
 
 /**
@@ -326,13 +297,16 @@ export async function resolveCheckpoint(deps: EngineDeps, data: StepJobData, att
     decidedBy: approval.decidedBy,
     decidedVia: approval.decidedVia,
     decidedAt: approval.decidedAt?.toISOString() ?? null,
+    /** Modified data sent with the decision (null when none): later steps read `steps.<id>.output.data`. */
+    data: approval.data ?? null,
   };
   if (approval.decision === 'continue') {
     return { kind: 'resolved', ...(await completeStep(deps, data, attempt, result, { decision: 'continue' })) };
   }
   if (approval.decision === 'retry' && retryStep) {
     const reason = `checkpoint ${data.stepId} asked to retry ${retryStep}`;
-    return { kind: 'resolved', ...(await rerunFrom(deps, data, attempt, retryStep, result, reason)) };
+    const override = approval.data === null ? undefined : approval.data;
+    return { kind: 'resolved', ...(await rerunFrom(deps, data, attempt, retryStep, result, reason, override)) };
   }
   const reason = approval.status === 'expired' ? 'the approval deadline passed' : `aborted by ${approval.decidedBy}`;
   const message = approval.comment ? `${reason}: ${approval.comment}` : reason;

@@ -9,17 +9,21 @@ export { finalizeRun, APPROVAL_ABORTED, type FinalizeOutcome } from './finalize.
 export {
   openCheckpoint,
   resolveCheckpoint,
-  decideApproval,
   getApproval,
+  scheduleReminders,
+  remindApproval,
+  approvalResponsesOf,
+  REMIND_JOB,
   approvalNotice,
   approvalSummary,
   promoteParked,
   SUPPORTED_DECISIONS,
-  type DecisionAuth,
-  type DecisionRequest,
   type CheckpointState,
 } from './checkpoints.js';
+export { decideApproval, type DecisionAuth, type DecisionRequest, type DecisionOutcome } from './decisions.js';
 export { syncDefinitions, findDefinition, definitionById, type StoredDefinition, type SyncReport } from './definitions-store.js';
 export { getRunView, runStatus, listEvents, getEvent, listApprovals, type RunEventView } from './queries.js';
 export { TERMINAL_RUN_EVENTS, type RunEventType } from './run-scope.js';
 export { webhookMessage } from './webhooks.js';
+export { createIntegration, verifyIntegrationMessage, type IntegrationRow, type VerifiedMessage } from './integrations.js';
+export { createApiKey, type CreatedApiKey } from './api-keys.js';

@@ -1,8 +1,8 @@
 /** Read models for the API: runs, their events, approvals. Always scoped to an organization. */
-import { and, asc, desc, eq, gt, lt, sql } from 'drizzle-orm';
-import { NotFoundError } from '../../lib/index.js';
+import { and, asc, desc, eq, gt, sql } from 'drizzle-orm';
+import { NotFoundError, ValidationError } from '../../lib/index.js';
 import { approvals, runEvents, runs, steps } from '../../db/index.js';
-import { approvalSummary } from './checkpoints.js';
+import { approvalResponsesOf, approvalSummary, type ApprovalRow } from './checkpoints.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 
@@ -48,8 +48,14 @@ export async function getRunView(deps: EngineDeps, organizationId: string, runId
       startedAt: iso(s.startedAt),
       finishedAt: iso(s.finishedAt),
     })),
-    approvals: approvalRows.map(approvalSummary),
+    approvals: await withResponses(deps, approvalRows),
   };
+}
+
+/** Approvals (every attempt) with every response: who, when, how, comment, modifications. */
+async function withResponses(deps: EngineDeps, rows: ApprovalRow[]): Promise<Array<Record<string, unknown>>> {
+  const responses = await approvalResponsesOf(deps, rows.map((r) => r.id));
+  return rows.map((r) => ({ ...approvalSummary(r), responses: responses.get(r.id) ?? [] }));
 }
 
 /** Run status only (used by the SSE stream). */
@@ -95,9 +101,22 @@ export async function getEvent(deps: EngineDeps, runId: string, seq: number) {
   return row;
 }
 
+/** Opaque inbox cursor: the last item's creation time and id (ties on time stay ordered). */
+function encodeCursor(createdAt: Date, id: string): string {
+  return Buffer.from(`${createdAt.toISOString()}|${id}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  const [iso, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const createdAt = new Date(iso ?? '');
+  if (!id || Number.isNaN(createdAt.getTime())) throw new ValidationError('invalid cursor', { field: 'cursor' });
+  return { createdAt, id };
+}
+
 /**
- * An organization's approvals by status (newest first), with age in milliseconds.
- * @param cursor - `createdAt` ISO time of the last item of the previous page.
+ * An organization's approvals, newest first, with age in milliseconds and the deadline.
+ * @param options.cursor - `nextCursor` of the previous page.
+ * @throws {ValidationError} for a malformed cursor (field `cursor`).
  */
 export async function listApprovals(
   deps: EngineDeps,
@@ -105,6 +124,7 @@ export async function listApprovals(
   options: { status?: string; limit?: number; cursor?: string },
 ): Promise<{ items: Array<Record<string, unknown>>; nextCursor: string | null }> {
   const limit = options.limit ?? 50;
+  const after = options.cursor ? decodeCursor(options.cursor) : undefined;
   const rows = await deps.database.db
     .select({ approval: approvals, ageMs: sql<number>`(extract(epoch from now() - ${approvals.createdAt}) * 1000)::float8` })
     .from(approvals)
@@ -112,15 +132,17 @@ export async function listApprovals(
       and(
         eq(approvals.organizationId, organizationId),
         options.status ? eq(approvals.status, options.status) : undefined,
-        options.cursor ? lt(approvals.createdAt, new Date(options.cursor)) : undefined,
+        after
+          ? sql`(${approvals.createdAt}, ${approvals.id}) < (${after.createdAt.toISOString()}::timestamptz, ${after.id}::uuid)`
+          : undefined,
       ),
     )
-    .orderBy(desc(approvals.createdAt))
+    .orderBy(desc(approvals.createdAt), desc(approvals.id))
     .limit(limit + 1);
   const page = rows.slice(0, limit);
   const last = page.at(-1);
   return {
     items: page.map((r) => ({ ...approvalSummary(r.approval), ageMs: Math.round(r.ageMs) })),
-    nextCursor: rows.length > limit && last ? last.approval.createdAt.toISOString() : null,
+    nextCursor: rows.length > limit && last ? encodeCursor(last.approval.createdAt, last.approval.id) : null,
   };
 }

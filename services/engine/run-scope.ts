@@ -31,6 +31,8 @@ export type RunEventType =
   | 'step.skipped'
   | 'step.cancelled'
   | 'checkpoint.requested'
+  | 'checkpoint.responded'
+  | 'checkpoint.reminded'
   | 'checkpoint.resolved'
   | 'checkpoint.expired';
 

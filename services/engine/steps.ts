@@ -99,7 +99,9 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
     let input: unknown;
     let mappingError: SerializedError | undefined;
     try {
-      input = spec.kind === 'checkpoint' ? null : await evaluateMapping(spec.with, scopeOf(scope.run, rows));
+      if (spec.kind === 'checkpoint') input = null;
+      else if (row.inputOverride !== null) input = row.inputOverride;
+      else input = await evaluateMapping(spec.with, scopeOf(scope.run, rows));
     } catch (err) {
       mappingError = { ...serializeError(err), code: 'INPUT_MAPPING_FAILED' };
     }
@@ -259,6 +261,7 @@ export async function failOrphanedStep(
  * (`<run>.<step>.<generation+1>`) and a late result of the old generation is fenced out. Earlier
  * attempts, outputs of other steps and earlier approvals are kept. The calling step's attempt
  * is closed as `completed` with `output`.
+ * @param inputOverride - input for the target's next attempt instead of its `with:` mapping.
  * @returns the steps queued now (normally the target), to add as children of the root.
  */
 export async function rerunFrom(
@@ -268,12 +271,18 @@ export async function rerunFrom(
   targetStepId: string,
   output: unknown,
   reason: string,
+  inputOverride?: unknown,
 ): Promise<StepRecord> {
   return withRun(deps, data.runId, async (scope) => {
     if (!(await fence(scope, data, attempt))) return { recorded: false, ready: [] };
     const at = await locate(deps, scope, data.stepId);
     if (!at) return { recorded: false, ready: [] };
     await closeAttempt(scope, data, attempt, { status: 'completed', output });
+    // The target's next attempt takes the decision's modified input instead of its mapping.
+    await scope.tx
+      .update(steps)
+      .set({ inputOverride: inputOverride ?? null })
+      .where(and(eq(steps.runId, data.runId), eq(steps.stepId, targetStepId)));
     const reset = new Set([targetStepId, ...descendantsOf(at.definition, targetStepId)]);
     for (const row of at.rows) {
       if (!reset.has(row.stepId)) continue;

@@ -18,7 +18,7 @@ export interface WebhookMessage {
 
 /**
  * Build the signed message for run event `seq`, or `undefined` when the run has no webhook URL
- * or the event is gone. For `checkpoint.requested`, `data.approval` carries `decideUrl`(s) with
+ * or the event is gone. For `checkpoint.requested` and `checkpoint.reminded`, `data.approval` carries `decideUrl`(s) with
  * freshly minted (deterministic) tokens, which never touch storage.
  */
 export async function webhookMessage(deps: EngineDeps, runId: string, seq: number): Promise<WebhookMessage | undefined> {
@@ -31,7 +31,7 @@ export async function webhookMessage(deps: EngineDeps, runId: string, seq: numbe
     stepId: event.stepId,
     ...(event.data as Record<string, unknown>),
   };
-  if (event.type === 'checkpoint.requested') {
+  if (event.type === 'checkpoint.requested' || event.type === 'checkpoint.reminded') {
     const approval = data.approval as { id?: string } | undefined;
     if (approval?.id) data.approval = await approvalNotice(deps, approval.id);
   }

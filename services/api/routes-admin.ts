@@ -1,0 +1,38 @@
+/** Administration (`admin` scope): API keys with identities and roles; inbound integrations. */
+import { Router } from 'express';
+import { z } from 'zod';
+import { createApiKey, createIntegration, type EngineDeps } from '../engine/index.js';
+import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
+import { parseBody } from './validate.js';
+
+const SCOPES = ['runs:write', 'runs:read', 'approvals:decide', 'definitions:write', 'admin'] as const;
+const Role = z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, { error: 'expected a role name such as "finance"' });
+
+const CreateApiKeyBody = z.strictObject({
+  name: z.string().min(1).max(200),
+  subject: z.string().regex(/^(user|service):[A-Za-z0-9._@-]{1,120}$/, { error: 'expected "user:<name>" or "service:<name>"' }),
+  scopes: z.array(z.enum(SCOPES)).min(1),
+  roles: z.array(Role).default([]),
+});
+
+const CreateIntegrationBody = z.strictObject({
+  name: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, { error: 'expected a name such as "slack-approvals"' }),
+  roles: z.array(Role).default([]),
+});
+
+export function adminApiRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Router {
+  const router = Router();
+
+  router.post('/v1/api-keys', requireApiKey(auth, 'admin'), async (req, res) => {
+    const body = parseBody(CreateApiKeyBody, req.body);
+    res.status(201).json(await createApiKey(deps, principalOf(req).organizationId, body));
+  });
+
+  router.post('/v1/integrations', requireApiKey(auth, 'admin'), async (req, res) => {
+    const body = parseBody(CreateIntegrationBody, req.body);
+    const row = await createIntegration(deps, principalOf(req).organizationId, body);
+    res.status(201).json({ id: row.id, name: row.name, roles: row.roles, secret: row.secret });
+  });
+
+  return router;
+}

@@ -1,0 +1,209 @@
+/**
+ * Deciding approvals (SPEC A2–A4, issue 4): who may decide, quorum, self-approval, modified data.
+ *
+ * A response is one transaction under the run's lock: it spends the token (or records the
+ * integration message id), inserts the approver's response (one per distinct approver), and —
+ * if the response settles the approval — decides it with a conditional update. Responses to
+ * one approval are therefore serialised: of twenty simultaneous decisions exactly one wins and
+ * the others get 409 with the standing decision; a refused response changes nothing (the
+ * transaction rolls back, token and message id included). After the commit the parked
+ * checkpoint job is promoted.
+ */
+import { and, eq, isNull, sql } from 'drizzle-orm';
+import { ConflictError, ForbiddenError, GoneError, NotFoundError, ValidationError } from '../../lib/index.js';
+import { approvalResponses, approvalTokens, approvals, integrationReceipts, runs } from '../../db/index.js';
+import { validateAgainstSchema } from '../../definitions/index.js';
+import { tokenKey, verifyDecisionToken } from './approval-tokens.js';
+import { approvalSummary, getApproval, promoteParked, type ApprovalRow } from './checkpoints.js';
+import type { EngineDeps } from './deps.js';
+import { withRun, type Tx } from './run-scope.js';
+
+/** Who is responding and how they proved it. */
+export type DecisionAuth =
+  /** The signed `?token=` of a `decideUrl`. */
+  | { via: 'token'; token: string }
+  /** An API key with `approvals:decide`; `subject` is its identity (e.g. `user:alice`). */
+  | { via: 'api-key'; organizationId: string; subject: string; roles: string[] }
+  /** A trusted integration whose Standard Webhooks signature the API layer verified. */
+  | { via: 'integration'; organizationId: string; integrationId: string; name: string; roles: string[]; messageId: string };
+
+/** A response to an approval (`POST /v1/approvals/:id/decision`). */
+export interface DecisionRequest {
+  approvalId: string;
+  decision: string;
+  comment?: string;
+  /** Modified data (with `continue` or `retry`), validated against the checkpoint's `modify`. */
+  input?: unknown;
+  auth: DecisionAuth;
+}
+
+/** Result of an accepted response. */
+export interface DecisionOutcome {
+  approval: ApprovalRow;
+  /** False when the response was recorded but more approvers are needed (`required: N`). */
+  settled: boolean;
+  /** Distinct `continue` responses so far, and how many are needed. */
+  continues: number;
+  required: number;
+}
+
+type Approver = { role: string } | { user: string };
+
+/**
+ * Whether `identity` (with `roles`) is one of the checkpoint's approvers. No approvers listed
+ * means anyone allowed to decide in the organization.
+ */
+function isApprover(approvers: Approver[], identity: string, roles: string[]): boolean {
+  if (approvers.length === 0) return true;
+  return approvers.some((a) => ('role' in a ? roles.includes(a.role) : identity === `user:${a.user}`));
+}
+
+/** Resolve the responding identity, or refuse. */
+async function identify(
+  deps: EngineDeps,
+  approval: ApprovalRow,
+  auth: DecisionAuth,
+): Promise<{ identity: string; tokenJti?: string }> {
+  const approvers = approval.approvers as Approver[];
+  if (auth.via === 'token') {
+    const claims = await verifyDecisionToken(tokenKey(deps.config.auth.webhookSecret), auth.token);
+    if (claims.approvalId !== approval.id) throw new ForbiddenError('this decision link belongs to another approval');
+    if (claims.generation !== approval.generation) throw new ForbiddenError('this decision link is for an earlier request');
+    return { identity: claims.approver, tokenJti: claims.jti };
+  }
+  if (auth.organizationId !== approval.organizationId) throw new NotFoundError(`approval ${approval.id} not found`);
+  const identity = auth.via === 'api-key' ? auth.subject : `integration:${auth.name}`;
+  if (!isApprover(approvers, identity, auth.roles)) {
+    throw new ForbiddenError(`${identity} is not an approver of this checkpoint`);
+  }
+  return { identity };
+}
+
+function standing(a: ApprovalRow): Record<string, unknown> {
+  return { status: a.status, decision: a.decision, decidedBy: a.decidedBy, decidedAt: a.decidedAt?.toISOString() ?? null };
+}
+
+async function spendToken(tx: Tx, approval: ApprovalRow, jti: string, identity: string): Promise<void> {
+  const spent = await tx
+    .update(approvalTokens)
+    .set({ usedAt: sql`now()` })
+    .where(
+      and(
+        eq(approvalTokens.jti, jti),
+        eq(approvalTokens.approvalId, approval.id),
+        eq(approvalTokens.approver, identity),
+        isNull(approvalTokens.usedAt),
+      ),
+    )
+    .returning({ jti: approvalTokens.jti });
+  if (spent.length > 0) return;
+  const [known] = await tx.select().from(approvalTokens).where(eq(approvalTokens.jti, jti));
+  if (!known) throw new ForbiddenError('unknown decision link');
+  throw new ConflictError('this decision link was already used', { details: standing(approval) });
+}
+
+/**
+ * Respond to an approval. `abort` and `retry` settle it at once; `continue` settles it when
+ * `required` distinct approvers have continued.
+ * @throws {UnauthorizedError} forged or malformed token.
+ * @throws {ForbiddenError} a token for another approval or attempt; not an approver; self-approval refused.
+ * @throws {NotFoundError} unknown approval (or another organization's).
+ * @throws {ValidationError} a decision not offered (field `decision`), or data not matching `modify` (field `input.…`).
+ * @throws {ConflictError} already decided (details carry the standing decision), token already
+ *   used, approver already responded, or integration message replayed.
+ * @throws {GoneError} the deadline has passed (Postgres time).
+ */
+export async function decideApproval(deps: EngineDeps, request: DecisionRequest): Promise<DecisionOutcome> {
+  const found = await getApproval(deps, request.approvalId);
+  if (!found) throw new NotFoundError(`approval ${request.approvalId} not found`);
+  const { identity, tokenJti } = await identify(deps, found, request.auth);
+
+  const outcome = await withRun(deps, found.runId, async ({ tx, emit }) => {
+    const [row] = await tx
+      .select({ approval: approvals, expired: sql<boolean>`now() >= ${approvals.expiresAt}`, createdBy: runs.createdBy })
+      .from(approvals)
+      .innerJoin(runs, eq(runs.id, approvals.runId))
+      .where(eq(approvals.id, request.approvalId));
+    if (!row) throw new NotFoundError(`approval ${request.approvalId} not found`);
+    const { approval, expired, createdBy } = row;
+    if (approval.status === 'expired' || (approval.status === 'pending' && expired)) {
+      throw new GoneError('the decision deadline has passed', { details: standing(approval) });
+    }
+    if (approval.status !== 'pending') {
+      throw new ConflictError(`approval already decided: ${approval.decision}`, { details: standing(approval) });
+    }
+    if (!approval.decisions.includes(request.decision)) {
+      throw new ValidationError(`decision must be one of ${approval.decisions.join(', ')}`, { field: 'decision' });
+    }
+    if (request.input !== undefined) {
+      if (request.decision === 'abort') throw new ValidationError('abort carries no data', { field: 'input' });
+      if (!approval.modify) throw new ValidationError('this checkpoint accepts no modified data', { field: 'input' });
+      validateAgainstSchema(approval.modify as Record<string, unknown>, request.input, 'input');
+    }
+    if (!approval.selfApproval && identity === createdBy) {
+      throw new ForbiddenError(`self-approval is not allowed: ${identity} started this run`);
+    }
+    if (tokenJti) await spendToken(tx, approval, tokenJti, identity);
+    if (request.auth.via === 'integration') {
+      const fresh = await tx
+        .insert(integrationReceipts)
+        .values({ integrationId: request.auth.integrationId, messageId: request.auth.messageId })
+        .onConflictDoNothing()
+        .returning({ id: integrationReceipts.messageId });
+      if (fresh.length === 0) throw new ConflictError(`message ${request.auth.messageId} was already received (replay)`);
+    }
+    const inserted = await tx
+      .insert(approvalResponses)
+      .values({
+        approvalId: approval.id,
+        approver: identity,
+        via: request.auth.via,
+        decision: request.decision,
+        comment: request.comment ?? null,
+        data: request.input ?? null,
+      })
+      .onConflictDoNothing()
+      .returning({ id: approvalResponses.id });
+    if (inserted.length === 0) throw new ConflictError(`${identity} has already responded to this approval`);
+
+    const [{ continues } = { continues: 0 }] = await tx
+      .select({ continues: sql<number>`count(*)::int` })
+      .from(approvalResponses)
+      .where(and(eq(approvalResponses.approvalId, approval.id), eq(approvalResponses.decision, 'continue')));
+    const settles = request.decision !== 'continue' || continues >= approval.required;
+    if (!settles) {
+      await emit('checkpoint.responded', approval.stepId, {
+        approvalId: approval.id,
+        approver: identity,
+        via: request.auth.via,
+        decision: request.decision,
+        continues,
+        required: approval.required,
+      });
+      return { approval, settled: false, continues };
+    }
+    const [won] = await tx
+      .update(approvals)
+      .set({
+        status: 'decided',
+        decision: request.decision,
+        comment: request.comment ?? null,
+        decidedBy: identity,
+        decidedVia: request.auth.via,
+        data: request.input ?? null,
+        decidedAt: sql`now()`,
+      })
+      .where(and(eq(approvals.id, approval.id), eq(approvals.status, 'pending'), sql`now() < ${approvals.expiresAt}`))
+      .returning();
+    if (!won) throw new GoneError('the decision deadline has passed', { details: standing(approval) });
+    await emit('checkpoint.resolved', won.stepId, {
+      approval: approvalSummary(won),
+      decision: won.decision,
+      decidedBy: identity,
+      via: request.auth.via,
+    });
+    return { approval: won, settled: true, continues };
+  });
+  if (outcome.settled) await promoteParked(deps, outcome.approval.jobId);
+  return { ...outcome, required: outcome.approval.required };
+}
