@@ -101,16 +101,21 @@ export async function getEvent(deps: EngineDeps, runId: string, seq: number) {
   return row;
 }
 
-/** Opaque inbox cursor: the last item's creation time and id (ties on time stay ordered). */
-function encodeCursor(createdAt: Date, id: string): string {
-  return Buffer.from(`${createdAt.toISOString()}|${id}`).toString('base64url');
+/**
+ * Opaque inbox cursor: the id of the last item. The next page compares (created_at, id) with
+ * that row's own values in SQL — a timestamp copied through JavaScript would lose Postgres'
+ * microseconds and skip rows created within the same millisecond.
+ */
+function encodeCursor(id: string): string {
+  return Buffer.from(id).toString('base64url');
 }
 
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  const [iso, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  const createdAt = new Date(iso ?? '');
-  if (!id || Number.isNaN(createdAt.getTime())) throw new ValidationError('invalid cursor', { field: 'cursor' });
-  return { createdAt, id };
+function decodeCursor(cursor: string): string {
+  const id = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) {
+    throw new ValidationError('invalid cursor', { field: 'cursor' });
+  }
+  return id;
 }
 
 /**
@@ -133,7 +138,7 @@ export async function listApprovals(
         eq(approvals.organizationId, organizationId),
         options.status ? eq(approvals.status, options.status) : undefined,
         after
-          ? sql`(${approvals.createdAt}, ${approvals.id}) < (${after.createdAt.toISOString()}::timestamptz, ${after.id}::uuid)`
+          ? sql`(${approvals.createdAt}, ${approvals.id}) < (select a.created_at, a.id from approvals a where a.id = ${after}::uuid)`
           : undefined,
       ),
     )
@@ -143,6 +148,6 @@ export async function listApprovals(
   const last = page.at(-1);
   return {
     items: page.map((r) => ({ ...approvalSummary(r.approval), ageMs: Math.round(r.ageMs) })),
-    nextCursor: rows.length > limit && last ? encodeCursor(last.approval.createdAt, last.approval.id) : null,
+    nextCursor: rows.length > limit && last ? encodeCursor(last.approval.id) : null,
   };
 }
