@@ -1,7 +1,9 @@
 /**
- * `npm run bench [-- --runs N]`: throughput and latency of the real architecture (release,
- * 1 web and 2 workers from the Procfile) on N (default 200) KPI runs, each approved through
- * the API as soon as its checkpoint is pending. Uses the queue prefix `<QUEUE_PREFIX>-bench`.
+ * `npm run bench [-- --runs N --approvers C]`: throughput and latency of the real architecture
+ * (release, 1 web and 2 workers from the Procfile) on N (default 200) KPI runs, in two phases:
+ * 1. start all runs and wait until every one is parked at its checkpoint;
+ * 2. approve them through the API, C (default 10) at a time, and wait until all complete.
+ * Uses the queue prefix `<QUEUE_PREFIX>-bench`.
  *
  * Reported from the runs' own events (Postgres time):
  * - step-to-step latency: start of a step − completion of the last step it needs;
@@ -29,9 +31,11 @@ function percentiles(values: number[]): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '200' } } });
+  const { values } = parseArgs({ options: { runs: { type: 'string', default: '200' }, approvers: { type: 'string', default: '10' } } });
   const RUNS = Number(values.runs);
   if (!Number.isInteger(RUNS) || RUNS < 1) throw new StackError(`--runs: expected a positive integer, got "${values.runs}"`);
+  const APPROVERS = Number(values.approvers);
+  if (!Number.isInteger(APPROVERS) || APPROVERS < 1) throw new StackError(`--approvers: expected a positive integer, got "${values.approvers}"`);
   const config = loadConfig();
   const env = await stackEnvironment(config, { QUEUE_PREFIX: `${config.redis.prefix}-bench`, LOG_LEVEL: 'error' });
   await checkServices(env);
@@ -66,25 +70,53 @@ async function main(): Promise<void> {
     );
     log(`started ${RUNS} runs in ${Date.now() - startedAt} ms`);
 
-    // Approve each pending checkpoint as soon as it shows up in the inbox.
+    // Phase 1: wait until every run is parked at its checkpoint.
     const mine = new Set(runIds);
-    const finished = new Map<string, string>();
     const deadline = Date.now() + 10 * 60_000;
+    let parked: Array<{ id: string; runId: string }> = [];
+    while (parked.length < RUNS) {
+      if (Date.now() > deadline) throw new StackError(`only ${parked.length}/${RUNS} runs reached the checkpoint within 10 min`);
+      const seen: Array<{ id: string; runId: string }> = [];
+      let cursor: string | null = null;
+      do {
+        const page: { body: { items: Array<{ id: string; runId: string }>; nextCursor: string | null } } = await call(
+          'GET',
+          `/v1/approvals?status=pending&limit=200${cursor ? `&cursor=${cursor}` : ''}`,
+        );
+        seen.push(...page.body.items.filter((a) => mine.has(a.runId)));
+        cursor = page.body.nextCursor;
+      } while (cursor);
+      parked = seen;
+      if (parked.length < RUNS) await new Promise((r) => setTimeout(r, 100));
+    }
+    const parkedMs = Date.now() - startedAt;
+    log(`all ${RUNS} runs parked at their checkpoint after ${parkedMs} ms`);
+
+    // Phase 2: approve, APPROVERS at a time.
+    const approveStartedAt = Date.now();
+    const decisionLatency: number[] = [];
+    let nextApproval = 0;
+    await Promise.all(
+      Array.from({ length: APPROVERS }, async () => {
+        while (nextApproval < parked.length) {
+          const approval = parked[nextApproval++]!;
+          const t0 = performance.now();
+          const res = await call('POST', `/v1/approvals/${approval.id}/decision`, { decision: 'continue' });
+          decisionLatency.push(Math.round(performance.now() - t0));
+          if (res.status !== 200) throw new StackError(`decision answered ${res.status}`);
+        }
+      }),
+    );
+    const finished = new Map<string, string>();
     while (finished.size < RUNS) {
       if (Date.now() > deadline) throw new StackError(`only ${finished.size}/${RUNS} runs finished within 10 min`);
-      const pending = await call<{ items: Array<{ id: string; runId: string }> }>('GET', '/v1/approvals?status=pending&limit=200');
-      await Promise.all(
-        pending.body.items
-          .filter((a) => mine.has(a.runId))
-          .map((a) => call('POST', `/v1/approvals/${a.id}/decision`, { decision: 'continue' })),
-      );
-      const open = runIds.filter((id) => !finished.has(id)).slice(0, 50);
-      for (const id of open) {
+      for (const id of runIds.filter((r) => !finished.has(r)).slice(0, 50)) {
         const run = await call<{ status: string }>('GET', `/v1/runs/${id}`);
         if (['completed', 'failed', 'cancelled'].includes(run.body.status)) finished.set(id, run.body.status);
       }
       await new Promise((r) => setTimeout(r, 25));
     }
+    const approvePhaseMs = Date.now() - approveStartedAt;
     const wallMs = Date.now() - startedAt;
 
     const stepToStep: number[] = [];
@@ -109,8 +141,9 @@ async function main(): Promise<void> {
     const outcomes = [...finished.values()].reduce<Record<string, number>>((acc, s) => ({ ...acc, [s]: (acc[s] ?? 0) + 1 }), {});
     log(`\n${RUNS} KPI runs (4 steps + 1 checkpoint each), 1 web + 2 workers, 2 cores`);
     log(`outcomes: ${JSON.stringify(outcomes)}`);
-    log(`wall time: ${(wallMs / 1000).toFixed(2)} s → ${((RUNS * 1000) / wallMs).toFixed(1)} runs/s (approvals included)`);
+    log(`wall time: ${(wallMs / 1000).toFixed(2)} s; start → all parked ${(parkedMs / 1000).toFixed(2)} s; approve → all completed ${(approvePhaseMs / 1000).toFixed(2)} s (${APPROVERS} approvers at a time)`);
     log(`POST /v1/runs:            ${percentiles(postLatency)}`);
+    log(`POST decision:            ${percentiles(decisionLatency)}`);
     log(`step-to-step latency:     ${percentiles(stepToStep)}`);
     log(`approval → next step:     ${percentiles(approvalToNext)}`);
   } finally {
