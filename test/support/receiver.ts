@@ -36,6 +36,7 @@ export interface Receiver {
 export async function startReceiver(secret: string): Promise<Receiver> {
   const verifier = new Webhook(secret);
   const state: Omit<Receiver, 'url' | 'close'> = { requests: [], webhooks: [], rejected: 0, delays: new Map() };
+  const timers = new Set<NodeJS.Timeout>();
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -61,9 +62,11 @@ export async function startReceiver(secret: string): Promise<Receiver> {
       }
       const delayMs = state.delays.get(path) ?? 0;
       state.delays.delete(path);
-      setTimeout(() => {
+      const timer = setTimeout(() => {
+        timers.delete(timer);
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true, path }));
       }, delayMs);
+      timers.add(timer);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -71,6 +74,8 @@ export async function startReceiver(secret: string): Promise<Receiver> {
   return Object.assign(state, {
     url: `http://127.0.0.1:${port}`,
     async close() {
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
