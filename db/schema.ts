@@ -94,11 +94,20 @@ export const runs = pgTable(
     createdBy: text('created_by').notNull(),
     /** Last `run_events.seq` used; incremented under the run's row lock. */
     eventSeq: integer('event_seq').notNull().default(0),
+    /**
+     * Bumped when a finished run is reopened (resume, retry of a step): each opening has its own
+     * root job, `<runId>` for the first and `<runId>.r<n>` after (see `rootJobId`).
+     */
+    rootGeneration: integer('root_generation').notNull().default(1),
+    /** Set on a sub-orchestration's child run: the run and step that started it. */
+    parentRunId: uuid('parent_run_id'),
+    parentStepId: text('parent_step_id'),
     createdAt: createdAt(),
     startedAt: ts('started_at'),
     finishedAt: ts('finished_at'),
   },
   (t) => [
+    index('runs_parent').on(t.parentRunId),
     uniqueIndex('runs_org_idempotency_key')
       .on(t.organizationId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),
@@ -149,16 +158,46 @@ export const stepAttempts = pgTable(
     stepId: text('step_id').notNull(),
     attempt: integer('attempt').notNull(),
     generation: integer('generation').notNull(),
-    /** running | completed | failed | lost (superseded after a crash) | cancelled */
+    /** running | completed | failed | timed_out | lost (superseded after a crash) | cancelled */
     status: text('status').notNull(),
     jobId: text('job_id').notNull(),
+    /** Hash of (agent, input) for `cache:` steps; a completed attempt with the same key is reused. */
+    cacheKey: text('cache_key'),
+    /** The output was taken from an earlier attempt with the same cache key. */
+    cacheHit: boolean('cache_hit').notNull().default(false),
     input: jsonb('input'),
     output: jsonb('output'),
     error: jsonb('error'),
     startedAt: ts('started_at').notNull().defaultNow(),
     finishedAt: ts('finished_at'),
   },
-  (t) => [primaryKey({ columns: [t.runId, t.stepId, t.attempt] })],
+  (t) => [primaryKey({ columns: [t.runId, t.stepId, t.attempt] }), index('step_attempts_cache').on(t.cacheKey, t.finishedAt)],
+);
+
+/**
+ * Items of a fan-out step (`foreach:`), one row per item of one generation. Each item runs as a
+ * child job of the step's job; results are gathered in `idx` order.
+ */
+export const stepItems = pgTable(
+  'step_items',
+  {
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    stepId: text('step_id').notNull(),
+    generation: integer('generation').notNull(),
+    idx: integer('idx').notNull(),
+    /** pending → queued → running → completed | failed | cancelled */
+    status: text('status').notNull(),
+    item: jsonb('item'),
+    input: jsonb('input'),
+    output: jsonb('output'),
+    error: jsonb('error'),
+    attempts: integer('attempts').notNull().default(0),
+    startedAt: ts('started_at'),
+    finishedAt: ts('finished_at'),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.stepId, t.generation, t.idx] })],
 );
 
 /** Checkpoint approvals. `status`: pending → decided | expired. */

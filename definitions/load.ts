@@ -294,7 +294,10 @@ function toStepSpec(
       remindMs: step.remind,
       required: step.required,
       selfApproval: step.selfApproval,
+      ifSkipped: step.ifSkipped,
+      concurrency: 1,
     };
+    if (step.compensate !== undefined) spec.compensate = step.compensate;
     if (when !== undefined) spec.when = when;
     if (step.show !== undefined) spec.show = step.show;
     if (step.retryStep !== undefined) spec.retryStep = step.retryStep;
@@ -311,14 +314,28 @@ function toStepSpec(
       message: compose(subject, `retry.maxDelay (${formatMs(retry.maxDelayMs)}) must not be shorter than retry.backoff (${formatMs(retry.backoffMs)})`),
     });
   }
+  let foreach: string | undefined;
+  if (step.foreach !== undefined) {
+    try {
+      foreach = conditionExpression(step.foreach);
+    } catch (err: unknown) {
+      if (!(err instanceof DefinitionError)) throw err;
+      problems.push({ path: at('foreach'), message: compose(subject, `foreach: ${err.message}`) });
+    }
+  }
   const base = {
     id: step.id,
     needs: step.needs,
     with: step.with,
     retry,
     onError: step.onError,
+    ifSkipped: step.ifSkipped,
+    concurrency: step.concurrency,
     ...(when === undefined ? {} : { when }),
+    ...(foreach === undefined ? {} : { foreach }),
     ...(step.timeout === undefined ? {} : { timeoutMs: step.timeout }),
+    ...(step.cache === undefined ? {} : { cacheTtlMs: step.cache.ttl }),
+    ...(step.compensate === undefined ? {} : { compensate: step.compensate }),
   };
 
   switch (step.shape) {
@@ -519,6 +536,20 @@ function buildDefinition(doc: DefinitionDocument, options: DefinitionLoadOptions
     const at = (...rest: Segment[]): Segment[] => ['steps', i, ...rest];
     const sites: ExpressionSite[] = [];
     if (step.when !== undefined) sites.push({ path: at('when'), label: 'when', text: step.when, bare: true });
+    if (step.foreach !== undefined) {
+      sites.push({ path: at('foreach'), label: 'foreach', text: step.foreach, bare: true });
+      if (step.kind === 'orchestrator') {
+        problems.push({ path: at('foreach'), message: `step ${step.id}: foreach is not supported on orchestrator steps` });
+      }
+    }
+    if (step.compensate !== undefined) {
+      const target = steps[indexById.get(step.compensate) ?? -1];
+      if (!target) {
+        problems.push({ path: at('compensate'), message: `step ${step.id}: compensate names unknown step "${step.compensate}"` });
+      } else if (target.needs.length > 0 || target.id === step.id) {
+        problems.push({ path: at('compensate'), message: `step ${step.id}: compensation step "${step.compensate}" must have no needs (it runs only on abort)` });
+      }
+    }
     if (step.kind === 'checkpoint') {
       sites.push({ path: at('prompt'), label: 'prompt', text: step.prompt });
       if (step.show !== undefined) sites.push(...mappingSites(step.show, at('show'), 'show'));

@@ -74,6 +74,16 @@ export interface StepBase {
   timeoutMs?: number;
   /** `fail` fails the run when the step fails for good; `continue` lets dependents run. */
   onError: 'fail' | 'continue';
+  /** When a needed step was skipped: `skip` this step too (default), or `run` it anyway. */
+  ifSkipped: 'skip' | 'run';
+  /** Fan-out (D4): bare JSONata text yielding a list; the step runs once per item (`item`, `index` in scope). */
+  foreach?: string;
+  /** Fan-out items running at once for this step (default 5). */
+  concurrency: number;
+  /** Reuse the output of an identical agent + input completed within this many milliseconds (D5). */
+  cacheTtlMs?: number;
+  /** Step to run if the run is aborted after this step completed (D9). */
+  compensate?: string;
 }
 
 /** A step executed by a named agent (`agent: summarizer`). */
@@ -192,6 +202,8 @@ const baseShape = {
   needs: z.array(z.string()).default(() => []),
   when: z.string().min(1).optional(),
   timeout: durationSchema.optional(),
+  ifSkipped: z.enum(['skip', 'run']).default('skip'),
+  compensate: stepIdSchema.optional(),
 };
 
 /** Keys of steps that do work (everything but checkpoints). */
@@ -200,6 +212,9 @@ const workShape = {
   with: z.unknown().default(() => ({})),
   retry: retrySchema.optional(),
   onError: z.enum(['fail', 'continue']).default('fail'),
+  foreach: z.string().min(1).optional(),
+  concurrency: z.number().int().min(1).max(100).default(5),
+  cache: z.strictObject({ ttl: durationSchema }).optional(),
 };
 
 /** `agent: <name>` with an optional explicit `type` that must match the agent's type. */

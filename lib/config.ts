@@ -73,6 +73,7 @@ const Env = z.object({
     .int()
     .positive({ error: 'expected a positive integer' })
     .default(16),
+  RECONCILE_INTERVAL_MS: z.coerce.number({ error: 'expected milliseconds' }).int().min(1000).default(30_000),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number({ error: 'expected milliseconds' }).int().positive().default(25_000),
   STEP_LOCK_DURATION_MS: z.coerce.number({ error: 'expected milliseconds' }).int().min(1000).default(30_000),
   STALLED_INTERVAL_MS: z.coerce.number({ error: 'expected milliseconds' }).int().min(500).default(15_000),
@@ -127,6 +128,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       concurrency: e.WORKER_CONCURRENCY,
       lockDurationMs: e.STEP_LOCK_DURATION_MS,
       stalledIntervalMs: e.STALLED_INTERVAL_MS,
+      reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     }),
     shutdown: Object.freeze({ timeoutMs: e.SHUTDOWN_TIMEOUT_MS }),
   });

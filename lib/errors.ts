@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'AGENT_FAILED'
   | 'RETRY_LATER'
   | 'CANCELLED'
+  | 'TIMED_OUT'
   | 'UNAVAILABLE';
 
 interface AppErrorOptions {
@@ -118,6 +119,13 @@ export class RetryLaterError extends AppError {
 export class CancelledError extends AppError {
   readonly code = 'CANCELLED';
   readonly httpStatus = 409;
+}
+
+/** A step attempt ran past its `timeout` and was aborted; retried per the step's policy. */
+export class TimedOutError extends AppError {
+  readonly code = 'TIMED_OUT';
+  readonly httpStatus = 504;
+  override readonly retryable = true;
 }
 
 /** A dependency (Redis, Postgres) is not reachable right now. */

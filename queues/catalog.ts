@@ -53,6 +53,14 @@ export function stepJobId(runId: string, stepId: string, generation: number): st
   return `${runId}.${stepId}.${generation}`;
 }
 
+/**
+ * Root job id of a run's `rootGeneration`-th opening: the run id itself, then `<runId>.r<n>`
+ * after a finished run is reopened (resume, retry), since a finished root cannot take children.
+ */
+export function rootJobId(runId: string, rootGeneration: number): string {
+  return rootGeneration <= 1 ? runId : `${runId}.r${rootGeneration}`;
+}
+
 /** Webhook delivery job id `wh.<runId>.<seq>`: one delivery job per event. */
 export function webhookJobId(runId: string, seq: number): string {
   return `wh.${runId}.${seq}`;

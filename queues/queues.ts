@@ -93,34 +93,69 @@ export class Queues {
   }
 
   /**
-   * Create a run's flow: the root job (id = run id) in `runs`, with the initially ready steps as
-   * children. Idempotent: every node has a deterministic id.
+   * Create a run's flow: the root job (`rootId`, see `rootJobId`) in `runs`, with the ready steps
+   * as children. Idempotent: every node has a deterministic id.
+   * @param parent - for a sub-orchestration, the step job the child run's root belongs to.
    */
-  async addRunFlow(runId: string, ready: StepJobSpec[]): Promise<void> {
+  async addRunFlow(rootId: string, runId: string, ready: StepJobSpec[], parent?: { id: string; queue: string }): Promise<void> {
     const flow: FlowJob = {
       name: 'run',
       queueName: 'runs',
       data: { runId },
-      opts: { jobId: runId, ...ROOT_OPTIONS },
+      opts: {
+        jobId: rootId,
+        ...ROOT_OPTIONS,
+        // A child run's root must not leave its parent step waiting forever if it fails for good.
+        ...(parent ? { parent, ignoreDependencyOnFailure: true } : {}),
+      },
       children: ready.map((s) => stepJob(runId, s)),
     };
     await this.flows.add(flow);
   }
 
+  /** Qualified name of a queue, as BullMQ expects in `opts.parent.queue`. */
+  qualifiedName(name: QueueName): string {
+    return `${this.prefix}:${name}`;
+  }
+
   /**
-   * Add step jobs as children of the run's root job. Must be called while the caller's own
+   * Add step jobs as children of the run's root job `rootId`. Must be called while the caller's own
    * child job (or the root itself) is still active, so the root cannot complete in between.
    * A job id that already exists is left untouched.
    */
-  async addStepJobs(runId: string, specs: StepJobSpec[]): Promise<void> {
+  async addStepJobs(rootId: string, runId: string, specs: StepJobSpec[]): Promise<void> {
     await Promise.all(
       specs.map((s) => {
         const job = stepJob(runId, s);
         return this.get(job.queueName as QueueName).add(job.name, job.data, {
           ...job.opts,
-          parent: { id: runId, queue: this.runsQueueQualifiedName },
+          parent: { id: rootId, queue: this.runsQueueQualifiedName },
         });
       }),
+    );
+  }
+
+  /**
+   * Add fan-out item jobs (`<step job id>.i<index>`) as children of the step's job, in the step's
+   * queue, with the step's retry policy. Must be called while a job of that family is active.
+   */
+  async addItemJobs(parentJobId: string, step: StepJobSpec & { runId: string }, indexes: number[]): Promise<void> {
+    const queueName = queueForStepType(step.type);
+    await Promise.all(
+      indexes.map((index) =>
+        this.get(queueName).add(
+          'item',
+          { runId: step.runId, stepId: step.stepId, generation: step.generation, backoffMs: step.backoffMs, maxDelayMs: step.maxDelayMs, index },
+          {
+            jobId: `${parentJobId}.i${index}`,
+            parent: { id: parentJobId, queue: this.qualifiedName(queueName) },
+            attempts: step.attempts,
+            backoff: { type: STEP_BACKOFF },
+            ignoreDependencyOnFailure: true,
+            ...RETENTION,
+          },
+        ),
+      ),
     );
   }
 

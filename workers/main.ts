@@ -4,7 +4,7 @@
  * ones finish within SHUTDOWN_TIMEOUT_MS; a second signal exits at once.
  */
 import { parseArgs } from 'node:util';
-import { AGENT_TYPES, namedAgents, type AgentType } from '../agents/index.js';
+import { AGENT_TYPES, agentTypesByName, namedAgents, type AgentType } from '../agents/index.js';
 import { ConfigError, ShutdownRegistry, createLogger, loadConfig } from '../lib/index.js';
 import { createDatabase } from '../db/index.js';
 import { Queues, createRedis } from '../queues/index.js';
@@ -37,7 +37,11 @@ async function main(): Promise<void> {
   const workerConnection = createRedis(config.redis.url, 'worker');
   shutdown.register('redis-worker', () => workerConnection.quit());
 
-  const pool = startWorkers({ config, database, queues, logger, agents: namedAgents }, workerConnection, agentTypes);
+  const pool = startWorkers(
+    { config, database, queues, logger, agents: namedAgents, agentTypes: agentTypesByName() },
+    workerConnection,
+    agentTypes,
+  );
   shutdown.register('workers', () => pool.close());
   logger.info({ agentTypes, prefix: config.redis.prefix }, 'worker ready');
 

@@ -6,11 +6,13 @@ import { hostname } from 'node:os';
 import { Worker, type Processor } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { AgentType } from '../agents/index.js';
+import { z } from 'zod';
 import { AGENT_QUEUES } from '../queues/index.js';
+import { cancelChannel } from '../services/engine/index.js';
 import { createCheckpointProcessor } from './checkpoint-processor.js';
 import type { WorkerDeps } from './deps.js';
 import { stepBackoffStrategy } from './failure.js';
-import { createRunProcessor } from './run-processor.js';
+import { RECONCILE_JOB, createRunProcessor } from './run-processor.js';
 import { createStepProcessor } from './step-processor.js';
 import { createWebhookProcessor } from './webhook-processor.js';
 
@@ -28,6 +30,8 @@ export interface WorkerPool {
  * attempt fence in Postgres keeps re-deliveries from recording twice.
  */
 const MAX_STALLED_COUNT = 2;
+
+const CancelMessage = z.object({ jobIds: z.array(z.string()), reason: z.string() });
 
 /**
  * @param connection - a `worker` Redis connection (`maxRetriesPerRequest: null`); BullMQ
@@ -65,10 +69,30 @@ export function startWorkers(deps: WorkerDeps, connection: Redis, agentTypes: re
     });
     return worker;
   });
+  // One scheduler for the whole deployment (upsert is idempotent across workers and restarts).
+  deps.queues
+    .get('runs')
+    .upsertJobScheduler(
+      RECONCILE_JOB,
+      { every: config.worker.reconcileIntervalMs },
+      { name: RECONCILE_JOB, data: {}, opts: { removeOnComplete: true, removeOnFail: 100 } },
+    )
+    .catch((err: unknown) => logger.error({ err }, 'could not schedule reconciliation'));
+  // Cancellations (run cancelled, step skipped or retried): abort the job here if it runs here.
+  const subscriber = connection.duplicate();
+  const channel = cancelChannel(config.redis.prefix);
+  subscriber.on('error', (err) => logger.error({ err }, 'cancel subscriber error'));
+  subscriber.on('message', (_channel: string, message: string) => {
+    const parsed = CancelMessage.safeParse(JSON.parse(message));
+    if (!parsed.success) return logger.warn({ message }, 'ignoring malformed cancel message');
+    for (const id of parsed.data.jobIds) for (const w of workers) w.cancelJob(id, parsed.data.reason);
+  });
+  subscriber.subscribe(channel).catch((err: unknown) => logger.error({ err, channel }, 'could not subscribe to cancellations'));
   return {
     workers,
     async close() {
       await Promise.allSettled(workers.map((w) => w.close()));
+      subscriber.disconnect();
     },
   };
 }

@@ -8,6 +8,8 @@ import { errorHandler } from './error-handler.js';
 import type { RunEventHub } from './event-hub.js';
 import { adminApiRouter } from './routes-admin.js';
 import { approvalsRouter } from './routes-approvals.js';
+import { interventionsRouter } from './routes-interventions.js';
+import { definitionsRouter } from './routes-definitions.js';
 import { runsRouter } from './routes-runs.js';
 
 /** Timeout of each readiness probe, in milliseconds. */
@@ -55,7 +57,9 @@ export function createApp(deps: EngineDeps, hub: RunEventHub): express.Express {
   );
   app.use(runsRouter(deps, auth, hub));
   app.use(approvalsRouter(deps, auth));
+  app.use(definitionsRouter(deps, auth));
   app.use(adminApiRouter(deps, auth));
+  app.use(interventionsRouter(deps, auth));
   app.use((req, res) => {
     res.status(404).json({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.path}` } });
   });

@@ -12,6 +12,17 @@ export type StepRow = typeof steps.$inferSelect;
 
 /** Step statuses after which a step never changes again (for this generation). */
 export const FINISHED_STEP_STATUSES: ReadonlySet<string> = new Set(['completed', 'failed', 'skipped', 'cancelled']);
+/**
+ * Status of a step that only runs as a compensation (D9): named by another step's `compensate:`,
+ * it is left out of the DAG and queued only when the run is aborted.
+ */
+export const COMPENSATION_STATUS = 'compensation';
+
+/** Ids of the steps that are compensations of other steps. */
+export function compensationSteps(definition: Definition): Set<string> {
+  return new Set(definition.steps.flatMap((s) => (s.compensate ? [s.compensate] : [])));
+}
+
 /** Step statuses that have (or should have) a live BullMQ job. */
 export const LIVE_STEP_STATUSES: ReadonlySet<string> = new Set(['queued', 'running', 'waiting']);
 
@@ -70,12 +81,13 @@ export async function advance(scope: RunScope, definition: Definition, rows: Ste
       const needs = spec.needs.map((id) => byId.get(id));
       if (needs.some((n) => !n || !FINISHED_STEP_STATUSES.has(n.status))) continue;
       const finishedNeeds = needs as StepRow[];
-      if (finishedNeeds.some((n) => n.status === 'skipped')) {
+      if (spec.ifSkipped === 'skip' && finishedNeeds.some((n) => n.status === 'skipped')) {
         await setStatus(scope, row, 'skipped', { reason: 'a needed step was skipped' });
         changed = true;
         continue;
       }
-      if (!finishedNeeds.every((n) => satisfies(n, specs.get(n.stepId)))) continue;
+      const allowSkipped = spec.ifSkipped === 'run';
+      if (!finishedNeeds.every((n) => satisfies(n, specs.get(n.stepId)) || (allowSkipped && n.status === 'skipped'))) continue;
       if (spec.when && !(await evaluateCondition(spec.when, scopeOf(scope.run, rows)))) {
         await setStatus(scope, row, 'skipped', { reason: 'condition is false', when: spec.when });
         changed = true;

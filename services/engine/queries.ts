@@ -1,7 +1,7 @@
 /** Read models for the API: runs, their events, approvals. Always scoped to an organization. */
-import { and, asc, desc, eq, gt, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, inArray, sql } from 'drizzle-orm';
 import { NotFoundError, ValidationError } from '../../lib/index.js';
-import { approvals, runEvents, runs, steps } from '../../db/index.js';
+import { approvals, definitions, runEvents, runs, stepAttempts, steps } from '../../db/index.js';
 import { approvalResponsesOf, approvalSummary, type ApprovalRow } from './checkpoints.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
@@ -149,5 +149,192 @@ export async function listApprovals(
   return {
     items: page.map((r) => ({ ...approvalSummary(r.approval), ageMs: Math.round(r.ageMs) })),
     nextCursor: rows.length > limit && last ? encodeCursor(last.approval.id) : null,
+  };
+}
+
+/** Run statuses (filter values of `GET /v1/runs`). */
+export const RUN_STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+
+/** Filters and page of {@link listRuns}. */
+export interface ListRunsOptions {
+  /** Any of these statuses (all when absent or empty). */
+  statuses?: readonly RunStatus[];
+  /** Definition slug. */
+  definition?: string;
+  /**
+   * Only runs created strictly after / before this instant: an ISO 8601 timestamp with an offset
+   * (validated by the caller), compared in Postgres as `timestamptz` at full precision.
+   */
+  createdAfter?: string;
+  createdBefore?: string;
+  /** Page size, 1..200 (default 50). */
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+}
+
+/** One run in the runs list. */
+export interface RunListItem {
+  id: string;
+  definition: string;
+  version: number;
+  status: string;
+  /** ISO 8601; `startedAt` / `finishedAt` are null until then. */
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error: unknown;
+}
+
+/**
+ * An organization's runs, newest first (by creation time, then id), filtered and cursor-paginated.
+ * The cursor is the last item's id; the next page compares `(created_at, id)` with that run's own
+ * row in SQL (never a timestamp copied through JavaScript).
+ * @throws {ValidationError} for a malformed cursor (field `cursor`).
+ */
+export async function listRuns(
+  deps: EngineDeps,
+  organizationId: string,
+  options: ListRunsOptions = {},
+): Promise<{ items: RunListItem[]; nextCursor: string | null }> {
+  const limit = options.limit ?? 50;
+  const after = options.cursor ? decodeCursor(options.cursor) : undefined;
+  const statuses = options.statuses ?? [];
+  const rows = await deps.database.db
+    .select({
+      id: runs.id,
+      definition: runs.definitionSlug,
+      version: runs.definitionVersion,
+      status: runs.status,
+      createdAt: runs.createdAt,
+      startedAt: runs.startedAt,
+      finishedAt: runs.finishedAt,
+      error: runs.error,
+    })
+    .from(runs)
+    .where(
+      and(
+        eq(runs.organizationId, organizationId),
+        statuses.length > 0 ? inArray(runs.status, [...statuses]) : undefined,
+        options.definition === undefined ? undefined : eq(runs.definitionSlug, options.definition),
+        options.createdAfter === undefined ? undefined : sql`${runs.createdAt} > ${options.createdAfter}::timestamptz`,
+        options.createdBefore === undefined ? undefined : sql`${runs.createdAt} < ${options.createdBefore}::timestamptz`,
+        after
+          ? sql`(${runs.createdAt}, ${runs.id}) < (select r.created_at, r.id from runs r where r.id = ${after}::uuid and r.organization_id = ${organizationId}::uuid)`
+          : undefined,
+      ),
+    )
+    .orderBy(desc(runs.createdAt), desc(runs.id))
+    .limit(limit + 1);
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return {
+    items: page.map((r) => ({
+      id: r.id,
+      definition: r.definition,
+      version: r.version,
+      status: r.status,
+      createdAt: r.createdAt.toISOString(),
+      startedAt: iso(r.startedAt),
+      finishedAt: iso(r.finishedAt),
+      error: r.error,
+    })),
+    nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null,
+  };
+}
+
+/** Version of the manifest format; bumped when a field changes meaning or disappears. */
+export const MANIFEST_VERSION = 1;
+
+/**
+ * Everything needed to audit or replay a run (`GET /v1/runs/:id/manifest`):
+ * `{manifestVersion, run, definition: {id, slug, version, name, checksum, source}, steps (file
+ * order, each with every attempt), approvals (every attempt, with every response), events (all,
+ * by seq)}`. Timestamps are ISO 8601.
+ *
+ * The parts are read one after another, not in one snapshot: for a run still in progress a later
+ * part may be slightly ahead of an earlier one (never the reverse).
+ * @throws {NotFoundError} when the run does not exist in the organization.
+ */
+export async function getRunManifest(deps: EngineDeps, organizationId: string, runId: string): Promise<Record<string, unknown>> {
+  const { db } = deps.database;
+  const [run] = await db
+    .select()
+    .from(runs)
+    .where(and(eq(runs.id, runId), eq(runs.organizationId, organizationId)));
+  if (!run) throw new NotFoundError(`run ${runId} not found`);
+  const [definition] = await db
+    .select({
+      id: definitions.id,
+      slug: definitions.slug,
+      version: definitions.version,
+      name: definitions.name,
+      checksum: definitions.checksum,
+      source: definitions.source,
+    })
+    .from(definitions)
+    .where(eq(definitions.id, run.definitionId));
+  if (!definition) throw new NotFoundError(`definition ${run.definitionId} not found`);
+  const { spec } = await definitionById(db, run.definitionId);
+  const order = new Map(spec.steps.map((s, i) => [s.id, i]));
+  const stepRows = (await db.select().from(steps).where(eq(steps.runId, runId))).sort(
+    (a, b) => (order.get(a.stepId) ?? 0) - (order.get(b.stepId) ?? 0),
+  );
+  const attemptRows = await db
+    .select()
+    .from(stepAttempts)
+    .where(eq(stepAttempts.runId, runId))
+    .orderBy(asc(stepAttempts.stepId), asc(stepAttempts.attempt));
+  const approvalRows = await db.select().from(approvals).where(eq(approvals.runId, runId)).orderBy(asc(approvals.createdAt), asc(approvals.generation));
+  const approvalViews = await withResponses(deps, approvalRows);
+  // Events last: an event never precedes the state it reports, so the history covers the rest.
+  const eventRows = await db.select().from(runEvents).where(eq(runEvents.runId, runId)).orderBy(asc(runEvents.seq));
+
+  return {
+    manifestVersion: MANIFEST_VERSION,
+    run: {
+      id: run.id,
+      status: run.status,
+      input: run.input,
+      output: run.output,
+      error: run.error,
+      createdAt: iso(run.createdAt),
+      startedAt: iso(run.startedAt),
+      finishedAt: iso(run.finishedAt),
+      createdBy: run.createdBy,
+      webhookUrl: run.webhookUrl,
+      idempotencyKey: run.idempotencyKey,
+    },
+    definition,
+    steps: stepRows.map((s) => ({
+      id: s.stepId,
+      type: s.type,
+      agent: s.agent,
+      needs: s.needs,
+      status: s.status,
+      generation: s.generation,
+      attempts: attemptRows
+        .filter((a) => a.stepId === s.stepId)
+        .map((a) => ({
+          attempt: a.attempt,
+          generation: a.generation,
+          status: a.status,
+          jobId: a.jobId,
+          input: a.input,
+          output: a.output,
+          error: a.error,
+          startedAt: iso(a.startedAt),
+          finishedAt: iso(a.finishedAt),
+        })),
+    })),
+    approvals: approvalViews,
+    events: eventRows.map((e) => ({
+      seq: e.seq,
+      type: e.type,
+      stepId: e.stepId,
+      data: e.data,
+      createdAt: e.createdAt.toISOString(),
+    })),
   };
 }

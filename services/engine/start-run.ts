@@ -4,7 +4,8 @@ import { and, eq } from 'drizzle-orm';
 import { UnavailableError } from '../../lib/index.js';
 import { runs, steps } from '../../db/index.js';
 import { validateInput } from '../../definitions/index.js';
-import { advance } from './advance.js';
+import { rootJobId } from '../../queues/index.js';
+import { COMPENSATION_STATUS, advance, compensationSteps } from './advance.js';
 import { findDefinition } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { enqueueWebhooks, openRunScope } from './run-scope.js';
@@ -20,6 +21,8 @@ export interface StartRunRequest {
   webhookUrl?: string;
   /** The same key (per organization) returns the same run instead of starting another. */
   idempotencyKey?: string;
+  /** For a sub-orchestration: the parent run and step, and the step job the child root hangs under. */
+  parent?: { runId: string; stepId: string; jobId: string; queue: string };
 }
 
 export interface StartedRun {
@@ -74,7 +77,10 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
         webhookUrl: request.webhookUrl ?? null,
         idempotencyKey: request.idempotencyKey ?? null,
         createdBy: request.createdBy,
+        parentRunId: request.parent?.runId ?? null,
+        parentStepId: request.parent?.stepId ?? null,
       });
+      const compensations = compensationSteps(definition);
       const rows = await tx
         .insert(steps)
         .values(
@@ -83,7 +89,7 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
             stepId: s.id,
             type: s.type,
             agent: s.kind === 'agent' ? s.agent : null,
-            status: 'pending',
+            status: compensations.has(s.id) ? COMPENSATION_STATUS : 'pending',
             needs: s.needs,
           })),
         )
@@ -104,7 +110,8 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
   }
 
   try {
-    await deps.queues.addRunFlow(runId, created.ready);
+    const parent = request.parent ? { id: request.parent.jobId, queue: request.parent.queue } : undefined;
+    await deps.queues.addRunFlow(rootJobId(runId, 1), runId, created.ready, parent);
   } catch (err) {
     deps.logger.error({ err, runId }, 'could not create the run flow; removing the run');
     await db.delete(runs).where(eq(runs.id, runId));

@@ -6,11 +6,12 @@
  * starts a new attempt, which marks the old one `lost`; if the old one finishes later, its
  * result is refused. So a step is recorded completed at most once, whatever BullMQ delivers.
  */
-import { and, eq, sql } from 'drizzle-orm';
-import { serializeError, type SerializedError } from '../../lib/index.js';
-import { stepAttempts, steps } from '../../db/index.js';
-import { descendantsOf, evaluateMapping, type Definition, type StepSpec } from '../../definitions/index.js';
-import { stepJobId, type StepJobData, type StepJobSpec } from '../../queues/index.js';
+import { createHash } from 'node:crypto';
+import { and, desc, eq, sql } from 'drizzle-orm';
+import { ValidationError, serializeError, type SerializedError } from '../../lib/index.js';
+import { runs, stepAttempts, steps } from '../../db/index.js';
+import { descendantsOf, evaluateMapping, type Definition, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
+import { rootJobId, stepJobId, type StepJobData, type StepJobSpec } from '../../queues/index.js';
 import { advance, liveJobSpecs, loadSteps, scopeOf, type StepRow } from './advance.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
@@ -22,8 +23,15 @@ export type StepStart =
   | { kind: 'run'; attempt: number; input: unknown; spec: StepSpec; idempotencyKey: string }
   /** A checkpoint re-entering after it parked (its approval exists). */
   | { kind: 'waiting'; attempt: number; spec: StepSpec }
+  /**
+   * A parent step (fan-out or sub-orchestration) woken by its children, or re-delivered while
+   * setting them up: continue with the same attempt.
+   */
+  | { kind: 'resume'; attempt: number; spec: StepSpec; input: unknown; idempotencyKey: string }
+  /** The output came from the cache (D5): recorded; add `ready` under `rootJobId` and ack. */
+  | { kind: 'cached'; ready: StepJobSpec[]; rootJobId: string }
   /** Already completed or skipped: make sure the jobs its successors need exist, then ack. */
-  | { kind: 'finished'; live: StepJobSpec[] }
+  | { kind: 'finished'; live: StepJobSpec[]; rootJobId: string }
   /** Nothing to do: stale generation, run over, or input mapping failed (recorded). */
   | { kind: 'inactive'; reason: string };
 
@@ -33,6 +41,12 @@ export interface StepRecord {
   recorded: boolean;
   /** Steps that became ready: add their jobs (as children of the root) before acking. */
   ready: StepJobSpec[];
+  /** The run's current root job, parent of the jobs in `ready`. */
+  rootJobId: string;
+}
+
+function record(scope: RunScope, recorded: boolean, ready: StepJobSpec[] = []): StepRecord {
+  return { recorded, ready, rootJobId: rootJobId(scope.run.id, scope.run.rootGeneration) };
 }
 
 interface Located {
@@ -66,7 +80,7 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
     const { row, spec, rows, definition } = at;
     if (row.generation !== data.generation) return { kind: 'inactive', reason: `generation ${data.generation} is stale` };
     if (row.status === 'completed' || row.status === 'skipped') {
-      return { kind: 'finished', live: liveJobSpecs(definition, rows) };
+      return { kind: 'finished', live: liveJobSpecs(definition, rows), rootJobId: rootJobId(scope.run.id, scope.run.rootGeneration) };
     }
     if (!isRunActive(scope.run.status)) return { kind: 'inactive', reason: `run is ${scope.run.status}` };
     if (row.status === 'waiting') return { kind: 'waiting', attempt: row.attempts, spec };
@@ -75,6 +89,10 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
     }
 
     const { tx } = scope;
+    const isParent = spec.kind === 'orchestrator' || (spec.kind !== 'checkpoint' && spec.foreach !== undefined);
+    if (row.status === 'running' && isParent) {
+      return { kind: 'resume', attempt: row.attempts, spec, input: row.input, idempotencyKey: stepJobId(row.runId, row.stepId, row.generation) };
+    }
     if (row.status === 'running') {
       // Re-delivery after a crash or a lost lock: the previous attempt will never report.
       await tx
@@ -101,6 +119,7 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
     try {
       if (spec.kind === 'checkpoint') input = null;
       else if (row.inputOverride !== null) input = row.inputOverride;
+      else if (spec.foreach !== undefined) input = await evaluateForeach(spec.foreach, scopeOf(scope.run, rows));
       else input = await evaluateMapping(spec.with, scopeOf(scope.run, rows));
     } catch (err) {
       mappingError = { ...serializeError(err), code: 'INPUT_MAPPING_FAILED' };
@@ -132,8 +151,70 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
       await scope.emit('step.failed', row.stepId, { attempt, error: mappingError });
       return { kind: 'inactive', reason: `input mapping failed: ${mappingError.message}` };
     }
-    return { kind: 'run', attempt, input, spec, idempotencyKey: stepJobId(row.runId, row.stepId, row.generation) };
+    const idempotencyKey = stepJobId(row.runId, row.stepId, row.generation);
+    if (spec.cacheTtlMs !== undefined && spec.kind !== 'checkpoint') {
+      const cacheKey = cacheKeyOf(spec, input);
+      await tx
+        .update(stepAttempts)
+        .set({ cacheKey })
+        .where(and(eq(stepAttempts.runId, row.runId), eq(stepAttempts.stepId, row.stepId), eq(stepAttempts.attempt, attempt)));
+      const [hit] = await tx
+        .select({ output: stepAttempts.output })
+        .from(stepAttempts)
+        .innerJoin(runs, eq(runs.id, stepAttempts.runId))
+        .where(
+          and(
+            eq(stepAttempts.cacheKey, cacheKey),
+            eq(stepAttempts.status, 'completed'),
+            eq(runs.organizationId, scope.run.organizationId),
+            sql`${stepAttempts.finishedAt} > now() - ${`${spec.cacheTtlMs} milliseconds`}::interval`,
+          ),
+        )
+        .orderBy(desc(stepAttempts.finishedAt))
+        .limit(1);
+      if (hit) {
+        await tx
+          .update(stepAttempts)
+          .set({ status: 'completed', output: hit.output, cacheHit: true, finishedAt: sql`now()` })
+          .where(and(eq(stepAttempts.runId, row.runId), eq(stepAttempts.stepId, row.stepId), eq(stepAttempts.attempt, attempt)));
+        await tx
+          .update(steps)
+          .set({ status: 'completed', output: hit.output, finishedAt: sql`now()` })
+          .where(and(eq(steps.runId, row.runId), eq(steps.stepId, row.stepId)));
+        row.status = 'completed';
+        row.output = hit.output;
+        await scope.emit('step.completed', row.stepId, { attempt, cacheHit: true });
+        return { kind: 'cached', ready: await advance(scope, definition, rows), rootJobId: rootJobId(scope.run.id, scope.run.rootGeneration) };
+      }
+    }
+    return { kind: 'run', attempt, input, spec, idempotencyKey };
   });
+}
+
+/**
+ * Cache key of a step execution (D5): SHA-256 over the agent (or inline code) and the input as
+ * canonical JSON (object keys sorted), so equal inputs hit whatever their key order.
+ */
+function cacheKeyOf(spec: StepSpec, input: unknown): string {
+  const who = spec.kind === 'agent' ? `agent:${spec.agent}` : spec.kind === 'function-code' ? `code:${spec.code}` : `${spec.kind}:${spec.id}`;
+  return createHash('sha256').update(who).update('\0').update(canonicalJson(input)).digest('hex');
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
+/** The list a fan-out step iterates over. @throws {ValidationError} when it is not a list. */
+async function evaluateForeach(expression: string, scope: ExpressionScope): Promise<unknown[]> {
+  const value = await evaluateMapping(`\${{ ${expression} }}`, scope);
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw new ValidationError(`foreach must yield a list, got ${typeof value}`, { field: 'foreach' });
+  return value;
 }
 
 /** Fence: the attempt is the step's current one and both are still open. */
@@ -179,9 +260,9 @@ export async function completeStep(
   extra: Record<string, unknown> = {},
 ): Promise<StepRecord> {
   return withRun(deps, data.runId, async (scope) => {
-    if (!(await fence(scope, data, attempt))) return { recorded: false, ready: [] };
+    if (!(await fence(scope, data, attempt))) return record(scope, false);
     const at = await locate(deps, scope, data.stepId);
-    if (!at) return { recorded: false, ready: [] };
+    if (!at) return record(scope, false);
     const json = output === undefined ? null : output;
     await closeAttempt(scope, data, attempt, { status: 'completed', output: json });
     await scope.tx
@@ -192,7 +273,7 @@ export async function completeStep(
     at.row.output = json;
     const durationMs = at.row.startedAt ? Date.now() - at.row.startedAt.getTime() : undefined;
     await scope.emit('step.completed', data.stepId, { attempt, durationMs, ...extra });
-    return { recorded: true, ready: await advance(scope, at.definition, at.rows) };
+    return record(scope, true, await advance(scope, at.definition, at.rows));
   });
 }
 
@@ -210,20 +291,21 @@ export async function failStep(
   retryDelayMs?: number,
 ): Promise<StepRecord> {
   return withRun(deps, data.runId, async (scope) => {
-    if (!(await fence(scope, data, attempt))) return { recorded: false, ready: [] };
-    await closeAttempt(scope, data, attempt, { status: error.code === 'CANCELLED' ? 'cancelled' : 'failed', error });
+    if (!(await fence(scope, data, attempt))) return record(scope, false);
+    const attemptStatus = error.code === 'CANCELLED' ? 'cancelled' : error.code === 'TIMED_OUT' ? 'timed_out' : 'failed';
+    await closeAttempt(scope, data, attempt, { status: attemptStatus, error });
     const where = and(eq(steps.runId, data.runId), eq(steps.stepId, data.stepId));
     if (!final) {
       await scope.tx.update(steps).set({ status: 'queued', error }).where(where);
       await scope.emit('step.retrying', data.stepId, { attempt, error, ...(retryDelayMs ? { retryDelayMs } : {}) });
-      return { recorded: true, ready: [] };
+      return record(scope, true);
     }
     await scope.tx.update(steps).set({ status: 'failed', error, finishedAt: sql`now()` }).where(where);
     await scope.emit('step.failed', data.stepId, { attempt, error });
     const at = await locate(deps, scope, data.stepId);
-    if (!at || at.spec.onError !== 'continue') return { recorded: true, ready: [] };
+    if (!at || at.spec.onError !== 'continue') return record(scope, true);
     at.row.status = 'failed';
-    return { recorded: true, ready: await advance(scope, at.definition, at.rows) };
+    return record(scope, true, await advance(scope, at.definition, at.rows));
   });
 }
 
@@ -274,9 +356,9 @@ export async function rerunFrom(
   inputOverride?: unknown,
 ): Promise<StepRecord> {
   return withRun(deps, data.runId, async (scope) => {
-    if (!(await fence(scope, data, attempt))) return { recorded: false, ready: [] };
+    if (!(await fence(scope, data, attempt))) return record(scope, false);
     const at = await locate(deps, scope, data.stepId);
-    if (!at) return { recorded: false, ready: [] };
+    if (!at) return record(scope, false);
     await closeAttempt(scope, data, attempt, { status: 'completed', output });
     // The target's next attempt takes the decision's modified input instead of its mapping.
     await scope.tx
@@ -294,6 +376,6 @@ export async function rerunFrom(
         .where(and(eq(steps.runId, row.runId), eq(steps.stepId, row.stepId)));
       await scope.emit('step.retrying', row.stepId, { generation: row.generation, reason });
     }
-    return { recorded: true, ready: await advance(scope, at.definition, at.rows) };
+    return record(scope, true, await advance(scope, at.definition, at.rows));
   });
 }

@@ -44,8 +44,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const producer = createRedis(config.redis.url, 'producer');
   const queues = new Queues(producer, config.redis.prefix, logger);
   const agents = new Map(namedAgents);
-  for (const a of options.agents ?? []) agents.set(a.name, a);
-  const deps: WorkerDeps = { config, database, queues, logger, agents };
+  const agentTypes = new Map(agentTypesByName());
+  for (const a of options.agents ?? []) {
+    agents.set(a.name, a);
+    agentTypes.set(a.name, a.type);
+  }
+  const deps: WorkerDeps = { config, database, queues, logger, agents, agentTypes };
   const hub = new RunEventHub(database.sql, logger);
   await hub.start();
   const server: Server = createApp(deps, hub).listen(0);

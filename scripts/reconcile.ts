@@ -1,0 +1,33 @@
+/**
+ * `npm run reconcile`: re-create from Postgres every job an unfinished run needs and Redis does
+ * not have (the same work the periodic `reconcile` job does), print what it did, and exit.
+ */
+import { agentTypesByName } from '../agents/index.js';
+import { createLogger, loadConfig } from '../lib/index.js';
+import { createDatabase } from '../db/index.js';
+import { Queues, createRedis } from '../queues/index.js';
+import { reconcileAll } from '../services/engine/index.js';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger({ level: config.log.level, service: 'reconcile' });
+  const database = createDatabase(config.postgres.url, { max: 4, applicationName: 'baton-reconcile' });
+  const producer = createRedis(config.redis.url, 'producer');
+  const queues = new Queues(producer, config.redis.prefix, logger);
+  try {
+    const report = await reconcileAll({ config, database, queues, logger, agentTypes: agentTypesByName() });
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+  } finally {
+    await queues.close();
+    await producer.quit();
+    await database.close();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`baton reconcile: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,186 @@
+/**
+ * Fan-out (D4): a `foreach:` step runs its agent once per item, as BullMQ child jobs of the
+ * step's own job (a real parent/child: the step job adds item jobs and waits in
+ * `waiting-children`). At most `concurrency` items are queued or running at once: the first
+ * `concurrency` are added up front, and each item that finishes adds the next one as a sibling
+ * while its own job is still active, so the parent cannot wake early (the root-job pattern, one
+ * level down). When every item job is done the step job wakes and gathers the outputs in input
+ * order. A failed item follows the step's `onError`: `fail` stops adding items and fails the
+ * step; `continue` carries on and leaves `null` in that item's place.
+ */
+import { and, asc, eq, inArray, sql } from 'drizzle-orm';
+import type { SerializedError } from '../../lib/index.js';
+import { stepItems } from '../../db/index.js';
+import { evaluateMapping, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
+import { stepJobId, type StepJobData } from '../../queues/index.js';
+import { loadSteps, scopeOf } from './advance.js';
+import { definitionById } from './definitions-store.js';
+import type { EngineDeps } from './deps.js';
+import { withRun, type RunScope } from './run-scope.js';
+import { completeStep, failStep, type StepRecord } from './steps.js';
+
+/** An item job's payload. */
+export interface ItemJobData extends StepJobData {
+  index: number;
+}
+
+/** Job id of a fan-out item: `<run>.<step>.<generation>.i<index>`. */
+export function itemJobId(runId: string, stepId: string, generation: number, index: number): string {
+  return `${stepJobId(runId, stepId, generation)}.i${index}`;
+}
+
+type ItemRow = typeof stepItems.$inferSelect;
+
+function itemsWhere(data: StepJobData) {
+  return and(eq(stepItems.runId, data.runId), eq(stepItems.stepId, data.stepId), eq(stepItems.generation, data.generation));
+}
+
+/** Queue up to `slots` pending items (lowest index first); returns their indexes. */
+async function queueNext(scope: RunScope, data: StepJobData, slots: number): Promise<number[]> {
+  if (slots <= 0) return [];
+  const next = await scope.tx
+    .select({ idx: stepItems.idx })
+    .from(stepItems)
+    .where(and(itemsWhere(data), eq(stepItems.status, 'pending')))
+    .orderBy(asc(stepItems.idx))
+    .limit(slots);
+  const ids = next.map((n) => n.idx);
+  if (ids.length > 0) {
+    await scope.tx.update(stepItems).set({ status: 'queued' }).where(and(itemsWhere(data), inArray(stepItems.idx, ids)));
+  }
+  return ids;
+}
+
+/** What the step job should do next. */
+export type FanoutState =
+  /** Items are in flight: make sure these item jobs exist under the step job, then wait. */
+  | { kind: 'wait'; indexes: number[] }
+  /** Every item finished: the step was recorded; add `ready` under the root and ack. */
+  | ({ kind: 'done' } & StepRecord);
+
+/**
+ * Set up (first call) or check (after waking) a fan-out step's items.
+ * @param items - the list the step's `foreach` yielded (its recorded input).
+ */
+export async function advanceFanout(deps: EngineDeps, data: StepJobData, attempt: number, spec: StepSpec, items: unknown[]): Promise<FanoutState> {
+  const settled = await withRun(deps, data.runId, async (scope) => {
+    const { tx } = scope;
+    let rows = await tx.select().from(stepItems).where(itemsWhere(data)).orderBy(asc(stepItems.idx));
+    if (rows.length === 0 && items.length > 0) {
+      await tx.insert(stepItems).values(
+        items.map((item, idx) => ({ runId: data.runId, stepId: data.stepId, generation: data.generation, idx, status: 'pending', item: item ?? null })),
+      );
+      const first = await queueNext(scope, data, spec.concurrency);
+      await scope.emit('step.progress', data.stepId, { attempt, items: items.length, queued: first.length });
+      return { kind: 'wait' as const, indexes: first };
+    }
+    const open = rows.filter((r) => r.status === 'pending' || r.status === 'queued' || r.status === 'running');
+    const failed = rows.filter((r) => r.status === 'failed');
+    const stopping = failed.length > 0 && spec.onError !== 'continue';
+    const inFlight = open.filter((r) => r.status !== 'pending');
+    if (inFlight.length > 0) return { kind: 'wait' as const, indexes: inFlight.map((r) => r.idx) };
+    if (open.length > 0 && !stopping) {
+      // Nothing in flight but items left (e.g. Redis lost the jobs): start the window again.
+      return { kind: 'wait' as const, indexes: await queueNext(scope, data, spec.concurrency) };
+    }
+    rows = await tx.select().from(stepItems).where(itemsWhere(data)).orderBy(asc(stepItems.idx));
+    return { kind: 'settled' as const, rows, stopping };
+  });
+  if (settled.kind === 'wait') return settled;
+  const { rows, stopping } = settled;
+  if (stopping) {
+    const failures = rows.filter((r) => r.status === 'failed');
+    const first = failures[0]?.error as SerializedError | null;
+    const error: SerializedError = {
+      name: 'FanoutFailed',
+      code: 'ITEM_FAILED',
+      message: `${failures.length} of ${rows.length} items failed; item ${failures[0]?.idx}: ${first?.message ?? 'failed'}`,
+    };
+    return { kind: 'done', ...(await failStep(deps, data, attempt, error, true)) };
+  }
+  const output = rows.map((r) => (r.status === 'completed' ? r.output : null));
+  return { kind: 'done', ...(await completeStep(deps, data, attempt, output, { items: rows.length })) };
+}
+
+/** Outcome of claiming an item job. */
+export type ItemStart =
+  | { kind: 'run'; attempt: number; input: unknown; spec: StepSpec; idempotencyKey: string }
+  | { kind: 'inactive'; reason: string };
+
+/** Claim an item job: resolve the step's `with:` for this item (`item`, `index` in scope). */
+export async function beginItem(deps: EngineDeps, data: ItemJobData): Promise<ItemStart> {
+  return withRun(deps, data.runId, async (scope) => {
+    const { tx, run } = scope;
+    if (run.status !== 'running') return { kind: 'inactive', reason: `run is ${run.status}` };
+    const [item] = await tx.select().from(stepItems).where(and(itemsWhere(data), eq(stepItems.idx, data.index)));
+    if (!item || (item.status !== 'queued' && item.status !== 'running')) {
+      return { kind: 'inactive', reason: `item is ${item?.status ?? 'missing'}` };
+    }
+    const { spec: definition } = await definitionById(tx, run.definitionId);
+    const spec = definition.steps.find((s) => s.id === data.stepId);
+    if (!spec) return { kind: 'inactive', reason: 'step not in definition' };
+    const rows = await loadSteps(scope);
+    const exprScope = { ...scopeOf(run, rows), item: item.item, index: item.idx } as ExpressionScope;
+    const input = await evaluateMapping(spec.with, exprScope);
+    await tx
+      .update(stepItems)
+      .set({ status: 'running', attempts: item.attempts + 1, input: input ?? null, startedAt: sql`coalesce(${stepItems.startedAt}, now())` })
+      .where(and(itemsWhere(data), eq(stepItems.idx, data.index)));
+    return {
+      kind: 'run',
+      attempt: item.attempts + 1,
+      input,
+      spec,
+      idempotencyKey: itemJobId(data.runId, data.stepId, data.generation, data.index),
+    };
+  });
+}
+
+/**
+ * Record an item's result. A completed item — or one failed for good while the step continues on
+ * error — frees a slot: the next pending item is queued and returned, to be added as a sibling
+ * job while this item's job is still active.
+ * @param final - for failures: no attempt will follow.
+ * @returns indexes of items to add now.
+ */
+export async function finishItem(
+  deps: EngineDeps,
+  data: ItemJobData,
+  result: { output: unknown } | { error: SerializedError; final: boolean },
+): Promise<number[]> {
+  return withRun(deps, data.runId, async (scope) => {
+    const where = and(itemsWhere(data), eq(stepItems.idx, data.index), eq(stepItems.status, 'running'));
+    if ('output' in result) {
+      const done = await scope.tx
+        .update(stepItems)
+        .set({ status: 'completed', output: result.output ?? null, error: null, finishedAt: sql`now()` })
+        .where(where)
+        .returning({ idx: stepItems.idx });
+      if (done.length === 0) return [];
+      return queueNext(scope, data, 1);
+    }
+    if (!result.final) {
+      await scope.tx.update(stepItems).set({ status: 'queued', error: result.error }).where(where);
+      return [];
+    }
+    const failed = await scope.tx
+      .update(stepItems)
+      .set({ status: 'failed', error: result.error, finishedAt: sql`now()` })
+      .where(where)
+      .returning({ idx: stepItems.idx });
+    if (failed.length === 0) return [];
+    const { spec: definition } = await definitionById(scope.tx, scope.run.definitionId);
+    const onError = definition.steps.find((s) => s.id === data.stepId)?.onError;
+    return onError === 'continue' ? queueNext(scope, data, 1) : [];
+  });
+}
+
+/** Items of a step generation (for views and tests). */
+export async function itemsOf(deps: EngineDeps, runId: string, stepId: string, generation: number): Promise<ItemRow[]> {
+  return deps.database.db
+    .select()
+    .from(stepItems)
+    .where(and(eq(stepItems.runId, runId), eq(stepItems.stepId, stepId), eq(stepItems.generation, generation)))
+    .orderBy(asc(stepItems.idx));
+}
+
