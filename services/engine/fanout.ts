@@ -35,6 +35,18 @@ function itemsWhere(data: StepJobData) {
   return and(eq(stepItems.runId, data.runId), eq(stepItems.stepId, data.stepId), eq(stepItems.generation, data.generation));
 }
 
+/** Whether an item failed for good and the step fails on error (then no more items start). */
+async function stoppedByFailure(scope: RunScope, data: StepJobData): Promise<boolean> {
+  const [failed] = await scope.tx
+    .select({ idx: stepItems.idx })
+    .from(stepItems)
+    .where(and(itemsWhere(data), eq(stepItems.status, 'failed')))
+    .limit(1);
+  if (!failed) return false;
+  const { spec: definition } = await definitionById(scope.tx, scope.run.definitionId);
+  return definition.steps.find((s) => s.id === data.stepId)?.onError !== 'continue';
+}
+
 /** Queue up to `slots` pending items (lowest index first); returns their indexes. */
 async function queueNext(scope: RunScope, data: StepJobData, slots: number): Promise<number[]> {
   if (slots <= 0) return [];
@@ -157,7 +169,7 @@ export async function finishItem(
         .where(where)
         .returning({ idx: stepItems.idx });
       if (done.length === 0) return [];
-      return queueNext(scope, data, 1);
+      return (await stoppedByFailure(scope, data)) ? [] : queueNext(scope, data, 1);
     }
     if (!result.final) {
       await scope.tx.update(stepItems).set({ status: 'queued', error: result.error }).where(where);

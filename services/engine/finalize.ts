@@ -6,20 +6,44 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { SerializedError } from '../../lib/index.js';
 import { steps } from '../../db/index.js';
-import { evaluateMapping } from '../../definitions/index.js';
+import { evaluateMapping, type Definition } from '../../definitions/index.js';
 import type { StepJobSpec } from '../../queues/index.js';
-import { advance, liveJobSpecs, loadSteps, scopeOf } from './advance.js';
+import { COMPENSATION_STATUS, advance, jobSpecFor, liveJobSpecs, loadSteps, scopeOf, type StepRow } from './advance.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
-import { withRun } from './run-scope.js';
+import { withRun, type RunScope } from './run-scope.js';
+import { APPROVAL_ABORTED } from './steps.js';
 
 export type FinalizeOutcome =
   | { kind: 'finished'; status: string }
   /** Steps are still queued/running/waiting: these jobs must exist as children of the root. */
   | { kind: 'unfinished'; jobs: StepJobSpec[] };
 
-/** Error code of a checkpoint step that a person aborted. */
-export const APPROVAL_ABORTED = 'APPROVAL_ABORTED';
+export { APPROVAL_ABORTED };
+
+/**
+ * Compensation (D9): queue the compensation of the most recently completed step whose
+ * compensation has not run yet (reverse completion order, one at a time: the root wakes after
+ * each). Emits `step.queued` with `compensates`.
+ * @returns its job spec, or `undefined` when none is left.
+ */
+async function queueNextCompensation(scope: RunScope, definition: Definition, rows: StepRow[]): Promise<StepJobSpec | undefined> {
+  const byId = new Map(rows.map((r) => [r.stepId, r]));
+  const candidates = definition.steps
+    .filter((s) => s.compensate && byId.get(s.id)?.status === 'completed' && byId.get(s.compensate)?.status === COMPENSATION_STATUS)
+    .sort((a, b) => (byId.get(b.id)?.finishedAt?.getTime() ?? 0) - (byId.get(a.id)?.finishedAt?.getTime() ?? 0));
+  const done = candidates[0];
+  const target = done?.compensate ? definition.steps.find((s) => s.id === done.compensate) : undefined;
+  const row = target ? byId.get(target.id) : undefined;
+  if (!done || !target || !row) return undefined;
+  await scope.tx
+    .update(steps)
+    .set({ status: 'queued', queuedAt: sql`now()` })
+    .where(and(eq(steps.runId, row.runId), eq(steps.stepId, row.stepId)));
+  row.status = 'queued';
+  await scope.emit('step.queued', row.stepId, { type: target.type, generation: row.generation, compensates: done.id });
+  return jobSpecFor(target, row.generation);
+}
 
 /** Finish the run if all its steps are settled (see module doc). */
 export async function finalizeRun(deps: EngineDeps, runId: string): Promise<FinalizeOutcome> {
@@ -33,12 +57,16 @@ export async function finalizeRun(deps: EngineDeps, runId: string): Promise<Fina
     const ready = await advance(scope, definition, rows);
     const live = liveJobSpecs(definition, rows);
     if (ready.length > 0 || live.length > 0) return { kind: 'unfinished', jobs: live };
+    if (run.status === 'cancelling') {
+      const next = await queueNextCompensation(scope, definition, rows);
+      if (next) return { kind: 'unfinished', jobs: [next] };
+    }
 
     const specs = new Map(definition.steps.map((s) => [s.id, s]));
     const failures = rows.filter((r) => r.status === 'failed' && specs.get(r.stepId)?.onError !== 'continue');
     const aborted = failures.find((r) => (r.error as SerializedError | null)?.code === APPROVAL_ABORTED);
     let status: 'completed' | 'failed' | 'cancelled' = failures.length === 0 ? 'completed' : 'failed';
-    if (aborted) status = 'cancelled';
+    if (aborted || run.status === 'cancelling') status = 'cancelled';
     let output: unknown = null;
     let error: SerializedError | null = null;
     if (status === 'completed') {
@@ -48,6 +76,8 @@ export async function finalizeRun(deps: EngineDeps, runId: string): Promise<Fina
         status = 'failed';
         error = { name: 'OutputMappingError', code: 'OUTPUT_MAPPING_FAILED', message: (err as Error).message };
       }
+    } else if (run.status === 'cancelling' && !aborted) {
+      error = (run.error as SerializedError | null) ?? { name: 'RunCancelled', code: 'CANCELLED', message: 'cancelled' };
     } else {
       const first = aborted ?? failures[0];
       const cause = first?.error as SerializedError | null;
@@ -57,7 +87,7 @@ export async function finalizeRun(deps: EngineDeps, runId: string): Promise<Fina
         message: `step ${first?.stepId} ${aborted ? 'was aborted' : 'failed'}: ${cause?.message ?? 'unknown error'}`,
       };
     }
-    // Steps that can never run now.
+    // Steps that can never run now (dormant compensations stay as they are).
     const never = await tx
       .update(steps)
       .set({ status: 'cancelled', finishedAt: sql`now()` })

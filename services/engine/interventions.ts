@@ -144,18 +144,23 @@ export async function cancelRun(deps: EngineDeps, actor: Actor, runId: string, r
       .update(approvals)
       .set({ status: 'cancelled', decidedBy: actor.subject, decidedAt: sql`now()` })
       .where(and(eq(approvals.runId, runId), eq(approvals.status, 'pending')));
+    // With compensations to run (D9) the run is `cancelling` until they have; the root finishes it.
+    const { spec: definition } = await definitionById(tx, run.definitionId);
+    const byId = new Map(rows.map((r) => [r.stepId, r]));
+    const compensate = definition.steps.some((s) => s.compensate && byId.get(s.id)?.status === 'completed');
+    const status = compensate ? 'cancelling' : 'cancelled';
     await tx
       .update(runs)
-      .set({ status: 'cancelled', error, finishedAt: sql`now()`, startedAt: sql`coalesce(${runs.startedAt}, now())` })
+      .set({ status, error, startedAt: sql`coalesce(${runs.startedAt}, now())`, ...(compensate ? {} : { finishedAt: sql`now()` }) })
       .where(eq(runs.id, runId));
-    run.status = 'cancelled';
+    run.status = status;
     for (const r of open) await scope.emit('step.cancelled', r.stepId, { reason: message, by: actor.subject });
-    await scope.emit('run.cancelled', null, { error, by: actor.subject });
+    await scope.emit(compensate ? 'run.cancelling' : 'run.cancelled', null, { error, by: actor.subject });
     const children = await tx
       .select({ id: runs.id })
       .from(runs)
       .where(and(eq(runs.parentRunId, runId), inArray(runs.status, ['queued', 'running'])));
-    return { jobs, children: children.map((c) => c.id) };
+    return { jobs, children: children.map((c) => c.id), status, rootId: rootJobId(run.id, run.rootGeneration) };
   });
   await stopJobs(deps, out.jobs, message);
   for (const child of out.children) {
@@ -163,7 +168,7 @@ export async function cancelRun(deps: EngineDeps, actor: Actor, runId: string, r
       if (!(err instanceof ConflictError)) throw err;
     });
   }
-  return { runId, status: 'cancelled' };
+  return { runId, status: out.status };
 }
 
 /** Put steps back to `pending` with a new generation (fencing results of the old one). */

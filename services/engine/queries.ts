@@ -153,7 +153,7 @@ export async function listApprovals(
 }
 
 /** Run statuses (filter values of `GET /v1/runs`). */
-export const RUN_STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const;
+export const RUN_STATUSES = ['queued', 'running', 'cancelling', 'completed', 'failed', 'cancelled'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
 /** Filters and page of {@link listRuns}. */

@@ -71,7 +71,7 @@ export async function ensureStepJobs(
 export async function reconcileRun(deps: EngineDeps, runId: string, report: ReconcileReport = emptyReport()): Promise<ReconcileReport> {
   const state = await withRun(deps, runId, async (scope) => {
     const { run } = scope;
-    if (run.status !== 'queued' && run.status !== 'running') return undefined;
+    if (run.status !== 'queued' && run.status !== 'running' && run.status !== 'cancelling') return undefined;
     const { spec: definition } = await definitionById(scope.tx, run.definitionId);
     const rows = await loadSteps(scope);
     await advance(scope, definition, rows);
@@ -114,7 +114,7 @@ export async function reconcileAll(deps: EngineDeps, limit = 10_000): Promise<Re
   const open = await deps.database.db
     .select({ id: runs.id })
     .from(runs)
-    .where(inArray(runs.status, ['queued', 'running']))
+    .where(inArray(runs.status, ['queued', 'running', 'cancelling']))
     .orderBy(runs.createdAt)
     .limit(limit);
   const report = emptyReport();

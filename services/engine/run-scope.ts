@@ -24,6 +24,7 @@ export type RunEventType =
   | 'run.failed'
   | 'run.cancelled'
   | 'run.resumed'
+  | 'run.cancelling'
   | 'step.queued'
   | 'step.started'
   | 'step.progress'

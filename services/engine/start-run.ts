@@ -102,7 +102,9 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
     });
   } catch (err) {
     // Two requests raced with the same idempotency key: the loser returns the winner's run.
-    if (request.idempotencyKey && (err as { code?: string }).code === '23505') {
+    // drizzle wraps driver errors (DrizzleQueryError); the Postgres code is on the cause.
+    const code = (err as { code?: string }).code ?? ((err as { cause?: { code?: string } }).cause?.code);
+    if (request.idempotencyKey && code === '23505') {
       const found = await existingRun(deps, request.organizationId, request.idempotencyKey);
       if (found) return found;
     }

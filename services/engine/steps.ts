@@ -12,10 +12,13 @@ import { ValidationError, serializeError, type SerializedError } from '../../lib
 import { runs, stepAttempts, steps } from '../../db/index.js';
 import { descendantsOf, evaluateMapping, type Definition, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
 import { rootJobId, stepJobId, type StepJobData, type StepJobSpec } from '../../queues/index.js';
-import { advance, liveJobSpecs, loadSteps, scopeOf, type StepRow } from './advance.js';
+import { advance, compensationSteps, liveJobSpecs, loadSteps, scopeOf, type StepRow } from './advance.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
+
+/** Error code of a checkpoint step that a person (or its deadline) aborted. */
+export const APPROVAL_ABORTED = 'APPROVAL_ABORTED';
 
 /** Outcome of claiming a step job. */
 export type StepStart =
@@ -82,7 +85,8 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
     if (row.status === 'completed' || row.status === 'skipped') {
       return { kind: 'finished', live: liveJobSpecs(definition, rows), rootJobId: rootJobId(scope.run.id, scope.run.rootGeneration) };
     }
-    if (!isRunActive(scope.run.status)) return { kind: 'inactive', reason: `run is ${scope.run.status}` };
+    const compensating = scope.run.status === 'cancelling' && compensationSteps(definition).has(row.stepId);
+    if (!isRunActive(scope.run.status) && !compensating) return { kind: 'inactive', reason: `run is ${scope.run.status}` };
     if (row.status === 'waiting') return { kind: 'waiting', attempt: row.attempts, spec };
     if (row.status !== 'queued' && row.status !== 'running') {
       return { kind: 'inactive', reason: `step is ${row.status}` };
@@ -302,6 +306,12 @@ export async function failStep(
     }
     await scope.tx.update(steps).set({ status: 'failed', error, finishedAt: sql`now()` }).where(where);
     await scope.emit('step.failed', data.stepId, { attempt, error });
+    if (error.code === APPROVAL_ABORTED && scope.run.status === 'running') {
+      // An abort: nothing new starts; once in-flight steps settle, compensations run (finalize).
+      await scope.tx.update(runs).set({ status: 'cancelling', error }).where(eq(runs.id, data.runId));
+      scope.run.status = 'cancelling';
+      await scope.emit('run.cancelling', null, { error });
+    }
     const at = await locate(deps, scope, data.stepId);
     if (!at || at.spec.onError !== 'continue') return record(scope, true);
     at.row.status = 'failed';
