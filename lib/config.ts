@@ -73,6 +73,7 @@ const Env = z.object({
     .int()
     .positive({ error: 'expected a positive integer' })
     .default(16),
+  STALLED_MAX_COUNT: z.coerce.number({ error: 'expected a positive integer' }).int().min(1).max(100).default(2),
   RECONCILE_INTERVAL_MS: z.coerce.number({ error: 'expected milliseconds' }).int().min(1000).default(30_000),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number({ error: 'expected milliseconds' }).int().positive().default(25_000),
   STEP_LOCK_DURATION_MS: z.coerce.number({ error: 'expected milliseconds' }).int().min(1000).default(30_000),
@@ -129,6 +130,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       lockDurationMs: e.STEP_LOCK_DURATION_MS,
       stalledIntervalMs: e.STALLED_INTERVAL_MS,
       reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
+      maxStalledCount: e.STALLED_MAX_COUNT,
     }),
     shutdown: Object.freeze({ timeoutMs: e.SHUTDOWN_TIMEOUT_MS }),
   });

@@ -22,14 +22,14 @@ export interface WorkerPool {
   close(): Promise<void>;
 }
 
-/**
+/*
  * Stalled-job settings (research/bullmq-design.md §4.5): a worker killed mid-step loses its
  * lock after `lockDurationMs`; another worker's stalled check (every `stalledIntervalMs`) puts
- * the job back. `maxStalledCount: 2` lets a step survive two crashes before BullMQ fails it
- * for good (the default, 1, would fail it on the second crash regardless of `attempts`); the
- * attempt fence in Postgres keeps re-deliveries from recording twice.
+ * the job back. `maxStalledCount` (STALLED_MAX_COUNT, default 2) lets a step survive that many
+ * crashes before BullMQ fails it for good (BullMQ's default, 1, fails it on the second crash
+ * regardless of `attempts`); the attempt fence in Postgres keeps re-deliveries from recording
+ * twice. A job failed this way fails its step when the root next checks (ensureStepJobs).
  */
-const MAX_STALLED_COUNT = 2;
 
 const CancelMessage = z.object({ jobIds: z.array(z.string()), reason: z.string() });
 
@@ -45,7 +45,7 @@ export function startWorkers(deps: WorkerDeps, connection: Redis, agentTypes: re
     prefix: config.redis.prefix,
     lockDuration: config.worker.lockDurationMs,
     stalledInterval: config.worker.stalledIntervalMs,
-    maxStalledCount: MAX_STALLED_COUNT,
+    maxStalledCount: config.worker.maxStalledCount,
   };
   const specs: Array<{ queue: string; processor: Processor; concurrency: number }> = [
     ...agentTypes.map((t) => ({ queue: AGENT_QUEUES[t], processor: createStepProcessor(deps), concurrency: config.worker.concurrency })),

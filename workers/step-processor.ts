@@ -5,7 +5,7 @@
  * - a `foreach:` step adds one `item` job per item (sliding window of `concurrency`);
  * - an `orchestrator` step starts a child run whose root job is its child.
  */
-import { WaitingChildrenError, type Job } from 'bullmq';
+import { DelayedError, WaitingChildrenError, type Job } from 'bullmq';
 import { z } from 'zod';
 import { runInSandbox, type AgentContext } from '../agents/index.js';
 import { AgentError, CancelledError, TimedOutError, ValidationError } from '../lib/index.js';
@@ -33,8 +33,10 @@ export function parseStepJob(job: Job): StepJobData {
 
 const ItemJobData = StepJobData.extend({ index: z.number().int().nonnegative() });
 
-/** Passes of check → add children → wait before giving up this attempt (BullMQ retries it). */
+/** Passes of check → add children → wait before re-checking later. */
 const MAX_PARENT_PASSES = 5;
+/** Delay before a parent step with no pending children checks again, in milliseconds. */
+const PARENT_RECHECK_MS = 1000;
 
 async function execute(deps: WorkerDeps, spec: StepSpec, input: unknown, ctx: AgentContext): Promise<unknown> {
   switch (spec.kind) {
@@ -155,7 +157,11 @@ export function createStepProcessor(deps: WorkerDeps) {
           }
           if (await job.moveToWaitingChildren(token ?? '')) throw new WaitingChildrenError();
         }
-        throw new Error(`step ${data.stepId} has unfinished children but no pending child jobs; will retry`);
+        // Children unfinished but none attached (e.g. a child run re-created without us after
+        // Redis lost data): look again shortly, without spending an attempt.
+        logger.warn('parent step has no pending children; checking again in 1 s');
+        await job.moveToDelayed(Date.now() + PARENT_RECHECK_MS, token);
+        throw new DelayedError();
       }
 
       const output = await runAgent(deps, spec, start.input, { runId: data.runId, stepId: data.stepId, attempt, idempotencyKey: start.idempotencyKey, logger }, signal);

@@ -84,6 +84,8 @@ export async function reconcileRun(deps: EngineDeps, runId: string, report: Reco
       rootId: rootJobId(run.id, run.rootGeneration),
       live: liveJobSpecs(definition, rows),
       promote: decided.map((d) => d.jobId).filter((id) => waitingJobs.has(id)),
+      // A child run's root belongs under its parent's orchestrator step job (its idempotency key).
+      parentJobId: run.parentRunId && run.idempotencyKey ? run.idempotencyKey : undefined,
     };
   });
   if (!state) return report;
@@ -94,7 +96,9 @@ export async function reconcileRun(deps: EngineDeps, runId: string, report: Reco
     // No root (Redis lost it) or a dead one for a live run: build the flow again from Postgres.
     if (root) await root.remove();
     deps.logger.warn({ runId, rootJobId: state.rootId, rootState }, 'run root job missing; re-creating the flow');
-    await deps.queues.addRunFlow(state.rootId, runId, state.live);
+    const parentJob = state.parentJobId ? await deps.queues.get('agent-orchestrator').getJob(state.parentJobId) : undefined;
+    const parent = parentJob?.id ? { id: parentJob.id, queue: deps.queues.qualifiedName('agent-orchestrator') } : undefined;
+    await deps.queues.addRunFlow(state.rootId, runId, state.live, parent);
     report.rootsCreated += 1;
   } else {
     await ensureStepJobs(deps, state.rootId, runId, state.live, report);
