@@ -111,6 +111,10 @@ output:
       const values = await parent!.getChildrenValues();
       expect(Object.keys(values)).to.have.length(10);
       expect(Object.keys(values).every((k) => k.includes(`${stepJobId(runId, 'fan', 1)}.i`))).to.equal(true);
+      const manifest = await api<{ steps: Array<{ id: string; items: Array<{ index: number; status: string }> }> }>(stack, 'GET', `/v1/runs/${runId}/manifest`);
+      const fanItems = manifest.body.steps.find((st) => st.id === 'fan')?.items ?? [];
+      expect(fanItems.map((i) => i.index)).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      expect(fanItems.every((i) => i.status === 'completed')).to.equal(true);
     });
 
     it('one failing item fails the step (onError: fail) and stops adding items', async function () {
@@ -239,6 +243,12 @@ output:
       expect(view.output).to.deep.equal({ joined: `${slug}-left+${slug}-right` });
       const children = await stack.deps.database.db.select().from(runs).where(eq(runs.parentRunId, runId));
       expect(children.map((c) => c.parentStepId).sort()).to.deep.equal(['left', 'right']);
+      const linked = await api<{ children: Array<{ id: string; stepId: string; status: string }> }>(stack, 'GET', `/v1/runs/${runId}`);
+      expect(linked.body.children.map((c) => c.stepId).sort()).to.deep.equal(['left', 'right']);
+      const childView = await api<{ parent: { runId: string; stepId: string } }>(stack, 'GET', `/v1/runs/${children[0]!.id}`);
+      expect(childView.body.parent).to.deep.equal({ runId, stepId: children[0]!.parentStepId });
+      const manifest = await api<{ run: { children: unknown[] } }>(stack, 'GET', `/v1/runs/${runId}/manifest`);
+      expect(manifest.body.run.children).to.have.length(2);
       expect(children.every((c) => c.status === 'completed')).to.equal(true);
       // Both children overlapped in time.
       const [a, b] = children;

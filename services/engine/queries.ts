@@ -1,7 +1,7 @@
 /** Read models for the API: runs, their events, approvals. Always scoped to an organization. */
 import { and, asc, desc, eq, gt, inArray, sql } from 'drizzle-orm';
 import { NotFoundError, ValidationError } from '../../lib/index.js';
-import { approvals, definitions, runEvents, runs, stepAttempts, steps } from '../../db/index.js';
+import { approvals, definitions, runEvents, runs, stepAttempts, steps, stepItems } from '../../db/index.js';
 import { approvalResponsesOf, approvalSummary, type ApprovalRow } from './checkpoints.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
@@ -28,6 +28,7 @@ export async function getRunView(deps: EngineDeps, organizationId: string, runId
     definition: run.definitionSlug,
     version: run.definitionVersion,
     status: run.status,
+    ...(await runLinks(deps, run)),
     input: run.input,
     output: run.output,
     error: run.error,
@@ -50,6 +51,22 @@ export async function getRunView(deps: EngineDeps, organizationId: string, runId
     })),
     approvals: await withResponses(deps, approvalRows),
   };
+}
+
+/**
+ * Sub-orchestration links (D6): the parent run and step of a child run, and the child runs a
+ * run's orchestrator steps started.
+ */
+async function runLinks(
+  deps: EngineDeps,
+  run: typeof runs.$inferSelect,
+): Promise<{ parent: { runId: string; stepId: string | null } | null; children: Array<{ id: string; stepId: string | null; definition: string; status: string }> }> {
+  const children = await deps.database.db
+    .select({ id: runs.id, stepId: runs.parentStepId, definition: runs.definitionSlug, status: runs.status })
+    .from(runs)
+    .where(eq(runs.parentRunId, run.id))
+    .orderBy(asc(runs.createdAt));
+  return { parent: run.parentRunId ? { runId: run.parentRunId, stepId: run.parentStepId } : null, children };
 }
 
 /** Approvals (every attempt) with every response: who, when, how, comment, modifications. */
@@ -288,6 +305,8 @@ export async function getRunManifest(deps: EngineDeps, organizationId: string, r
     .orderBy(asc(stepAttempts.stepId), asc(stepAttempts.attempt));
   const approvalRows = await db.select().from(approvals).where(eq(approvals.runId, runId)).orderBy(asc(approvals.createdAt), asc(approvals.generation));
   const approvalViews = await withResponses(deps, approvalRows);
+  const itemRows = await db.select().from(stepItems).where(eq(stepItems.runId, runId)).orderBy(asc(stepItems.stepId), asc(stepItems.generation), asc(stepItems.idx));
+  const links = await runLinks(deps, run);
   // Events last: an event never precedes the state it reports, so the history covers the rest.
   const eventRows = await db.select().from(runEvents).where(eq(runEvents.runId, runId)).orderBy(asc(runEvents.seq));
 
@@ -305,6 +324,8 @@ export async function getRunManifest(deps: EngineDeps, organizationId: string, r
       createdBy: run.createdBy,
       webhookUrl: run.webhookUrl,
       idempotencyKey: run.idempotencyKey,
+      rootGeneration: run.rootGeneration,
+      ...links,
     },
     definition,
     steps: stepRows.map((s) => ({
@@ -324,8 +345,23 @@ export async function getRunManifest(deps: EngineDeps, organizationId: string, r
           input: a.input,
           output: a.output,
           error: a.error,
+          cacheHit: a.cacheHit,
           startedAt: iso(a.startedAt),
           finishedAt: iso(a.finishedAt),
+        })),
+      items: itemRows
+        .filter((i) => i.stepId === s.stepId)
+        .map((i) => ({
+          index: i.idx,
+          generation: i.generation,
+          status: i.status,
+          item: i.item,
+          input: i.input,
+          output: i.output,
+          error: i.error,
+          attempts: i.attempts,
+          startedAt: iso(i.startedAt),
+          finishedAt: iso(i.finishedAt),
         })),
     })),
     approvals: approvalViews,
