@@ -26,7 +26,7 @@ const DecisionBody = z.strictObject({
   input: z.unknown().optional(),
 });
 
-const STATUSES = ['pending', 'decided', 'expired'];
+const STATUSES = ['pending', 'decided', 'expired', 'cancelled'];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const INTEGRATION_HEADER = 'baton-integration';
 
