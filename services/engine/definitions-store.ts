@@ -21,6 +21,25 @@ export interface StoredDefinition {
   spec: Definition;
 }
 
+/** Insert one definition version; `undefined` when (organization, slug, version) already exists. */
+async function insertDefinition(db: Db, organizationId: string, definition: Definition, source: string): Promise<DefinitionRow | undefined> {
+  const [row] = await db
+    .insert(definitions)
+    .values({
+      organizationId,
+      slug: definition.slug,
+      version: definition.version,
+      name: definition.name,
+      description: definition.description ?? null,
+      source,
+      spec: definition,
+      checksum: checksumOf(source),
+    })
+    .onConflictDoNothing()
+    .returning();
+  return row;
+}
+
 /** Outcome of a sync, per file. */
 export interface SyncReport {
   created: string[];
@@ -43,21 +62,8 @@ export async function syncDefinitions(
   for (const { definition, source } of parsed) {
     const key = `${definition.slug}@${definition.version}`;
     const checksum = checksumOf(source);
-    const inserted = await db
-      .insert(definitions)
-      .values({
-        organizationId,
-        slug: definition.slug,
-        version: definition.version,
-        name: definition.name,
-        description: definition.description ?? null,
-        source,
-        spec: definition,
-        checksum,
-      })
-      .onConflictDoNothing()
-      .returning({ id: definitions.id });
-    if (inserted.length > 0) {
+    const inserted = await insertDefinition(db, organizationId, definition, source);
+    if (inserted) {
       report.created.push(key);
       continue;
     }
@@ -239,20 +245,7 @@ export async function createDefinitionVersion(
   definition: Definition,
   source: string,
 ): Promise<DefinitionRow> {
-  const [row] = await db
-    .insert(definitions)
-    .values({
-      organizationId,
-      slug: definition.slug,
-      version: definition.version,
-      name: definition.name,
-      description: definition.description ?? null,
-      source,
-      spec: definition,
-      checksum: checksumOf(source),
-    })
-    .onConflictDoNothing()
-    .returning();
+  const row = await insertDefinition(db, organizationId, definition, source);
   if (!row) {
     throw new ConflictError(`definition "${definition.slug}" version ${definition.version} already exists`, {
       field: 'version',

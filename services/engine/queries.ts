@@ -127,6 +127,16 @@ function encodeCursor(id: string): string {
   return Buffer.from(id).toString('base64url');
 }
 
+/**
+ * One page of a keyset query that fetched `limit + 1` rows: the page, and the cursor of its last
+ * row when more rows follow.
+ */
+function keysetPage<R>(rows: R[], limit: number, idOf: (row: R) => string): { page: R[]; nextCursor: string | null } {
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return { page, nextCursor: rows.length > limit && last ? encodeCursor(idOf(last)) : null };
+}
+
 function decodeCursor(cursor: string): string {
   const id = Buffer.from(cursor, 'base64url').toString('utf8');
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) {
@@ -161,12 +171,8 @@ export async function listApprovals(
     )
     .orderBy(desc(approvals.createdAt), desc(approvals.id))
     .limit(limit + 1);
-  const page = rows.slice(0, limit);
-  const last = page.at(-1);
-  return {
-    items: page.map((r) => ({ ...approvalSummary(r.approval), ageMs: Math.round(r.ageMs) })),
-    nextCursor: rows.length > limit && last ? encodeCursor(last.approval.id) : null,
-  };
+  const { page, nextCursor } = keysetPage(rows, limit, (r) => r.approval.id);
+  return { items: page.map((r) => ({ ...approvalSummary(r.approval), ageMs: Math.round(r.ageMs) })), nextCursor };
 }
 
 /** Run statuses (filter values of `GET /v1/runs`). */
@@ -244,8 +250,7 @@ export async function listRuns(
     )
     .orderBy(desc(runs.createdAt), desc(runs.id))
     .limit(limit + 1);
-  const page = rows.slice(0, limit);
-  const last = page.at(-1);
+  const { page, nextCursor } = keysetPage(rows, limit, (r) => r.id);
   return {
     items: page.map((r) => ({
       id: r.id,
@@ -257,7 +262,7 @@ export async function listRuns(
       finishedAt: iso(r.finishedAt),
       error: r.error,
     })),
-    nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null,
+    nextCursor,
   };
 }
 
