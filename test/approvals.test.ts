@@ -320,7 +320,7 @@ describe('approvals', function () {
       const remindedApproval = reminder.data.approval as ApprovalView;
       expect(remindedApproval.id).to.equal(approval.id);
       expect(remindedApproval.decideUrl).to.match(/\?token=/);
-      expect(reminder.data.remainingMs).to.be.within(0, 2000);
+      expect(reminder.data.remainingMs).to.be.within(0, 2050); // 2 s before a 3 s deadline, give or take rounding
       expect((await postToken(remindedApproval.decideUrl ?? '', { decision: 'continue' })).status).to.equal(200);
       expect((await waitForRun(stack, runId)).status).to.equal('completed');
     });
