@@ -319,11 +319,19 @@ export const runEvents = pgTable(
     type: text('type').notNull(),
     stepId: text('step_id'),
     data: jsonb('data').notNull(),
-    /** Whether the run's webhook subscribers receive this event. */
+    /** Whether this event is to be delivered as a webhook (its run has a `webhookUrl`). */
     notify: boolean('notify').notNull().default(true),
+    /**
+     * When the webhook delivery of this event finished (accepted, or refused for good). The
+     * events are the webhook outbox: the reconciler re-enqueues undelivered ones.
+     */
+    deliveredAt: ts('delivered_at'),
     createdAt: createdAt(),
   },
-  (t) => [primaryKey({ columns: [t.runId, t.seq] })],
+  (t) => [
+    primaryKey({ columns: [t.runId, t.seq] }),
+    index('run_events_undelivered').on(t.createdAt).where(sql`${t.notify} and ${t.deliveredAt} is null`),
+  ],
 );
 
 /** Monthly closing prices (seeded from vega-datasets' `data/stocks.csv`). */

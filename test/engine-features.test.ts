@@ -8,6 +8,8 @@ import { and, asc, eq } from 'drizzle-orm';
 import { Redis } from 'ioredis';
 import { runs, stepAttempts, stepItems } from '../db/index.js';
 import { reconcileAll } from '../services/engine/index.js';
+import { runEvents as runEventsTable } from '../db/index.js';
+import { startReceiver } from './support/receiver.js';
 import { stepJobId } from '../queues/index.js';
 import { api, runEvents, startStack, storeDefinition, waitFor, waitForRun, type Stack } from './support/stack.js';
 import { flakyAgent, groupConcurrency, sleepAgent, sleepCalls, uniqueSlug } from './support/test-agents.js';
@@ -501,6 +503,47 @@ output:
       // The in-flight attempt may finish on its own or be re-run; it is recorded completed once.
       const completed = (await runEvents(stack, slow.runId)).filter((e) => e.type === 'step.completed');
       expect(completed).to.have.length(1);
+    });
+  });
+
+  describe('webhook outbox', function () {
+    it('delivers every event of a run even after the webhooks queue lost its jobs', async function () {
+      const receiver = await startReceiver(stack.config.auth.webhookSecret);
+      try {
+        receiver.failWebhooks = true;
+        const slug = uniqueSlug('outbox');
+        await storeDefinition(stack, `${header(slug)}
+  - id: a
+    agent: test-sleep
+    with: { label: "${slug}-a", delayMs: 1 }
+`, agents);
+        const res = await api<{ id: string }>(stack, 'POST', '/v1/runs', { definition: slug, input: {}, webhookUrl: `${receiver.url}/webhooks` });
+        const runId = res.body.id;
+        expect((await waitForRun(stack, runId)).status).to.equal('completed');
+        const events = await runEvents(stack, runId);
+        // Every delivery is failing and waiting to retry; then Redis loses them all.
+        await stack.deps.queues.get('webhooks').obliterate({ force: true });
+        receiver.failWebhooks = false;
+        const report = await reconcileAll(stack.deps, { webhookGraceMs: 0 });
+        expect(report.webhooksRequeued).to.be.at.least(events.length);
+        await waitFor(
+          async () => (receiver.webhooks.filter((w) => w.data.runId === runId).length >= events.length ? true : undefined),
+          15_000,
+          'all webhooks delivered',
+        );
+        const seqs = receiver.webhooks.filter((w) => w.data.runId === runId).map((w) => w.data.seq as number);
+        expect([...new Set(seqs)].sort((x, y) => x - y)).to.deep.equal(events.map((e) => e.seq));
+        await waitFor(
+          async () => {
+            const rows = await stack.deps.database.db.select().from(runEventsTable).where(eq(runEventsTable.runId, runId));
+            return rows.every((r) => r.deliveredAt !== null) ? true : undefined;
+          },
+          10_000,
+          'outbox closed',
+        );
+      } finally {
+        await receiver.close();
+      }
     });
   });
 });

@@ -1,7 +1,7 @@
 /** Processor of the `webhooks` queue: POST one signed event to the run's webhook URL. */
 import { UnrecoverableError, type Job } from 'bullmq';
 import { WebhookJobData } from '../queues/index.js';
-import { webhookMessage } from '../services/engine/index.js';
+import { markWebhookDelivered, webhookMessage } from '../services/engine/index.js';
 import type { WorkerDeps } from './deps.js';
 
 /** Per-delivery timeout, in milliseconds. */
@@ -12,18 +12,32 @@ export function createWebhookProcessor(deps: WorkerDeps) {
   return async (job: Job): Promise<Record<string, unknown>> => {
     const parsed = WebhookJobData.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`job ${job.id}: invalid payload`);
-    const message = await webhookMessage(deps, parsed.data.runId, parsed.data.seq);
+    const { runId, seq } = parsed.data;
+    const message = await webhookMessage(deps, runId, seq);
     if (!message) return { skipped: 'no webhook URL' };
-    const response = await fetch(message.url, {
-      method: 'POST',
-      headers: message.headers,
-      body: message.body,
-      signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
-    });
-    await response.body?.cancel();
-    if (response.ok) return { status: response.status };
-    const permanent = response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429;
-    const reason = `webhook endpoint answered ${response.status}`;
-    throw permanent ? new UnrecoverableError(reason) : new Error(reason);
+    let failure: Error;
+    try {
+      const response = await fetch(message.url, {
+        method: 'POST',
+        headers: message.headers,
+        body: message.body,
+        signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+      });
+      await response.body?.cancel();
+      if (response.ok) {
+        await markWebhookDelivered(deps, runId, seq);
+        return { status: response.status };
+      }
+      const permanent = response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429;
+      const reason = `webhook endpoint answered ${response.status}`;
+      failure = permanent ? new UnrecoverableError(reason) : new Error(reason);
+    } catch (err) {
+      failure = err instanceof Error ? err : new Error(String(err));
+    }
+    // Refused for good, or out of attempts: close it in the outbox so the sweep leaves it.
+    if (failure instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
+      await markWebhookDelivered(deps, runId, seq);
+    }
+    throw failure;
   };
 }

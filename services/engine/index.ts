@@ -55,7 +55,7 @@ export {
   type DryRunResult,
 } from './plan.js';
 export { TERMINAL_RUN_EVENTS, type RunEventType } from './run-scope.js';
-export { webhookMessage } from './webhooks.js';
+export { webhookMessage, markWebhookDelivered, sweepWebhookOutbox } from './webhooks.js';
 export { createIntegration, verifyIntegrationMessage, type IntegrationRow, type VerifiedMessage } from './integrations.js';
 export { createApiKey, type CreatedApiKey } from './api-keys.js';
 export { ensureStepJobs, reconcileRun, reconcileAll, type ReconcileReport } from './reconcile.js';

@@ -15,6 +15,7 @@ import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { withRun } from './run-scope.js';
 import { failOrphanedStep } from './steps.js';
+import { sweepWebhookOutbox } from './webhooks.js';
 
 /** What a reconciliation did. */
 export interface ReconcileReport {
@@ -27,9 +28,11 @@ export interface ReconcileReport {
   orphansFailed: number;
   /** Decided checkpoints whose parked job was woken. */
   promoted: number;
+  /** Webhook deliveries re-enqueued from the outbox (events not delivered and without a job). */
+  webhooksRequeued: number;
 }
 
-const emptyReport = (): ReconcileReport => ({ runs: 0, rootsCreated: 0, jobsAdded: 0, orphansFailed: 0, promoted: 0 });
+const emptyReport = (): ReconcileReport => ({ runs: 0, rootsCreated: 0, jobsAdded: 0, orphansFailed: 0, promoted: 0, webhooksRequeued: 0 });
 
 /**
  * Make sure each live step has its job under root `rootId`. A job BullMQ already failed without
@@ -111,10 +114,12 @@ export async function reconcileRun(deps: EngineDeps, runId: string, report: Reco
 }
 
 /**
- * Reconcile every unfinished run, oldest first, one at a time.
- * @param limit - at most this many runs per call.
+ * Reconcile every unfinished run, oldest first, one at a time; then sweep the webhook outbox.
+ * @param options.limit - at most this many runs per call.
+ * @param options.webhookGraceMs - leave events younger than this to their first delivery.
  */
-export async function reconcileAll(deps: EngineDeps, limit = 10_000): Promise<ReconcileReport> {
+export async function reconcileAll(deps: EngineDeps, options: { limit?: number; webhookGraceMs?: number } = {}): Promise<ReconcileReport> {
+  const limit = options.limit ?? 10_000;
   const open = await deps.database.db
     .select({ id: runs.id })
     .from(runs)
@@ -128,6 +133,11 @@ export async function reconcileAll(deps: EngineDeps, limit = 10_000): Promise<Re
     } catch (err) {
       deps.logger.error({ err, runId: id }, 'reconcile failed for run');
     }
+  }
+  try {
+    report.webhooksRequeued = await sweepWebhookOutbox(deps, options.webhookGraceMs);
+  } catch (err) {
+    deps.logger.error({ err }, 'webhook outbox sweep failed');
   }
   return report;
 }

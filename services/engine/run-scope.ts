@@ -69,7 +69,7 @@ export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { 
     emitted,
     async emit(type, stepId, data) {
       seq += 1;
-      await tx.insert(runEvents).values({ runId, seq, type, stepId, data });
+      await tx.insert(runEvents).values({ runId, seq, type, stepId, data, notify: run.webhookUrl !== null });
       emitted.push(seq);
       return seq;
     },

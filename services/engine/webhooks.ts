@@ -3,7 +3,10 @@
  * (https://www.standardwebhooks.com: `webhook-id`, `webhook-timestamp`, `webhook-signature:
  * v1,<base64 HMAC-SHA256>`) with `BATON_WEBHOOK_SECRET`, using the `standardwebhooks` package.
  */
+import { and, asc, eq, isNull, sql } from 'drizzle-orm';
 import { Webhook } from 'standardwebhooks';
+import { runEvents } from '../../db/index.js';
+import { webhookJobId } from '../../queues/index.js';
 import { approvalNotice } from './checkpoints.js';
 import type { EngineDeps } from './deps.js';
 import { getEvent } from './queries.js';
@@ -49,4 +52,45 @@ export async function webhookMessage(deps: EngineDeps, runId: string, seq: numbe
       'webhook-signature': signature,
     },
   };
+}
+
+/**
+ * Mark an event's webhook as finished (accepted, or refused for good), so the reconciler's
+ * outbox sweep stops re-enqueueing it.
+ */
+export async function markWebhookDelivered(deps: EngineDeps, runId: string, seq: number): Promise<void> {
+  await deps.database.db
+    .update(runEvents)
+    .set({ deliveredAt: sql`now()` })
+    .where(and(eq(runEvents.runId, runId), eq(runEvents.seq, seq), isNull(runEvents.deliveredAt)));
+}
+
+/**
+ * The webhook outbox sweep: re-enqueue deliveries of events that should go out and have not
+ * (e.g. the enqueue after the commit failed, or Redis lost the job). A job that still exists is
+ * left alone (same job id). Only events older than `graceMs` and younger than a day are swept.
+ * @returns how many events were handed to the `webhooks` queue again.
+ */
+export async function sweepWebhookOutbox(deps: EngineDeps, graceMs = 30_000, limit = 1000): Promise<number> {
+  const pending = await deps.database.db
+    .select({ runId: runEvents.runId, seq: runEvents.seq })
+    .from(runEvents)
+    .where(
+      and(
+        eq(runEvents.notify, true),
+        isNull(runEvents.deliveredAt),
+        sql`${runEvents.createdAt} < now() - ${`${graceMs} milliseconds`}::interval`,
+        sql`${runEvents.createdAt} > now() - interval '1 day'`,
+      ),
+    )
+    .orderBy(asc(runEvents.createdAt))
+    .limit(limit);
+  let requeued = 0;
+  for (const { runId, seq } of pending) {
+    const existing = await deps.queues.get('webhooks').getJob(webhookJobId(runId, seq));
+    if (existing) continue;
+    await deps.queues.addWebhookDelivery(runId, seq);
+    requeued += 1;
+  }
+  return requeued;
 }

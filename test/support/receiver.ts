@@ -29,13 +29,15 @@ export interface Receiver {
   rejected: number;
   /** Delay the answer to requests on `path` (milliseconds), e.g. to kill a worker mid-call. */
   delays: Map<string, number>;
+  /** Answer 500 to every webhook (verified ones are not recorded) while set. */
+  failWebhooks: boolean;
   close(): Promise<void>;
 }
 
 /** Start a receiver on an ephemeral port; `/webhooks` verifies signatures with `secret`. */
 export async function startReceiver(secret: string): Promise<Receiver> {
   const verifier = new Webhook(secret);
-  const state: Omit<Receiver, 'url' | 'close'> = { requests: [], webhooks: [], rejected: 0, delays: new Map() };
+  const state: Omit<Receiver, 'url' | 'close'> = { requests: [], webhooks: [], rejected: 0, delays: new Map(), failWebhooks: false };
   const timers = new Set<NodeJS.Timeout>();
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -51,6 +53,10 @@ export async function startReceiver(secret: string): Promise<Receiver> {
       }
       state.requests.push({ path, headers: req.headers, body, json });
       if (path === '/webhooks') {
+        if (state.failWebhooks) {
+          res.writeHead(500).end();
+          return;
+        }
         try {
           state.webhooks.push(verifier.verify(body, req.headers as Record<string, string>) as WebhookMessage);
           res.writeHead(204).end();

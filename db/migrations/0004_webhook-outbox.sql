@@ -1,0 +1,2 @@
+ALTER TABLE "run_events" ADD COLUMN "delivered_at" timestamp with time zone;--> statement-breakpoint
+CREATE INDEX "run_events_undelivered" ON "run_events" USING btree ("created_at") WHERE "run_events"."notify" and "run_events"."delivered_at" is null;
