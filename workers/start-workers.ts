@@ -83,7 +83,13 @@ export function startWorkers(deps: WorkerDeps, connection: Redis, agentTypes: re
   const channel = cancelChannel(config.redis.prefix);
   subscriber.on('error', (err) => logger.error({ err }, 'cancel subscriber error'));
   subscriber.on('message', (_channel: string, message: string) => {
-    const parsed = CancelMessage.safeParse(JSON.parse(message));
+    let json: unknown;
+    try {
+      json = JSON.parse(message);
+    } catch {
+      json = undefined;
+    }
+    const parsed = CancelMessage.safeParse(json);
     if (!parsed.success) return logger.warn({ message }, 'ignoring malformed cancel message');
     for (const id of parsed.data.jobIds) for (const w of workers) w.cancelJob(id, parsed.data.reason);
   });
