@@ -159,12 +159,18 @@ export class Queues {
     );
   }
 
-  /** Enqueue the webhook delivery of run event `seq` (one job per event; retried with backoff). */
-  async addWebhookDelivery(runId: string, seq: number): Promise<void> {
-    await this.get('webhooks').add(
-      'deliver',
-      { runId, seq },
-      { jobId: webhookJobId(runId, seq), attempts: 10, backoff: { type: 'exponential', delay: 1000 }, ...RETENTION },
+  /**
+   * Enqueue the webhook deliveries of run events `seqs` (one job per event, retried with backoff),
+   * in one round trip. An existing job id is left untouched.
+   */
+  async addWebhookDeliveries(runId: string, seqs: number[]): Promise<void> {
+    if (seqs.length === 0) return;
+    await this.get('webhooks').addBulk(
+      seqs.map((seq) => ({
+        name: 'deliver',
+        data: { runId, seq },
+        opts: { jobId: webhookJobId(runId, seq), attempts: 10, backoff: { type: 'exponential', delay: 1000 }, ...RETENTION },
+      })),
     );
   }
 

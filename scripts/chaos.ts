@@ -10,7 +10,7 @@
  * completed twice; every api-step effect arrived under exactly one idempotency key; no job left
  * in `waiting-children` or `active`. It prints the figures and exits non-zero on any shortfall.
  */
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ import postgres from 'postgres';
 import { QUEUE_NAMES, Queues, createRedis } from '../queues/index.js';
 import { loadConfig, parseDurationMs, projectRoot, silentLogger } from '../lib/index.js';
 import { exited, spawnProcess } from './procfile.js';
-import { StackError, checkServices, listen, stackEnvironment, startLocalStack } from './local-stack.js';
+import { StackError, checkServices, listen, readBody, stackEnvironment, startLocalStack } from './local-stack.js';
 
 const CHILD = `
 slug: chaos-child
@@ -135,14 +135,6 @@ output:
   sum: \${{ steps.join.output.sum }}
 `;
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '200' }, 'kill-every': { type: 'string', default: '2s' } } });

@@ -7,26 +7,18 @@
  * follows the SSE stream, prints the KPI table and the summary, stops what it started, and
  * exits 0 — or non-zero with a message saying what failed.
  */
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer } from 'node:http';
 import { createParser } from 'eventsource-parser';
 import { Webhook } from 'standardwebhooks';
 import type { SymbolKpis } from '../agents/index.js';
 import { loadConfig } from '../lib/index.js';
-import { StackError, checkServices, listen, stackEnvironment, startLocalStack, type LocalStack } from './local-stack.js';
+import { StackError, checkServices, listen, readBody, stackEnvironment, startLocalStack, type LocalStack } from './local-stack.js';
 
 const DEMO_TIMEOUT_MS = 180_000;
 const startedAt = Date.now();
 const elapsed = () => `${((Date.now() - startedAt) / 1000).toFixed(2).padStart(6)}s`;
 const say = (line: string) => process.stdout.write(`${elapsed()}  ${line}\n`);
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
 
 interface StreamEvent {
   seq: number;

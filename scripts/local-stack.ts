@@ -3,7 +3,7 @@
  * demo and the benchmark.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
@@ -13,6 +13,16 @@ import { exited, spawnProcess } from './procfile.js';
 
 /** A failure the user can act on; its message is printed as is. */
 export class StackError extends Error {}
+
+/** The whole body of an incoming request, as UTF-8 text. */
+export function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
 
 /** Listen on `port` (0 = any free port) on loopback; resolves with the port. */
 export function listen(server: Server, port = 0): Promise<number> {

@@ -7,19 +7,10 @@ import { createHash } from 'node:crypto';
 import { expect } from 'chai';
 import { api, startStack, waitFor, waitForRun, type Stack } from './support/stack.js';
 import { sleepAgent, uniqueSlug } from './support/test-agents.js';
+import type { DefinitionVersionView } from '../services/engine/index.js';
 
 interface ErrorBody {
   error: { code: string; message: string; field?: string; details?: { problems?: Array<Record<string, unknown>> } };
-}
-
-interface CreatedBody {
-  slug: string;
-  version: number;
-  name: string;
-  description: string | null;
-  createdAt: string;
-  checksum: string;
-  steps: Array<{ id: string; type: string; agent: string | null; needs: string[] }>;
 }
 
 /** POST a YAML body to `/v1/definitions`. */
@@ -72,7 +63,7 @@ describe('definitions API', function () {
 
   it('creates version 1 from YAML, then version 2, and refuses a stated version other than the next', async function () {
     const slug = uniqueSlug('defs');
-    const first = await postYaml<CreatedBody>(stack, twoSteps(slug, 'one'));
+    const first = await postYaml<DefinitionVersionView>(stack, twoSteps(slug, 'one'));
     expect(first.status, JSON.stringify(first.body)).to.equal(201);
     expect(first.body).to.include({ slug, version: 1, name: 'Two steps one', description: 'b echoes one' });
     expect(Date.parse(first.body.createdAt)).to.be.closeTo(Date.now(), 60_000);
@@ -81,7 +72,7 @@ describe('definitions API', function () {
       { id: 'b', type: 'api', agent: 'test-sleep', needs: ['a'] },
     ]);
 
-    const second = await postYaml<CreatedBody>(stack, twoSteps(slug, 'two', { version: 2 }), 'text/yaml');
+    const second = await postYaml<DefinitionVersionView>(stack, twoSteps(slug, 'two', { version: 2 }), 'text/yaml');
     expect(second.status, JSON.stringify(second.body)).to.equal(201);
     expect(second.body.version).to.equal(2);
 
@@ -98,7 +89,7 @@ describe('definitions API', function () {
   it('stores the YAML with its version injected and the checksum of what it stored', async function () {
     const slug = uniqueSlug('stored');
     const yaml = twoSteps(slug, 'one');
-    const created = await postYaml<CreatedBody>(stack, yaml);
+    const created = await postYaml<DefinitionVersionView>(stack, yaml);
     expect(created.status).to.equal(201);
     const one = await api<{ source: string; checksum: string; input: unknown; steps: unknown[] }>(
       stack,
@@ -117,7 +108,7 @@ describe('definitions API', function () {
 
   it('concurrent creates never share a version: the losers get 409', async function () {
     const slug = uniqueSlug('race');
-    const results = await Promise.all([1, 2, 3, 4, 5].map((i) => postYaml<CreatedBody & ErrorBody>(stack, twoSteps(slug, `r${i}`))));
+    const results = await Promise.all([1, 2, 3, 4, 5].map((i) => postYaml<DefinitionVersionView & ErrorBody>(stack, twoSteps(slug, `r${i}`))));
     const created = results.filter((r) => r.status === 201).map((r) => r.body.version);
     expect(results.every((r) => r.status === 201 || (r.status === 409 && r.body.error.field === 'version'))).to.equal(true);
     expect(created.length).to.be.at.least(1);
@@ -133,11 +124,11 @@ describe('definitions API', function () {
       `{slug: ${uniqueSlug('flow')}, name: Flow, input: {type: object}, steps: [{id: a, agent: test-sleep}]}`,
     ];
     for (const body of bodies) {
-      const created = await postYaml<CreatedBody>(stack, body);
+      const created = await postYaml<DefinitionVersionView>(stack, body);
       expect(created.status, `${body}\n${JSON.stringify(created.body)}`).to.equal(201);
       expect(created.body.version).to.equal(1);
     }
-    const again = await postYaml<CreatedBody>(stack, bodies[0]!);
+    const again = await postYaml<DefinitionVersionView>(stack, bodies[0]!);
     expect(again.body.version).to.equal(2);
     const stored = await api<{ source: string }>(stack, 'GET', `/v1/definitions/${indented}/versions/2`);
     expect(stored.body.source).to.equal(`${bodies[0]!}\n  version: 2\n`);
@@ -188,14 +179,14 @@ describe('definitions API', function () {
         { id: 'review', type: 'checkpoint', needs: ['first'], prompt: 'ok?' },
       ],
     };
-    const created = await api<CreatedBody>(stack, 'POST', '/v1/definitions', doc);
+    const created = await api<DefinitionVersionView>(stack, 'POST', '/v1/definitions', doc);
     expect(created.status, JSON.stringify(created.body)).to.equal(201);
     expect(created.body).to.include({ slug, version: 1, name: 'From JSON', description: null });
     expect(created.body.steps).to.deep.equal([
       { id: 'first', type: 'api', agent: 'test-sleep', needs: [] },
       { id: 'review', type: 'checkpoint', agent: null, needs: ['first'] },
     ]);
-    const stated = await api<CreatedBody>(stack, 'POST', '/v1/definitions', { ...doc, version: 2, name: 'Second' });
+    const stated = await api<DefinitionVersionView>(stack, 'POST', '/v1/definitions', { ...doc, version: 2, name: 'Second' });
     expect(stated.status).to.equal(201);
     expect(stated.body.version).to.equal(2);
     const conflict = await api<ErrorBody>(stack, 'POST', '/v1/definitions', { ...doc, version: 2 });
@@ -279,7 +270,7 @@ describe('definitions API', function () {
       10_000,
       'step a to start',
     );
-    const v2 = await postYaml<CreatedBody>(stack, twoSteps(slug, 'v2', { delayMs: 1 }));
+    const v2 = await postYaml<DefinitionVersionView>(stack, twoSteps(slug, 'v2', { delayMs: 1 }));
     expect(v2.body.version).to.equal(2);
     const during = await api<{ steps: Array<{ id: string; status: string }> }>(stack, 'GET', `/v1/runs/${started.body.id}`);
     expect(during.body.steps.find((s) => s.id === 'b')?.status).to.equal('pending');

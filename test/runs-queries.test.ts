@@ -11,24 +11,14 @@ import { parseDefinition } from '../definitions/index.js';
 import { planDefinition } from '../services/engine/index.js';
 import { api, runEvents, startStack, storeDefinition, waitFor, waitForRun, type Stack } from './support/stack.js';
 import { sleepAgent, uniqueSlug } from './support/test-agents.js';
+import type { RunListItem } from '../services/engine/index.js';
 
 interface ErrorBody {
   error: { code: string; message: string; field?: string };
 }
 
-interface RunItem {
-  id: string;
-  definition: string;
-  version: number;
-  status: string;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  error: { code: string; message: string } | null;
-}
-
 interface RunPage {
-  items: RunItem[];
+  items: RunListItem[];
   nextCursor: string | null;
 }
 
@@ -139,7 +129,7 @@ describe('reading runs', function () {
     const list = (query: string) => api<RunPage>(stack, 'GET', `/v1/runs?${query}`);
 
     it('pages through every run, newest first, without duplicates or gaps', async function () {
-      const seen: RunItem[] = [];
+      const seen: RunListItem[] = [];
       const sizes: number[] = [];
       let cursor: string | null = null;
       do {

@@ -77,7 +77,7 @@ export type FanoutState =
 export async function advanceFanout(deps: EngineDeps, data: StepJobData, attempt: number, spec: StepSpec, items: unknown[]): Promise<FanoutState> {
   const settled = await withRun(deps, data.runId, async (scope) => {
     const { tx } = scope;
-    let rows = await tx.select().from(stepItems).where(itemsWhere(data)).orderBy(asc(stepItems.idx));
+    const rows = await tx.select().from(stepItems).where(itemsWhere(data)).orderBy(asc(stepItems.idx));
     if (rows.length === 0 && items.length > 0) {
       await tx.insert(stepItems).values(
         items.map((item, idx) => ({ runId: data.runId, stepId: data.stepId, generation: data.generation, idx, status: 'pending', item: item ?? null })),
@@ -95,7 +95,6 @@ export async function advanceFanout(deps: EngineDeps, data: StepJobData, attempt
       // Nothing in flight but items left (e.g. Redis lost the jobs): start the window again.
       return { kind: 'wait' as const, indexes: await queueNext(scope, data, spec.concurrency) };
     }
-    rows = await tx.select().from(stepItems).where(itemsWhere(data)).orderBy(asc(stepItems.idx));
     return { kind: 'settled' as const, rows, stopping };
   });
   if (settled.kind === 'wait') return settled;

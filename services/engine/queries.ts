@@ -1,27 +1,39 @@
 /** Read models for the API: runs, their events, approvals. Always scoped to an organization. */
 import { and, asc, desc, eq, gt, inArray, sql } from 'drizzle-orm';
-import { NotFoundError, ValidationError } from '../../lib/index.js';
-import { approvals, definitions, runEvents, runs, stepAttempts, steps, stepItems } from '../../db/index.js';
+import { NotFoundError, ValidationError, type SerializedError } from '../../lib/index.js';
+import { approvals, definitions, runEvents, runs, stepAttempts, steps, stepItems, type Db } from '../../db/index.js';
 import { approvalResponsesOf, approvalSummary, type ApprovalRow } from './checkpoints.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
-/** Public view of a run (`GET /v1/runs/:id`). */
-export async function getRunView(deps: EngineDeps, organizationId: string, runId: string): Promise<Record<string, unknown>> {
-  const { db } = deps.database;
+/**
+ * A run of the organization.
+ * @throws {NotFoundError} when it does not exist there (another organization's ids included).
+ */
+async function runOfOrganization(db: Db, organizationId: string, runId: string): Promise<typeof runs.$inferSelect> {
   const [run] = await db
     .select()
     .from(runs)
     .where(and(eq(runs.id, runId), eq(runs.organizationId, organizationId)));
   if (!run) throw new NotFoundError(`run ${runId} not found`);
+  return run;
+}
+
+/** A run's step rows in the order its definition lists the steps. */
+async function stepsInDefinitionOrder(db: Db, run: typeof runs.$inferSelect) {
   const { spec } = await definitionById(db, run.definitionId);
   const order = new Map(spec.steps.map((s, i) => [s.id, i]));
-  // Steps in the order the definition lists them.
-  const stepRows = (await db.select().from(steps).where(eq(steps.runId, runId))).sort(
-    (a, b) => (order.get(a.stepId) ?? 0) - (order.get(b.stepId) ?? 0),
-  );
+  const rows = await db.select().from(steps).where(eq(steps.runId, run.id));
+  return rows.sort((a, b) => (order.get(a.stepId) ?? 0) - (order.get(b.stepId) ?? 0));
+}
+
+/** Public view of a run (`GET /v1/runs/:id`). */
+export async function getRunView(deps: EngineDeps, organizationId: string, runId: string): Promise<Record<string, unknown>> {
+  const { db } = deps.database;
+  const run = await runOfOrganization(db, organizationId, runId);
+  const stepRows = await stepsInDefinitionOrder(db, run);
   const approvalRows = await db.select().from(approvals).where(eq(approvals.runId, runId)).orderBy(asc(approvals.createdAt));
   return {
     id: run.id,
@@ -207,7 +219,8 @@ export interface RunListItem {
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
-  error: unknown;
+  /** Why the run failed or was cancelled; null otherwise. */
+  error: SerializedError | null;
 }
 
 /**
@@ -260,7 +273,8 @@ export async function listRuns(
       createdAt: r.createdAt.toISOString(),
       startedAt: iso(r.startedAt),
       finishedAt: iso(r.finishedAt),
-      error: r.error,
+      // Written by the engine only, as serializeError(…) records.
+      error: r.error as SerializedError | null,
     })),
     nextCursor,
   };
@@ -281,11 +295,7 @@ export const MANIFEST_VERSION = 1;
  */
 export async function getRunManifest(deps: EngineDeps, organizationId: string, runId: string): Promise<Record<string, unknown>> {
   const { db } = deps.database;
-  const [run] = await db
-    .select()
-    .from(runs)
-    .where(and(eq(runs.id, runId), eq(runs.organizationId, organizationId)));
-  if (!run) throw new NotFoundError(`run ${runId} not found`);
+  const run = await runOfOrganization(db, organizationId, runId);
   const [definition] = await db
     .select({
       id: definitions.id,
@@ -298,11 +308,7 @@ export async function getRunManifest(deps: EngineDeps, organizationId: string, r
     .from(definitions)
     .where(eq(definitions.id, run.definitionId));
   if (!definition) throw new NotFoundError(`definition ${run.definitionId} not found`);
-  const { spec } = await definitionById(db, run.definitionId);
-  const order = new Map(spec.steps.map((s, i) => [s.id, i]));
-  const stepRows = (await db.select().from(steps).where(eq(steps.runId, runId))).sort(
-    (a, b) => (order.get(a.stepId) ?? 0) - (order.get(b.stepId) ?? 0),
-  );
+  const stepRows = await stepsInDefinitionOrder(db, run);
   const attemptRows = await db
     .select()
     .from(stepAttempts)

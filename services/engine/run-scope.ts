@@ -104,11 +104,10 @@ export async function withRun<T>(deps: EngineDeps, runId: string, fn: (scope: Ru
  * the state change is committed and must not be reported as failed.
  */
 export async function enqueueWebhooks(deps: EngineDeps, runId: string, seqs: number[]): Promise<void> {
-  for (const seq of seqs) {
-    try {
-      await deps.queues.addWebhookDelivery(runId, seq);
-    } catch (err) {
-      deps.logger.error({ err, runId, seq }, 'could not enqueue webhook delivery');
-    }
+  try {
+    await deps.queues.addWebhookDeliveries(runId, seqs);
+  } catch (err) {
+    // The events are the outbox: the reconciler's sweep sends them later.
+    deps.logger.error({ err, runId, seqs }, 'could not enqueue webhook deliveries');
   }
 }

@@ -89,7 +89,7 @@ export async function sweepWebhookOutbox(deps: EngineDeps, graceMs = 30_000, lim
   for (const { runId, seq } of pending) {
     const existing = await deps.queues.get('webhooks').getJob(webhookJobId(runId, seq));
     if (existing) continue;
-    await deps.queues.addWebhookDelivery(runId, seq);
+    await deps.queues.addWebhookDeliveries(runId, [seq]);
     requeued += 1;
   }
   return requeued;
