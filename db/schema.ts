@@ -6,6 +6,7 @@
 import { sql } from 'drizzle-orm';
 import {
   boolean,
+  customType,
   date,
   doublePrecision,
   index,
@@ -18,6 +19,9 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
+
+/** `bytea` as a Node `Buffer`. */
+const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => 'bytea' });
 
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 const ts = (name: string) => timestamp(name, { withTimezone: true });
@@ -102,6 +106,13 @@ export const runs = pgTable(
     /** Set on a sub-orchestration's child run: the run and step that started it. */
     parentRunId: uuid('parent_run_id'),
     parentStepId: text('parent_step_id'),
+    /** Named agent versions the run pinned when it started: `{name: version}`. */
+    agentVersions: jsonb('agent_versions').$type<Record<string, number>>().notNull().default({}),
+    /**
+     * Run-input fields marked `writeOnly: true` or `format: password`, sealed (AES-256-GCM, see
+     * `lib/secret-box.ts`) as the JSON `[{path, value}]`; `input` holds `"[redacted]"` there.
+     */
+    sealedInput: text('sealed_input'),
     createdAt: createdAt(),
     startedAt: ts('started_at'),
     finishedAt: ts('finished_at'),
@@ -343,4 +354,93 @@ export const marketPrices = pgTable(
     price: doublePrecision('price').notNull(),
   },
   (t) => [primaryKey({ columns: [t.symbol, t.date] })],
+);
+
+/**
+ * Named agents, one row per (organization, name, version); versions are immutable. Seeded from
+ * `agents/catalog/*.yaml` by `release`, or added with `POST /v1/agents`.
+ */
+export const agents = pgTable(
+  'agents',
+  {
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    name: text('name').notNull(),
+    version: integer('version').notNull(),
+    type: text('type').notNull(),
+    implementation: text('implementation').notNull(),
+    description: text('description').notNull(),
+    config: jsonb('config').$type<Record<string, unknown>>().notNull(),
+    env: text('env').array().notNull(),
+    secrets: text('secrets').array().notNull(),
+    /** The YAML (or JSON) text the entry was parsed from. */
+    source: text('source').notNull(),
+    /** SHA-256 of `source`: seeding skips unchanged entries and refuses a changed one at the same version. */
+    checksum: text('checksum').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.organizationId, t.name, t.version] })],
+);
+
+/** Organization secrets, sealed with AES-256-GCM under `BATON_SECRETS_KEY` (never stored in clear). */
+export const secrets = pgTable(
+  'secrets',
+  {
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    name: text('name').notNull(),
+    /** `v1.<iv>.<tag>.<ciphertext>` (base64url parts), bound to organization and name as AAD. */
+    sealed: text('sealed').notNull(),
+    createdAt: createdAt(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.organizationId, t.name] })],
+);
+
+/** Binary results of steps (`ctx.assets.saveBuffer`), e.g. generated images. */
+export const assets = pgTable(
+  'assets',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    stepId: text('step_id').notNull(),
+    attempt: integer('attempt').notNull(),
+    name: text('name').notNull(),
+    mimeType: text('mime_type').notNull(),
+    bytes: integer('bytes').notNull(),
+    /** Hex SHA-256 of `data` (also the HTTP `ETag`). */
+    sha256: text('sha256').notNull(),
+    data: bytea('data').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('assets_run').on(t.runId, t.createdAt)],
+);
+
+/** Results of a run meant for people (`ctx.deliverables.create`): reports, image sets, campaigns. */
+export const deliverables = pgTable(
+  'deliverables',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    stepId: text('step_id').notNull(),
+    attempt: integer('attempt').notNull(),
+    title: text('title').notNull(),
+    kind: text('kind').notNull(),
+    content: jsonb('content'),
+    assetIds: uuid('asset_ids').array().notNull().default(sql`'{}'::uuid[]`),
+    createdAt: createdAt(),
+  },
+  (t) => [index('deliverables_run').on(t.runId, t.createdAt)],
 );

@@ -13,6 +13,35 @@ export const DEV_API_KEY = 'baton_dev_key_do_not_use_in_production';
 /** Development-only webhook secret (`whsec_` + base64 of 32 fixed bytes), outside production. */
 export const DEV_WEBHOOK_SECRET = `whsec_${Buffer.from('baton-development-webhook-secret!').toString('base64')}`;
 
+/** Development-only secrets-encryption key (32 bytes, base64), outside production. */
+export const DEV_SECRETS_KEY = Buffer.from('baton-development-secrets-key-32').toString('base64');
+
+/**
+ * Variables never visible to agents through `ctx.env`, whatever their `env:` allow-list says:
+ * Baton's own credentials and connection strings.
+ */
+const RESERVED_ENV = /^(BATON_|DATABASE_|REDIS_|LLM_API_KEY$|PG|npm_)/;
+
+/** Loopback destinations allowed outside production (development and tests call local servers). */
+export const DEV_OUTBOUND_ALLOW = ['127.0.0.0/8', '::1/128', 'localhost'] as const;
+
+/** A comma-separated list; empty entries dropped. */
+const csv = z.preprocess(
+  (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : v),
+  z.array(z.string()).optional(),
+);
+
+/** A 32-byte key as base64 (44 characters) or hex (64 characters). */
+const key32 = z
+  .string()
+  .refine((v) => /^[0-9a-fA-F]{64}$/.test(v) || Buffer.from(v, 'base64').length === 32, {
+    error: 'expected a 32-byte key as 64 hex characters or base64 (e.g. `openssl rand -base64 32`)',
+  })
+  .optional();
+
+const positiveInt = (unit: string) =>
+  z.coerce.number({ error: `expected ${unit}` }).int({ error: `expected ${unit}` }).positive({ error: `expected ${unit}` });
+
 /** An optional absolute URL; an empty value counts as unset. */
 const optionalUrl = z.preprocess(
   (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
@@ -78,6 +107,14 @@ const Env = z.object({
   SHUTDOWN_TIMEOUT_MS: z.coerce.number({ error: 'expected milliseconds' }).int().positive().default(25_000),
   STEP_LOCK_DURATION_MS: z.coerce.number({ error: 'expected milliseconds' }).int().min(1000).default(30_000),
   STALLED_INTERVAL_MS: z.coerce.number({ error: 'expected milliseconds' }).int().min(500).default(15_000),
+  BATON_SECRETS_KEY: key32,
+  FUNCTION_THREADS: positiveInt('a positive integer').max(64).default(2),
+  FUNCTION_MAX_TIMEOUT_MS: positiveInt('milliseconds').default(300_000),
+  FUNCTION_MAX_MEMORY_MB: positiveInt('MiB').max(4096).default(256),
+  STEP_OUTPUT_MAX_BYTES: positiveInt('bytes').default(1024 * 1024),
+  ASSET_MAX_BYTES: positiveInt('bytes').default(20 * 1024 * 1024),
+  OUTBOUND_ALLOW: csv,
+  HTTP_STEP_TIMEOUT_MS: positiveInt('milliseconds').default(30_000),
 });
 
 /**
@@ -98,6 +135,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const missing = [
     e.BATON_API_KEY ? null : 'BATON_API_KEY',
     e.BATON_WEBHOOK_SECRET ? null : 'BATON_WEBHOOK_SECRET',
+    e.BATON_SECRETS_KEY ? null : 'BATON_SECRETS_KEY',
   ].filter((v): v is string => v !== null);
   if (production && missing.length > 0) {
     throw new ConfigError(
@@ -133,7 +171,44 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxStalledCount: e.STALLED_MAX_COUNT,
     }),
     shutdown: Object.freeze({ timeoutMs: e.SHUTDOWN_TIMEOUT_MS }),
+    secrets: Object.freeze({
+      /** AES-256-GCM key for secrets at rest (32 bytes). */
+      key: decodeKey32(e.BATON_SECRETS_KEY ?? DEV_SECRETS_KEY),
+    }),
+    functions: Object.freeze({
+      /** Worker threads running function steps, per worker process. */
+      threads: e.FUNCTION_THREADS,
+      /** Upper bound of a function step's `limits.timeout` / `timeout`, in milliseconds. */
+      maxTimeoutMs: e.FUNCTION_MAX_TIMEOUT_MS,
+      /** Upper bound of a function step's `limits.memoryMb`, in MiB. */
+      maxMemoryMb: e.FUNCTION_MAX_MEMORY_MB,
+    }),
+    steps: Object.freeze({
+      /** Largest step output (its JSON text), in bytes; larger fails with `OUTPUT_TOO_LARGE`. */
+      outputMaxBytes: e.STEP_OUTPUT_MAX_BYTES,
+      /** Largest asset saved by `ctx.assets.saveBuffer`, in bytes. */
+      assetMaxBytes: e.ASSET_MAX_BYTES,
+      /** Default timeout of one `type: http` request, in milliseconds. */
+      httpTimeoutMs: e.HTTP_STEP_TIMEOUT_MS,
+    }),
+    outbound: Object.freeze({
+      /**
+       * Hosts or CIDRs outgoing requests may reach although they are loopback, link-local,
+       * private or cloud-metadata addresses. Outside production loopback is always allowed.
+       */
+      allow: Object.freeze([...(production ? [] : DEV_OUTBOUND_ALLOW), ...(e.OUTBOUND_ALLOW ?? [])]),
+    }),
+    /** Variables agents may read through `ctx.env` (each agent sees only its `env:` allow-list). */
+    agentEnv: Object.freeze(
+      Object.fromEntries(
+        Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && !RESERVED_ENV.test(entry[0])),
+      ),
+    ),
   });
+}
+
+function decodeKey32(text: string): Buffer {
+  return /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64');
 }
 
 /** The validated, frozen process configuration. */

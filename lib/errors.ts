@@ -21,7 +21,10 @@ export type ErrorCode =
   | 'RETRY_LATER'
   | 'CANCELLED'
   | 'TIMED_OUT'
-  | 'UNAVAILABLE';
+  | 'UNAVAILABLE'
+  | 'OUTPUT_TOO_LARGE'
+  | 'MISSING_SECRET'
+  | 'OUTBOUND_DENIED';
 
 interface AppErrorOptions {
   cause?: unknown;
@@ -133,6 +136,30 @@ export class UnavailableError extends AppError {
   readonly code = 'UNAVAILABLE';
   readonly httpStatus = 503;
   override readonly retryable = true;
+}
+
+/**
+ * A step's output (JSON) is larger than `STEP_OUTPUT_MAX_BYTES`, or an asset larger than
+ * `ASSET_MAX_BYTES`. Never retried: the same input produces the same output.
+ */
+export class OutputTooLargeError extends AppError {
+  readonly code = 'OUTPUT_TOO_LARGE';
+  readonly httpStatus = 413;
+}
+
+/** An agent needs a secret (declared in its `secrets:`) that the organization has not stored. */
+export class MissingSecretError extends AppError {
+  readonly code = 'MISSING_SECRET';
+  readonly httpStatus = 400;
+}
+
+/**
+ * The outbound policy refused a destination (loopback, link-local, private or cloud-metadata
+ * address not in `OUTBOUND_ALLOW`), checked after DNS resolution and on every redirect.
+ */
+export class OutboundDeniedError extends AppError {
+  readonly code = 'OUTBOUND_DENIED';
+  readonly httpStatus = 403;
 }
 
 /** Plain, JSON-safe form of an error, as stored in `steps.error` and `runs.error`. */

@@ -10,7 +10,7 @@ import { projectRoot } from '../lib/index.js';
 
 const ROOT = projectRoot();
 /** Production folders, most specific first. */
-const MODULES = ['services/engine', 'services/api', 'lib', 'db', 'queues', 'definitions', 'agents', 'workers'] as const;
+const MODULES = ['services/engine', 'services/store', 'services/api', 'lib', 'db', 'queues', 'definitions', 'agents', 'workers'] as const;
 type Module = (typeof MODULES)[number];
 
 /** What each module may import (besides itself). `agents/types` only as `import type`. */
@@ -20,9 +20,11 @@ const ALLOWED: Record<Module, readonly string[]> = {
   queues: ['lib'],
   definitions: ['lib', 'agents/types'],
   agents: ['lib'],
-  'services/engine': ['lib', 'db', 'queues', 'definitions', 'agents/types'],
-  'services/api': ['lib', 'db', 'queues', 'definitions', 'services/engine', 'agents/types'],
-  workers: ['lib', 'db', 'queues', 'definitions', 'agents', 'services/engine'],
+  /** Read models and CRUD outside the run lifecycle: secrets, agents, assets, deliverables. */
+  'services/store': ['lib', 'db', 'definitions', 'agents/types'],
+  'services/engine': ['lib', 'db', 'queues', 'definitions', 'services/store', 'agents/types'],
+  'services/api': ['lib', 'db', 'queues', 'definitions', 'services/engine', 'services/store', 'agents/types'],
+  workers: ['lib', 'db', 'queues', 'definitions', 'agents', 'services/engine', 'services/store'],
 };
 
 /** Composition roots: they build concrete clients, may import registries, and own the process. */

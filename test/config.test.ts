@@ -1,6 +1,16 @@
 import { expect } from 'chai';
 import { ConfigError, DEV_API_KEY, loadConfig } from '../lib/index.js';
 
+function attemptProduction() {
+  return loadConfig({
+    NODE_ENV: 'production',
+    BATON_API_KEY: 'k'.repeat(20),
+    BATON_WEBHOOK_SECRET: `whsec_${Buffer.alloc(24, 1).toString('base64')}`,
+    BATON_SECRETS_KEY: Buffer.alloc(32, 2).toString('base64'),
+    OUTBOUND_ALLOW: '10.1.0.0/16, ',
+  });
+}
+
 describe('config', function () {
   it('applies defaults and falls back to development secrets outside production', function () {
     const config = loadConfig({});
@@ -8,7 +18,9 @@ describe('config', function () {
     expect(config.redis).to.deep.equal({ url: 'redis://127.0.0.1:6379', prefix: 'baton' });
     expect(config.http).to.deep.equal({ port: 3000, publicUrl: 'http://localhost:3000' });
     expect(config.auth.apiKey).to.equal(DEV_API_KEY);
-    expect(config.devDefaults).to.deep.equal(['BATON_API_KEY', 'BATON_WEBHOOK_SECRET']);
+    expect(config.devDefaults).to.deep.equal(['BATON_API_KEY', 'BATON_WEBHOOK_SECRET', 'BATON_SECRETS_KEY']);
+    expect(config.outbound.allow).to.include('127.0.0.0/8');
+    expect(config.secrets.key.length).to.equal(32);
   });
 
   it('names the variable and what it expects, on one line', function () {
@@ -25,9 +37,16 @@ describe('config', function () {
     expect(attempt({ BATON_WEBHOOK_SECRET: 'secret' })).to.contain('BATON_WEBHOOK_SECRET: expected a Standard Webhooks secret');
     expect(attempt({ REDIS_URL: 'localhost:6379' })).to.contain('REDIS_URL: expected a redis://');
     expect(attempt({ NODE_ENV: 'production' })).to.equal(
-      'invalid configuration: BATON_API_KEY: required when NODE_ENV=production; BATON_WEBHOOK_SECRET: required when NODE_ENV=production',
+      'invalid configuration: BATON_API_KEY: required when NODE_ENV=production; BATON_WEBHOOK_SECRET: required when NODE_ENV=production; BATON_SECRETS_KEY: required when NODE_ENV=production',
     );
     for (const message of [attempt({ PORT: 'x' }), attempt({ NODE_ENV: 'production' })]) expect(message).not.to.contain('\n');
+  });
+
+  it('keeps Baton\'s own credentials out of the agents\' environment, and loopback out of production', function () {
+    const config = loadConfig({ BATON_API_KEY: 'k'.repeat(20), DATABASE_URL: 'postgres://x/y', OPENAI_BASE_URL: 'http://fake', LLM_API_KEY: 'sk' });
+    expect(config.agentEnv).to.deep.equal({ OPENAI_BASE_URL: 'http://fake' });
+    expect(attemptProduction().outbound.allow).to.deep.equal(['10.1.0.0/16']);
+    expect(() => loadConfig({ BATON_SECRETS_KEY: 'short' })).to.throw(ConfigError, /BATON_SECRETS_KEY: expected a 32-byte key/);
   });
 
   it('accepts a Redis Cluster hash-tag prefix', function () {

@@ -2,6 +2,7 @@
 import { expect } from 'chai';
 import { silentLogger } from '../lib/index.js';
 import { namedAgents, type AgentContext } from '../agents/index.js';
+import { testContext } from '../agents/test-context.js';
 import { createDatabase, type Database } from '../db/index.js';
 import { testEnvironment } from './support/environment.js';
 
@@ -11,16 +12,7 @@ describe('postgres-agent on the seeded market prices', function () {
   before(async function () {
     const { config } = await testEnvironment();
     database = createDatabase(config.postgres.url, { max: 2 });
-    ctx = {
-      runId: 'run',
-      stepId: 'load',
-      attempt: 1,
-      idempotencyKey: 'run.load.1',
-      signal: new AbortController().signal,
-      logger: silentLogger(),
-      sql: database.sql,
-      llm: config.llm,
-    };
+    ctx = testContext({ runId: 'run', stepId: 'load', idempotencyKey: 'run.load.1', logger: silentLogger(), sql: database.sql, llm: config.llm });
   });
   after(async function () {
     await database?.close();

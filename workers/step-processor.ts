@@ -65,12 +65,29 @@ async function runAgent(
   deps: WorkerDeps,
   spec: StepSpec,
   input: unknown,
-  base: Omit<AgentContext, 'signal' | 'sql' | 'llm'>,
+  base: Pick<AgentContext, 'runId' | 'stepId' | 'attempt' | 'idempotencyKey' | 'logger'>,
   signal: AbortSignal | undefined,
 ): Promise<unknown> {
   const timeout = spec.timeoutMs ? AbortSignal.timeout(spec.timeoutMs) : undefined;
   const stepSignal = AbortSignal.any([signal ?? new AbortController().signal, ...(timeout ? [timeout] : [])]);
-  const ctx: AgentContext = { ...base, signal: stepSignal, sql: deps.database.sql, llm: deps.config.llm };
+  const missing = (what: string) => (): never => {
+    throw new AgentError(`${what} is not wired yet`);
+  };
+  const ctx: AgentContext = {
+    ...base,
+    signal: stepSignal,
+    sql: deps.database.sql,
+    llm: deps.config.llm,
+    run: { id: base.runId, definition: { slug: '', version: 0 } },
+    env: {},
+    secrets: {},
+    http: missing('http'),
+    assets: { saveBuffer: missing('assets') },
+    deliverables: { create: missing('deliverables') },
+    progress: () => Promise.resolve(),
+    functions: { run: missing('functions') },
+    moduleCode: missing('moduleCode'),
+  };
   try {
     const output = await execute(deps, spec, input, ctx);
     if (stepSignal.aborted) throw new CancelledError(`step aborted: ${String(stepSignal.reason)}`);
