@@ -29,6 +29,11 @@ export type ExpressionScope = {
   steps: Record<string, { output: unknown; status: string }>;
   /** The run itself: its id and its definition as `slug@version` (or just the slug). */
   run: { id: string; definition: string };
+  /**
+   * The organization's secrets a step's `with:` names as `secrets.NAME` (only while that step's
+   * input is resolved; never in `when`, `show` or `output`).
+   */
+  secrets?: Record<string, string>;
 };
 
 /** One piece of a template string: literal text or the JSONata text of one `${{ }}`. */
@@ -210,6 +215,20 @@ export function referencedSteps(expression: string): string[] {
     if (id !== undefined) found.add(id);
   }
   return [...found];
+}
+
+/** Secret names a mapping reads through `secrets.<NAME>` (a textual scan; sorted, unique). */
+export function referencedSecrets(mapping: unknown): string[] {
+  const found = new Set<string>();
+  for (const site of templateSites(mapping)) {
+    for (const part of parseTemplate(site.text)) {
+      if (part.kind !== 'expression') continue;
+      for (const match of part.expression.matchAll(/(?<![A-Za-z0-9_$.])secrets\.([A-Z][A-Z0-9_]*)/g)) {
+        if (match[1] !== undefined) found.add(match[1]);
+      }
+    }
+  }
+  return [...found].sort();
 }
 
 /** A string inside a mapping that contains templates, with its path from the mapping root. */

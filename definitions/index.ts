@@ -30,6 +30,7 @@ export {
   isTruthy,
   parseTemplate,
   referencedSteps,
+  referencedSecrets,
   renderTemplate,
   toPlainJson,
 } from './expressions.js';

@@ -137,6 +137,8 @@ const EXPECTED_NAMES: Record<string, string> = {
 const SHAPE_NAMES: Record<StepShapeKind, string> = {
   agent: 'agent',
   'function-code': 'type: function',
+  http: 'type: http',
+  llm: 'type: context',
   orchestrator: 'type: orchestrator',
   checkpoint: 'type: checkpoint',
 };
@@ -354,20 +356,32 @@ function toStepSpec(
         });
       }
       // The fallback only matters when a problem was recorded above (the definition is rejected).
-      const type: AgentType = known ?? (step.type === undefined || step.type === 'checkpoint' ? 'context' : step.type);
+      const type: AgentType =
+        known ?? (step.type === undefined || step.type === 'checkpoint' ? 'context' : step.type === 'http' ? 'api' : step.type);
       return { kind: 'agent', type, agent: step.agent, ...base };
     }
     case 'function-code':
       return {
         kind: 'function-code',
         type: 'function',
-        code: step.code,
+        ...(step.code === undefined ? {} : { code: step.code }),
+        ...(step.module === undefined ? {} : { module: step.module }),
         limits: {
           timeoutMs: step.limits?.timeout ?? DEFAULTS.functionTimeoutMs,
           memoryMb: step.limits?.memoryMb ?? DEFAULTS.functionMemoryMb,
         },
         ...base,
       };
+    case 'http':
+      return {
+        kind: 'http',
+        type: 'api',
+        okStatus: step.okStatus,
+        ...base,
+        retry: step.retry ? retry : { ...DEFAULT_RETRY, attempts: DEFAULTS.httpRetryAttempts },
+      };
+    case 'llm':
+      return { kind: 'llm', type: 'context', ...base };
     case 'orchestrator':
       return {
         kind: 'orchestrator',

@@ -15,8 +15,11 @@ export const SLUG_PATTERN = /^[a-z][a-z0-9-]*$/;
 /** Step ids are identifiers so they work inside JSONata paths: `steps.load.output`. */
 export const STEP_ID_PATTERN = /^[a-z][a-z0-9_]*$/;
 
-/** Every step type; all but `checkpoint` are also agent types. */
-export const STEP_TYPES = ['context', 'api', 'tool', 'function', 'orchestrator', 'checkpoint'] as const;
+/**
+ * Every step type of the YAML: the agent types, `checkpoint`, and `http` (a generic request,
+ * served by the `api` queue).
+ */
+export const STEP_TYPES = ['context', 'api', 'tool', 'function', 'orchestrator', 'checkpoint', 'http'] as const;
 export type StepType = (typeof STEP_TYPES)[number];
 
 /** What an approver may decide at a checkpoint. */
@@ -34,6 +37,8 @@ export const DEFAULTS = {
   retryMaxDelayMs: 60_000,
   functionTimeoutMs: 5_000,
   functionMemoryMb: 64,
+  /** `type: http` steps retry 429/5xx and network errors this often unless `retry:` says otherwise. */
+  httpRetryAttempts: 3,
   checkpointTimeoutMs: 7 * 24 * 60 * 60 * 1000,
   checkpointDecisions: ['continue', 'abort'] as CheckpointDecision[],
 } as const;
@@ -94,18 +99,34 @@ export interface AgentStep extends StepBase {
   agent: string;
 }
 
-/** A `type: function` step with inline code run in the sandbox. */
+/** A `type: function` step: inline code or a step module, run in the function runtime. */
 export interface FunctionCodeStep extends StepBase {
   kind: 'function-code';
   type: 'function';
-  /** JavaScript source defining `function main(input) { … }`. */
-  code: string;
+  /** JavaScript source defining `function main(input, ctx) { … }` (exactly one of `code`, `module`). */
+  code?: string;
+  /** A step module `name@version` (see `agents/modules/`). */
+  module?: string;
   limits: {
     /** Sandbox wall-clock limit in milliseconds (default 5000). */
     timeoutMs: number;
     /** Sandbox memory limit in MiB (default 64). */
     memoryMb: number;
   };
+}
+
+/** A `type: http` step: one HTTP request from its `with: {method, url, headers, query, body, timeoutMs?}`. */
+export interface HttpStep extends StepBase {
+  kind: 'http';
+  type: 'api';
+  /** Non-2xx statuses that still count as success (the step's output carries them). */
+  okStatus: number[];
+}
+
+/** A `type: context` step without an agent: one LLM call from `with: {prompt | messages, …}`. */
+export interface LlmStep extends StepBase {
+  kind: 'llm';
+  type: 'context';
 }
 
 /** An approver: anyone with a role, or one user. */
@@ -145,7 +166,7 @@ export interface OrchestratorStep extends StepBase {
   run: { slug: string; version?: number };
 }
 
-export type StepSpec = AgentStep | FunctionCodeStep | CheckpointStep | OrchestratorStep;
+export type StepSpec = AgentStep | FunctionCodeStep | HttpStep | LlmStep | CheckpointStep | OrchestratorStep;
 export type StepKind = StepSpec['kind'];
 
 /** A loaded, validated definition. */
@@ -224,20 +245,38 @@ export const agentStepSchema = z.strictObject({
   type: z.enum(STEP_TYPES).optional(),
 });
 
-/** `type: function` with inline `code`. */
+/** A step module reference: `name@version`. */
+export const MODULE_REF_PATTERN = /^[a-z][a-z0-9-]*@[1-9][0-9]*$/;
+
+/** `type: function` with inline `code` or a step `module`. */
 export const functionCodeStepSchema = z.strictObject({
   ...workShape,
   type: z.literal('function'),
   code: z
     .string()
     .min(1)
-    .refine((code) => /\bmain\b/.test(code), 'must define a function main(input)'),
+    .refine((code) => /\bmain\b/.test(code), 'must define a function main(input, ctx)')
+    .optional(),
+  module: z.string().regex(MODULE_REF_PATTERN, { error: 'must be a step module reference name@version, e.g. kpi-metrics@1' }).optional(),
   limits: z
     .strictObject({
       timeout: durationSchema.default(DEFAULTS.functionTimeoutMs),
       memoryMb: z.number().int().min(1).max(MAX_FUNCTION_MEMORY_MB).default(DEFAULTS.functionMemoryMb),
     })
     .optional(),
+});
+
+/** `type: http`: a generic HTTP request. */
+export const httpStepSchema = z.strictObject({
+  ...workShape,
+  type: z.literal('http'),
+  okStatus: z.array(z.number().int().min(100).max(599)).default(() => []),
+});
+
+/** `type: context` without an agent: a generic LLM call. */
+export const llmStepSchema = z.strictObject({
+  ...workShape,
+  type: z.literal('context'),
 });
 
 /** `type: orchestrator` starting another definition. */
@@ -265,12 +304,14 @@ export const checkpointStepSchema = z.strictObject({
 });
 
 /** The schema a raw step is validated with, decided by its `agent` / `type` keys. */
-export type StepShapeKind = 'agent' | 'function-code' | 'orchestrator' | 'checkpoint';
+export type StepShapeKind = 'agent' | 'function-code' | 'http' | 'llm' | 'orchestrator' | 'checkpoint';
 
 /** Keys allowed per step shape (used to explain unknown keys). */
 export const STEP_KEYS: Readonly<Record<StepShapeKind, readonly string[]>> = {
   agent: Object.keys(agentStepSchema.shape),
   'function-code': Object.keys(functionCodeStepSchema.shape),
+  http: Object.keys(httpStepSchema.shape),
+  llm: Object.keys(llmStepSchema.shape),
   orchestrator: Object.keys(orchestratorStepSchema.shape),
   checkpoint: Object.keys(checkpointStepSchema.shape),
 };
@@ -290,6 +331,10 @@ export function stepShapeOf(raw: unknown): StepShapeKind | undefined {
   switch (raw['type']) {
     case 'function':
       return 'function-code';
+    case 'http':
+      return 'http';
+    case 'context':
+      return 'llm';
     case 'checkpoint':
       return 'checkpoint';
     case 'orchestrator':
@@ -303,6 +348,8 @@ export function stepShapeOf(raw: unknown): StepShapeKind | undefined {
 export type StepDocument =
   | ({ shape: 'agent' } & z.output<typeof agentStepSchema>)
   | ({ shape: 'function-code' } & z.output<typeof functionCodeStepSchema>)
+  | ({ shape: 'http' } & z.output<typeof httpStepSchema>)
+  | ({ shape: 'llm' } & z.output<typeof llmStepSchema>)
   | ({ shape: 'orchestrator' } & z.output<typeof orchestratorStepSchema>)
   | ({ shape: 'checkpoint' } & z.output<typeof checkpointStepSchema>);
 
@@ -333,8 +380,18 @@ export const stepSchema = z.unknown().transform((raw, ctx): StepDocument => {
       }
       return { shape, ...parseShape(agentStepSchema, raw, ctx) };
     }
-    case 'function-code':
+    case 'function-code': {
+      const hasCode = raw['code'] !== undefined;
+      if (hasCode === (raw['module'] !== undefined)) {
+        ctx.addIssue({ code: 'custom', message: 'a function step must have exactly one of code or module' });
+        return z.NEVER;
+      }
       return { shape, ...parseShape(functionCodeStepSchema, raw, ctx) };
+    }
+    case 'http':
+      return { shape, ...parseShape(httpStepSchema, raw, ctx) };
+    case 'llm':
+      return { shape, ...parseShape(llmStepSchema, raw, ctx) };
     case 'orchestrator':
       return { shape, ...parseShape(orchestratorStepSchema, raw, ctx) };
     case 'checkpoint':

@@ -2,7 +2,6 @@
  * `npm run reconcile`: re-create from Postgres every job an unfinished run needs and Redis does
  * not have (the same work the periodic `reconcile` job does), print what it did, and exit.
  */
-import { agentTypesByName } from '../agents/index.js';
 import { createLogger, loadConfig } from '../lib/index.js';
 import { createDatabase } from '../db/index.js';
 import { Queues, createRedis } from '../queues/index.js';
@@ -15,7 +14,7 @@ async function main(): Promise<void> {
   const producer = createRedis(config.redis.url, 'producer');
   const queues = new Queues(producer, config.redis.prefix, logger);
   try {
-    const report = await reconcileAll({ config, database, queues, logger, agentTypes: agentTypesByName() });
+    const report = await reconcileAll({ config, database, queues, logger, agentTypes: new Map() });
     process.stdout.write(`${JSON.stringify(report)}\n`);
   } finally {
     await queues.close();

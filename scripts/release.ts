@@ -1,21 +1,24 @@
 /**
  * Release (Procfile `release`): create the database if needed, migrate, seed (default
- * organization + `BATON_API_KEY`, market prices) and sync `definitions/`. Idempotent: running
+ * organization + `BATON_API_KEY`, market prices, the agent catalog `agents/catalog/`) and sync
+ * `definitions/`. Idempotent: running
  * it twice changes nothing the second time.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { agentTypesByName } from '../agents/index.js';
+import { loadAgentCatalog } from '../agents/index.js';
 import { createLogger, loadConfig, projectRoot, type Config, type Logger } from '../lib/index.js';
 import { createDatabase, ensureDatabase, runMigrations, seedMarketPrices, seedOrganization } from '../db/index.js';
 import { loadDefinitionsDir } from '../definitions/index.js';
 import { syncDefinitions, type SyncReport } from '../services/engine/index.js';
+import { agentTypesOf, seedAgents, type AgentSeedReport } from '../services/store/index.js';
 
 /** What a release did. */
 export interface ReleaseReport {
   databaseCreated: boolean;
   organizationId: string;
   marketPrices: number;
+  agents: AgentSeedReport;
   definitions: SyncReport;
 }
 
@@ -30,12 +33,13 @@ export async function release(config: Config, logger: Logger, definitionsDir = j
   try {
     const organizationId = await seedOrganization(database.db, config.auth.apiKey);
     const marketPrices = await seedMarketPrices(database.db);
-    const loaded = await loadDefinitionsDir(definitionsDir, agentTypesByName());
+    const agents = await seedAgents(database.db, organizationId, await loadAgentCatalog());
+    const loaded = await loadDefinitionsDir(definitionsDir, await agentTypesOf(database.db, organizationId));
     const parsed = await Promise.all(
       loaded.map(async (definition) => ({ definition, source: await readFile(definition.file, 'utf8') })),
     );
     const definitions = await syncDefinitions(database.db, organizationId, parsed);
-    const report = { databaseCreated, organizationId, marketPrices, definitions };
+    const report = { databaseCreated, organizationId, marketPrices, agents, definitions };
     logger.info(report, 'release done');
     return report;
   } finally {

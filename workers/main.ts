@@ -4,10 +4,11 @@
  * ones finish within SHUTDOWN_TIMEOUT_MS; a second signal exits at once.
  */
 import { parseArgs } from 'node:util';
-import { AGENT_TYPES, agentTypesByName, namedAgents, type AgentType } from '../agents/index.js';
+import { AGENT_TYPES, type AgentType } from '../agents/index.js';
 import { ConfigError, ShutdownRegistry, createLogger, loadConfig } from '../lib/index.js';
 import { createDatabase } from '../db/index.js';
 import { Queues, createRedis } from '../queues/index.js';
+import { createAgentLayer } from './agent-layer.js';
 import { startWorkers } from './start-workers.js';
 
 function parseAgentTypes(value: string | undefined): AgentType[] {
@@ -37,8 +38,10 @@ async function main(): Promise<void> {
   const workerConnection = createRedis(config.redis.url, 'worker');
   shutdown.register('redis-worker', () => workerConnection.quit());
 
+  const layer = await createAgentLayer(config, logger);
+  shutdown.register('function-runtime', () => layer.close());
   const pool = startWorkers(
-    { config, database, queues, logger, agents: namedAgents, agentTypes: agentTypesByName() },
+    { config, database, queues, logger, agents: new Map(), agentTypes: new Map(), ...layer },
     workerConnection,
     agentTypes,
   );

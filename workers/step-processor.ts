@@ -7,13 +7,18 @@
  */
 import { DelayedError, WaitingChildrenError, type Job } from 'bullmq';
 import { z } from 'zod';
-import { runInSandbox, type AgentContext } from '../agents/index.js';
-import { AgentError, CancelledError, TimedOutError, ValidationError } from '../lib/index.js';
+import type { AgentContext, AgentImplementation, AgentSpec, SubrunConfig } from '../agents/index.js';
+import { AgentError, CancelledError, OutputTooLargeError, Redactor, TimedOutError, ValidationError, type Logger } from '../lib/index.js';
 import { StepJobData, queueForStepType, type StepJobSpec } from '../queues/index.js';
-import type { StepSpec } from '../definitions/index.js';
+import { evaluateExpression, evaluateMapping, type ExpressionScope, type StepSpec } from '../definitions/index.js';
+import { agentVersion } from '../services/store/index.js';
 import {
+  advanceAgentSubruns,
   advanceFanout,
   advanceSubrun,
+  isParentStep,
+  type AgentSubrunPlan,
+  type AttemptRun,
   beginItem,
   beginStep,
   completeStep,
@@ -21,6 +26,7 @@ import {
   finishItem,
   type StepRecord,
 } from '../services/engine/index.js';
+import { buildAgentContext } from './agent-context.js';
 import type { WorkerDeps } from './deps.js';
 import { isControlFlow, planFailure } from './failure.js';
 
@@ -38,64 +44,125 @@ const MAX_PARENT_PASSES = 5;
 /** Delay before a parent step with no pending children checks again, in milliseconds. */
 const PARENT_RECHECK_MS = 1000;
 
-async function execute(deps: WorkerDeps, spec: StepSpec, input: unknown, ctx: AgentContext): Promise<unknown> {
+/** The named agent version a step runs (pinned by the run; code-registered agents have none). */
+async function agentSpecOf(deps: WorkerDeps, spec: StepSpec, run: AttemptRun): Promise<AgentSpec | undefined> {
+  if (spec.kind !== 'agent' || deps.agents.has(spec.agent)) return undefined;
+  const version = run.agentVersions[spec.agent];
+  if (version === undefined) throw new AgentError(`agent "${spec.agent}" is not pinned by this run (unknown to its organization)`);
+  return agentVersion(deps.database.db, run.organizationId, spec.agent, version);
+}
+
+function implementationOf(deps: WorkerDeps, name: string): AgentImplementation {
+  const implementation = deps.implementations.get(name);
+  if (!implementation) throw new AgentError(`agent implementation "${name}" is not available on this worker`);
+  return implementation;
+}
+
+/** Run one attempt's work for a step kind that agents execute. */
+async function execute(deps: WorkerDeps, spec: StepSpec, agent: AgentSpec | undefined, input: unknown, ctx: AgentContext): Promise<unknown> {
   switch (spec.kind) {
-    case 'function-code':
-      return runInSandbox(spec.code, input, {
-        timeoutMs: spec.limits.timeoutMs,
-        memoryBytes: spec.limits.memoryMb * 1024 * 1024,
-        signal: ctx.signal,
-        logger: ctx.logger,
-      });
+    case 'function-code': {
+      const code = spec.code ?? (await ctx.moduleCode(spec.module ?? ''));
+      const timeoutMs = Math.min(spec.limits.timeoutMs, spec.timeoutMs ?? Number.POSITIVE_INFINITY);
+      return ctx.functions.run(code, input, { timeoutMs, memoryMb: spec.limits.memoryMb }, ctx);
+    }
+    case 'http': {
+      const http = implementationOf(deps, 'http');
+      const request = input !== null && typeof input === 'object' && !Array.isArray(input) ? input : {};
+      return http.run({ ...request, ...(spec.okStatus.length > 0 ? { okStatus: spec.okStatus } : {}) }, ctx, http.config.parse({}));
+    }
+    case 'llm': {
+      const llm = implementationOf(deps, 'llm');
+      return llm.run(input, ctx, llm.config.parse({}));
+    }
     case 'agent': {
-      const agent = deps.agents.get(spec.agent);
+      const coded = deps.agents.get(spec.agent);
+      if (coded) return coded.run(input, ctx);
       if (!agent) throw new AgentError(`agent "${spec.agent}" is not available on this worker`);
-      return agent.run(input, ctx);
+      const implementation = implementationOf(deps, agent.implementation);
+      return implementation.run(input, ctx, implementation.config.parse(agent.config));
     }
     default:
       throw new AgentError(`step ${spec.id}: ${spec.kind} steps are not run by agents`);
   }
 }
 
+/** What one attempt runs with. */
+interface Attempt {
+  runId: string;
+  stepId: string;
+  generation: number;
+  attempt: number;
+  idempotencyKey: string;
+  run: AttemptRun;
+  logger: Logger;
+  /** Secret and write-only input values to redact from what the attempt reports (grows as secrets load). */
+  sensitive: string[];
+}
+
 /**
- * Run the agent for one attempt with the step's timeout, and return its JSON output.
+ * Run the agent for one attempt with the step's timeout, and return its JSON output (redacted,
+ * and within `STEP_OUTPUT_MAX_BYTES`).
  * @throws {TimedOutError} when the step's `timeout` passed (the agent's signal was aborted).
+ * @throws {OutputTooLargeError} when the output's JSON exceeds `STEP_OUTPUT_MAX_BYTES`.
  */
-async function runAgent(
-  deps: WorkerDeps,
-  spec: StepSpec,
-  input: unknown,
-  base: Pick<AgentContext, 'runId' | 'stepId' | 'attempt' | 'idempotencyKey' | 'logger'>,
-  signal: AbortSignal | undefined,
-): Promise<unknown> {
+async function runAgent(deps: WorkerDeps, spec: StepSpec, input: unknown, who: Attempt, signal: AbortSignal | undefined): Promise<unknown> {
   const timeout = spec.timeoutMs ? AbortSignal.timeout(spec.timeoutMs) : undefined;
   const stepSignal = AbortSignal.any([signal ?? new AbortController().signal, ...(timeout ? [timeout] : [])]);
-  const missing = (what: string) => (): never => {
-    throw new AgentError(`${what} is not wired yet`);
-  };
-  const ctx: AgentContext = {
-    ...base,
-    signal: stepSignal,
-    sql: deps.database.sql,
-    llm: deps.config.llm,
-    run: { id: base.runId, definition: { slug: '', version: 0 } },
-    env: {},
-    secrets: {},
-    http: missing('http'),
-    assets: { saveBuffer: missing('assets') },
-    deliverables: { create: missing('deliverables') },
-    progress: () => Promise.resolve(),
-    functions: { run: missing('functions') },
-    moduleCode: missing('moduleCode'),
-  };
   try {
-    const output = await execute(deps, spec, input, ctx);
+    const agent = await agentSpecOf(deps, spec, who.run);
+    const ctx = await buildAgentContext(deps, { ...who, signal: stepSignal }, agent, who.sensitive);
+    const output = await execute(deps, spec, agent, input, ctx);
     if (stepSignal.aborted) throw new CancelledError(`step aborted: ${String(stepSignal.reason)}`);
-    return JSON.parse(JSON.stringify(output ?? null)) as unknown;
+    const json = JSON.stringify(output ?? null);
+    const limit = deps.config.steps.outputMaxBytes;
+    if (Buffer.byteLength(json, 'utf8') > limit) {
+      throw new OutputTooLargeError(`step output is ${Buffer.byteLength(json, 'utf8')} bytes, more than STEP_OUTPUT_MAX_BYTES (${limit})`);
+    }
+    return new Redactor(who.sensitive).redact(JSON.parse(json) as unknown);
   } catch (err) {
     if (timeout?.aborted) throw new TimedOutError(`step ${spec.id} timed out after ${spec.timeoutMs} ms`, { cause: err });
     throw err;
   }
+}
+
+/**
+ * Remove sensitive values from an error's message before it is recorded, logged or handed to
+ * BullMQ as the failure reason (the class, and so the retry decision, is kept).
+ */
+function redactError(err: unknown, sensitive: readonly string[]): unknown {
+  if (sensitive.length === 0 || !(err instanceof Error)) return err;
+  const redactor = new Redactor([...sensitive]);
+  err.message = redactor.redactText(err.message);
+  if (typeof err.stack === 'string') err.stack = redactor.redactText(err.stack);
+  return err;
+}
+
+/**
+ * The child runs of an orchestrator named agent's step, from its pinned config
+ * (`{definition, version?, foreach?, input?, output?}`, see the `subrun` implementation).
+ */
+async function planAgentSubruns(
+  deps: WorkerDeps,
+  spec: StepSpec & { kind: 'agent' },
+  input: unknown,
+  run: AttemptRun,
+): Promise<{ plan: AgentSubrunPlan; mapOutput: (outputs: unknown) => Promise<unknown> }> {
+  const agent = await agentSpecOf(deps, spec, run);
+  if (!agent) throw new AgentError(`orchestrator agent "${spec.agent}" has no catalog entry`);
+  const config = implementationOf(deps, agent.implementation).config.parse(agent.config) as SubrunConfig;
+  const base = { input, steps: {}, run: { id: '', definition: run.definition.slug } } satisfies ExpressionScope;
+  const items = config.foreach === undefined ? undefined : await evaluateExpression(config.foreach, base);
+  if (items !== undefined && !Array.isArray(items)) throw new ValidationError(`agent ${agent.name}: foreach must yield a list`, { field: 'foreach' });
+  const mapInput = (scope: ExpressionScope) => (config.input === undefined ? Promise.resolve(scope.input) : evaluateMapping(config.input, scope));
+  const inputs = items === undefined
+    ? [await mapInput(base)]
+    : await Promise.all(items.map((item: unknown, index) => mapInput({ ...base, item, index } as ExpressionScope)));
+  return {
+    plan: { slug: config.definition, ...(config.version === undefined ? {} : { version: config.version }), inputs, single: items === undefined },
+    mapOutput: async (outputs) =>
+      config.output === undefined ? outputs : evaluateExpression(config.output, { ...base, output: outputs, items: items ?? [] } as ExpressionScope),
+  };
 }
 
 function specOf(data: StepJobData, spec: StepSpec): StepJobSpec & { runId: string } {
@@ -115,14 +182,17 @@ export function createStepProcessor(deps: WorkerDeps) {
     if (start.kind === 'inactive') return { ignored: start.reason };
     const parentJobId = (job.id ?? '').replace(/\.i\d+$/, '');
     const logger = deps.logger.child({ runId: data.runId, stepId: data.stepId, item: data.index, jobId: job.id });
+    let sensitive: string[] = start.sensitive;
     try {
-      const output = await runAgent(deps, start.spec, start.input, { runId: data.runId, stepId: data.stepId, attempt: start.attempt, idempotencyKey: start.idempotencyKey, logger }, signal);
+      const who: Attempt = { runId: data.runId, stepId: data.stepId, generation: data.generation, attempt: start.attempt, idempotencyKey: start.idempotencyKey, run: start.run, logger, sensitive: start.sensitive };
+      sensitive = who.sensitive;
+      const output = await runAgent(deps, start.spec, start.input, who, signal);
       const next = await finishItem(deps, data, { output });
       await deps.queues.addItemJobs(parentJobId, specOf(data, start.spec), next);
       return { index: data.index };
     } catch (err) {
       if (isControlFlow(err)) throw err;
-      const plan = planFailure(err, job);
+      const plan = planFailure(redactError(err, sensitive), job);
       const next = await finishItem(deps, data, { error: plan.error, final: plan.final });
       await deps.queues.addItemJobs(parentJobId, specOf(data, start.spec), next);
       logger[plan.final ? 'error' : 'warn']({ err, final: plan.final }, 'item attempt failed');
@@ -153,11 +223,19 @@ export function createStepProcessor(deps: WorkerDeps) {
 
     const { spec, attempt } = start;
     const logger = deps.logger.child({ runId: data.runId, stepId: data.stepId, attempt, jobId });
+    const who: Attempt = { runId: data.runId, stepId: data.stepId, generation: data.generation, attempt, idempotencyKey: start.idempotencyKey, run: start.run, logger, sensitive: start.sensitive };
     try {
       // Parent steps: make sure their children exist, then wait for them.
-      if (spec.kind === 'orchestrator' || (spec.kind !== 'checkpoint' && spec.foreach !== undefined)) {
+      if (isParentStep(spec)) {
+        const agentPlan = spec.kind === 'agent' && spec.type === 'orchestrator' ? await planAgentSubruns(deps, spec, start.input, who.run) : undefined;
         for (let pass = 0; pass < MAX_PARENT_PASSES; pass += 1) {
-          if (spec.kind === 'orchestrator') {
+          if (agentPlan) {
+            const state = await advanceAgentSubruns(deps, data, attempt, agentPlan.plan, deps.queues.qualifiedName(queueForStepType(spec.type)), agentPlan.mapOutput);
+            if (state.kind === 'done') {
+              await addReady(data, state);
+              return { childRunId: state.childRunId };
+            }
+          } else if (spec.kind === 'orchestrator') {
             const state = await advanceSubrun(deps, data, attempt, spec, start.input, deps.queues.qualifiedName(queueForStepType(spec.type)));
             if (state.kind === 'done') {
               await addReady(data, state);
@@ -181,14 +259,14 @@ export function createStepProcessor(deps: WorkerDeps) {
         throw new DelayedError();
       }
 
-      const output = await runAgent(deps, spec, start.input, { runId: data.runId, stepId: data.stepId, attempt, idempotencyKey: start.idempotencyKey, logger }, signal);
+      const output = await runAgent(deps, spec, start.input, who, signal);
       const record = await completeStep(deps, data, attempt, output);
       await addReady(data, record);
       logger.info({ recorded: record.recorded, next: record.ready.map((r) => r.stepId) }, 'step completed');
       return { attempt, recorded: record.recorded };
     } catch (err) {
       if (isControlFlow(err)) throw err;
-      const plan = planFailure(err, job);
+      const plan = planFailure(redactError(err, who.sensitive), job);
       const record = await failStep(deps, data, attempt, plan.error, plan.final, plan.retryDelayMs);
       await addReady(data, record);
       logger[plan.final ? 'error' : 'warn']({ err, final: plan.final, retryDelayMs: plan.retryDelayMs }, 'step attempt failed');

@@ -1,5 +1,9 @@
-/** Processor of the `webhooks` queue: POST one signed event to the run's webhook URL. */
+/**
+ * Processor of the `webhooks` queue: POST one signed event to the run's webhook URL, through the
+ * outbound policy (a URL resolving to a denied address is refused for good).
+ */
 import { UnrecoverableError, type Job } from 'bullmq';
+import { OutboundDeniedError, ValidationError } from '../lib/index.js';
 import { WebhookJobData } from '../queues/index.js';
 import { markWebhookDelivered, webhookMessage } from '../services/engine/index.js';
 import type { WorkerDeps } from './deps.js';
@@ -17,14 +21,17 @@ export function createWebhookProcessor(deps: WorkerDeps) {
     if (!message) return { skipped: 'no webhook URL' };
     let failure: Error;
     try {
-      const response = await fetch(message.url, {
+      const response = await deps.http({
         method: 'POST',
+        url: message.url,
         headers: message.headers,
         body: message.body,
-        signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+        timeoutMs: DELIVERY_TIMEOUT_MS,
+        responseType: 'text',
+        maxBodyBytes: 64 * 1024,
+        maxRedirects: 0,
       });
-      await response.body?.cancel();
-      if (response.ok) {
+      if (response.status >= 200 && response.status < 300) {
         await markWebhookDelivered(deps, runId, seq);
         return { status: response.status };
       }
@@ -32,7 +39,9 @@ export function createWebhookProcessor(deps: WorkerDeps) {
       const reason = `webhook endpoint answered ${response.status}`;
       failure = permanent ? new UnrecoverableError(reason) : new Error(reason);
     } catch (err) {
-      failure = err instanceof Error ? err : new Error(String(err));
+      const permanent = err instanceof OutboundDeniedError || err instanceof ValidationError;
+      const reason = err instanceof Error ? err.message : String(err);
+      failure = permanent ? new UnrecoverableError(reason) : err instanceof Error ? err : new Error(reason);
     }
     // Refused for good, or out of attempts: close it in the outbox so the sweep leaves it.
     if (failure instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {

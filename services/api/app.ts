@@ -11,6 +11,7 @@ import { approvalsRouter } from './routes-approvals.js';
 import { interventionsRouter } from './routes-interventions.js';
 import { definitionsRouter } from './routes-definitions.js';
 import { runsRouter } from './routes-runs.js';
+import { agentsRouter, type AgentParser } from './routes-agents.js';
 
 /** Timeout of each readiness probe, in milliseconds. */
 const READY_TIMEOUT_MS = 2000;
@@ -23,7 +24,10 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-export function createApp(deps: EngineDeps, hub: RunEventHub): express.Express {
+/**
+ * @param parseAgent - the agent catalog's entry parser (for `POST /v1/agents`).
+ */
+export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentParser): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', true);
@@ -58,6 +62,7 @@ export function createApp(deps: EngineDeps, hub: RunEventHub): express.Express {
   app.use(runsRouter(deps, auth, hub));
   app.use(approvalsRouter(deps, auth));
   app.use(definitionsRouter(deps, auth));
+  app.use(agentsRouter(deps, auth, parseAgent));
   app.use(adminApiRouter(deps, auth));
   app.use(interventionsRouter(deps, auth));
   app.use((req, res) => {

@@ -2,7 +2,7 @@
  * API process entry (Procfile `web`). SIGTERM/SIGINT: stop accepting connections, close
  * streams and clients within SHUTDOWN_TIMEOUT_MS; a second signal exits at once.
  */
-import { agentTypesByName } from '../../agents/index.js';
+import { parseAgentSource } from '../../agents/index.js';
 import { ShutdownRegistry, createLogger, loadConfig } from '../../lib/index.js';
 import { createDatabase } from '../../db/index.js';
 import { Queues, createRedis } from '../../queues/index.js';
@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   await hub.start();
   shutdown.register('event-hub', () => hub.stop());
 
-  const app = createApp({ config, database, queues, logger, agentTypes: agentTypesByName() }, hub);
+  const app = createApp({ config, database, queues, logger, agentTypes: new Map() }, hub, parseAgentSource);
   const server = app.listen(config.http.port);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);

@@ -9,6 +9,7 @@ import { ConflictError, DefinitionError, NotFoundError } from '../../lib/index.j
 import { definitions, type Db } from '../../db/index.js';
 import { parseDefinition, parseDefinitionObject, SLUG_PATTERN, type Definition } from '../../definitions/index.js';
 import type { EngineDeps } from './deps.js';
+import { agentTypesOf } from '../store/index.js';
 
 export type DefinitionRow = typeof definitions.$inferSelect;
 
@@ -258,7 +259,8 @@ export async function createDefinitionVersion(
 /**
  * Create the next version of a definition from an API request: version = latest + 1 (1 for a new
  * slug). A body without `version` gets that number injected before it is validated; a body that
- * states another version is refused. Agents are checked against `deps.agentTypes`.
+ * states another version is refused. Agents are checked against the organization's named agents
+ * and `deps.agentTypes` (agents registered in code).
  *
  * YAML is validated as `<slug>.yaml` (`request.yaml` when no slug can be read), so problems read
  * `kpi-tracking.yaml:12:5: …`; JSON as `request` (`request: steps[1].needs[0]: …`). The stored
@@ -275,7 +277,7 @@ export async function createDefinition(
   body: DefinitionBody,
 ): Promise<DefinitionVersionView> {
   const { db } = deps.database;
-  const agents = deps.agentTypes;
+  const agents = new Map([...deps.agentTypes, ...(await agentTypesOf(db, organizationId))]);
   let definition: Definition;
   let source: string;
   let next: number;

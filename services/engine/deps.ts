@@ -10,10 +10,9 @@ export interface EngineDeps {
   queues: Queues;
   logger: Logger;
   /**
-   * Agent type of every named agent the deployment knows, by agent name (e.g. `summarizer` →
-   * `context`). Definitions are validated against it (steps may only name these agents). The
-   * entry file passes the registry's `agentTypesByName()`, so `services/` never loads agent code
-   * (only the `AgentType` type).
+   * Agent types of agents registered in code (tests), by name. Catalog agents live per
+   * organization in the database (`services/store/agents.ts`); definitions are validated against
+   * both, so `services/` never loads agent code (only the `AgentType` type).
    */
   agentTypes: ReadonlyMap<string, AgentType>;
 }

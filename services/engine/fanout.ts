@@ -9,7 +9,7 @@
  * step; `continue` carries on and leaves `null` in that item's place.
  */
 import { and, asc, eq, inArray, sql } from 'drizzle-orm';
-import type { SerializedError } from '../../lib/index.js';
+import { Redactor, type SerializedError } from '../../lib/index.js';
 import { stepItems } from '../../db/index.js';
 import { evaluateMapping, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
 import { stepJobId, type StepJobData } from '../../queues/index.js';
@@ -17,7 +17,8 @@ import { loadSteps, scopeOf } from './advance.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
-import { completeStep, failStep, type StepRecord } from './steps.js';
+import { secretsForMapping, unsealRunInput } from './sensitive.js';
+import { completeStep, failStep, type AttemptRun, type StepRecord } from './steps.js';
 
 /** An item job's payload. */
 export interface ItemJobData extends StepJobData {
@@ -113,9 +114,9 @@ export async function advanceFanout(deps: EngineDeps, data: StepJobData, attempt
   return { kind: 'done', ...(await completeStep(deps, data, attempt, output, { items: rows.length })) };
 }
 
-/** Outcome of claiming an item job. */
+/** Outcome of claiming an item job (`sensitive`: values to redact from what the item reports). */
 export type ItemStart =
-  | { kind: 'run'; attempt: number; input: unknown; spec: StepSpec; idempotencyKey: string }
+  | { kind: 'run'; attempt: number; input: unknown; spec: StepSpec; idempotencyKey: string; sensitive: string[]; run: AttemptRun }
   | { kind: 'inactive'; reason: string };
 
 /** Claim an item job: resolve the step's `with:` for this item (`item`, `index` in scope). */
@@ -131,11 +132,14 @@ export async function beginItem(deps: EngineDeps, data: ItemJobData): Promise<It
     const spec = definition.steps.find((s) => s.id === data.stepId);
     if (!spec) return { kind: 'inactive', reason: 'step not in definition' };
     const rows = await loadSteps(scope);
-    const exprScope = { ...scopeOf(run, rows), item: item.item, index: item.idx } as ExpressionScope;
-    const input = await evaluateMapping(spec.with, exprScope);
+    const real = unsealRunInput(deps, run);
+    const exprScope = { ...scopeOf({ ...run, input: real.input }, rows), item: item.item, index: item.idx } as ExpressionScope;
+    const secrets = await secretsForMapping(deps, run.organizationId, spec.with);
+    const input = await evaluateMapping(spec.with, { ...exprScope, secrets });
+    const sensitive = [...real.values, ...Object.values(secrets)];
     await tx
       .update(stepItems)
-      .set({ status: 'running', attempts: item.attempts + 1, input: input ?? null, startedAt: sql`coalesce(${stepItems.startedAt}, now())` })
+      .set({ status: 'running', attempts: item.attempts + 1, input: new Redactor(sensitive).redact(input ?? null), startedAt: sql`coalesce(${stepItems.startedAt}, now())` })
       .where(and(itemsWhere(data), eq(stepItems.idx, data.index)));
     return {
       kind: 'run',
@@ -143,6 +147,8 @@ export async function beginItem(deps: EngineDeps, data: ItemJobData): Promise<It
       input,
       spec,
       idempotencyKey: itemJobId(data.runId, data.stepId, data.generation, data.index),
+      sensitive,
+      run: { organizationId: run.organizationId, definition: { slug: run.definitionSlug, version: run.definitionVersion }, agentVersions: run.agentVersions },
     };
   });
 }

@@ -4,7 +4,8 @@
  */
 export type { EngineDeps } from './deps.js';
 export { startRun, type StartRunRequest, type StartedRun } from './start-run.js';
-export { beginStep, completeStep, failStep, failOrphanedStep, rerunFrom, type StepStart, type StepRecord } from './steps.js';
+export { beginStep, completeStep, failStep, failOrphanedStep, rerunFrom, reportProgress, isParentStep, type StepStart, type StepRecord, type AttemptRun } from './steps.js';
+export { advanceAgentSubruns, type AgentSubrunPlan } from './agent-subruns.js';
 export { finalizeRun, APPROVAL_ABORTED, type FinalizeOutcome } from './finalize.js';
 export {
   openCheckpoint,

@@ -5,6 +5,7 @@ import { approvals, definitions, runEvents, runs, stepAttempts, steps, stepItems
 import { approvalResponsesOf, approvalSummary, type ApprovalRow } from './checkpoints.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
+import { listAssets, listDeliverables } from '../store/index.js';
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
@@ -35,6 +36,9 @@ export async function getRunView(deps: EngineDeps, organizationId: string, runId
   const run = await runOfOrganization(db, organizationId, runId);
   const stepRows = await stepsInDefinitionOrder(db, run);
   const approvalRows = await db.select().from(approvals).where(eq(approvals.runId, runId)).orderBy(asc(approvals.createdAt));
+  const [assetList, deliverableList] = await Promise.all([listAssets(db, organizationId, runId), listDeliverables(db, organizationId, runId)]);
+  const ofStep = <T extends { stepId: string }>(list: readonly T[], stepId: string) =>
+    list.filter((item) => item.stepId === stepId).map(({ stepId: _stepId, ...rest }) => rest);
   return {
     id: run.id,
     definition: run.definitionSlug,
@@ -57,6 +61,8 @@ export async function getRunView(deps: EngineDeps, organizationId: string, runId
       needs: s.needs,
       output: s.output,
       error: s.error,
+      assets: ofStep(assetList, s.stepId),
+      deliverables: ofStep(deliverableList, s.stepId),
       queuedAt: iso(s.queuedAt),
       startedAt: iso(s.startedAt),
       finishedAt: iso(s.finishedAt),

@@ -9,6 +9,8 @@ import { COMPENSATION_STATUS, advance, compensationSteps } from './advance.js';
 import { findDefinition } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { enqueueWebhooks, openRunScope } from './run-scope.js';
+import { sealRunInput } from './sensitive.js';
+import { latestAgentVersions } from '../store/index.js';
 
 /** A request to start a run (already authenticated and shape-checked by the caller). */
 export interface StartRunRequest {
@@ -43,6 +45,9 @@ async function existingRun(deps: EngineDeps, organizationId: string, key: string
 /**
  * Start a run of a definition version (the latest unless `version` is given).
  *
+ * The run pins the latest version of every named agent it uses, and its input's `writeOnly` /
+ * `format: password` fields are sealed (see `sensitive.ts`).
+ *
  * In one transaction: the run (`queued`), its steps (`pending`), `run.queued`, and the initially
  * ready steps marked `queued`. Then the run's flow is created: root job (id = run id) in `runs`,
  * ready steps as its children. If Redis refuses the flow, the run is deleted again, so that
@@ -63,6 +68,9 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
   validateInput(definition, request.input);
 
   const runId = randomUUID();
+  const sealed = sealRunInput(deps, runId, definition.input, request.input ?? {});
+  const agentNames = [...new Set(definition.steps.flatMap((s) => (s.kind === 'agent' ? [s.agent] : [])))];
+  const agentVersions = await latestAgentVersions(db, request.organizationId, agentNames);
   let created: { ready: Awaited<ReturnType<typeof advance>>; emitted: number[] };
   try {
     created = await db.transaction(async (tx) => {
@@ -73,7 +81,9 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
         definitionSlug: stored.slug,
         definitionVersion: stored.version,
         status: 'queued',
-        input: request.input ?? {},
+        input: sealed.input,
+        sealedInput: sealed.sealedInput,
+        agentVersions,
         webhookUrl: request.webhookUrl ?? null,
         idempotencyKey: request.idempotencyKey ?? null,
         createdBy: request.createdBy,

@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { and, desc, eq, sql } from 'drizzle-orm';
-import { ValidationError, serializeError, type SerializedError } from '../../lib/index.js';
+import { Redactor, ValidationError, serializeError, type SerializedError } from '../../lib/index.js';
 import { runs, stepAttempts, steps } from '../../db/index.js';
 import { descendantsOf, evaluateMapping, type Definition, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
 import { rootJobId, stepJobId, type StepJobData, type StepJobSpec } from '../../queues/index.js';
@@ -16,27 +16,47 @@ import { advance, compensationSteps, liveJobSpecs, loadSteps, scopeOf, type Step
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
+import { secretsForMapping, unsealRunInput } from './sensitive.js';
 
 /** Error code of a checkpoint step that a person (or its deadline) aborted. */
 export const APPROVAL_ABORTED = 'APPROVAL_ABORTED';
 
 /** Outcome of claiming a step job. */
 export type StepStart =
-  /** Execute the agent with `input`. */
-  | { kind: 'run'; attempt: number; input: unknown; spec: StepSpec; idempotencyKey: string }
+  /**
+   * Execute the agent with `input` (real values; stored redacted). `sensitive` lists the secret
+   * and write-only input values it may contain: redact them from anything the attempt reports.
+   */
+  | { kind: 'run'; attempt: number; input: unknown; spec: StepSpec; idempotencyKey: string; sensitive: string[]; run: AttemptRun }
   /** A checkpoint re-entering after it parked (its approval exists). */
   | { kind: 'waiting'; attempt: number; spec: StepSpec }
   /**
    * A parent step (fan-out or sub-orchestration) woken by its children, or re-delivered while
    * setting them up: continue with the same attempt.
    */
-  | { kind: 'resume'; attempt: number; spec: StepSpec; input: unknown; idempotencyKey: string }
+  | { kind: 'resume'; attempt: number; spec: StepSpec; input: unknown; idempotencyKey: string; sensitive: string[]; run: AttemptRun }
   /** The output came from the cache (D5): recorded; add `ready` under `rootJobId` and ack. */
   | { kind: 'cached'; ready: StepJobSpec[]; rootJobId: string }
   /** Already completed or skipped: make sure the jobs its successors need exist, then ack. */
   | { kind: 'finished'; live: StepJobSpec[]; rootJobId: string }
   /** Nothing to do: stale generation, run over, or input mapping failed (recorded). */
   | { kind: 'inactive'; reason: string };
+
+/** What an attempt knows of its run: tenant, definition version and pinned agent versions. */
+export interface AttemptRun {
+  organizationId: string;
+  definition: { slug: string; version: number };
+  /** Agent versions the run pinned when it started (`{name: version}`). */
+  agentVersions: Record<string, number>;
+}
+
+function attemptRun(run: RunScope['run']): AttemptRun {
+  return {
+    organizationId: run.organizationId,
+    definition: { slug: run.definitionSlug, version: run.definitionVersion },
+    agentVersions: run.agentVersions,
+  };
+}
 
 /** Outcome of recording a result. */
 export interface StepRecord {
@@ -68,6 +88,16 @@ async function locate(deps: EngineDeps, scope: RunScope, stepId: string): Promis
   return row && spec ? { scope, definition, rows, row, spec } : undefined;
 }
 
+/**
+ * Whether a step runs children and waits for them: a fan-out (`foreach:`), a sub-orchestration
+ * (`type: orchestrator`) or an orchestrator named agent (its child runs).
+ */
+export function isParentStep(spec: StepSpec): boolean {
+  if (spec.kind === 'orchestrator') return true;
+  if (spec.kind === 'checkpoint') return false;
+  return spec.foreach !== undefined || (spec.kind === 'agent' && spec.type === 'orchestrator');
+}
+
 function isRunActive(status: string): boolean {
   return status === 'queued' || status === 'running';
 }
@@ -93,9 +123,11 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
     }
 
     const { tx } = scope;
-    const isParent = spec.kind === 'orchestrator' || (spec.kind !== 'checkpoint' && spec.foreach !== undefined);
+    const isParent = isParentStep(spec);
     if (row.status === 'running' && isParent) {
-      return { kind: 'resume', attempt: row.attempts, spec, input: row.input, idempotencyKey: stepJobId(row.runId, row.stepId, row.generation) };
+      // The recorded input is redacted; a parent re-resolves it (sub-run input may need real values).
+      const real = await resolveInput(deps, scope, spec, row, rows).catch(() => ({ input: row.input, sensitive: [] as string[] }));
+      return { kind: 'resume', attempt: row.attempts, spec, input: real.input, idempotencyKey: stepJobId(row.runId, row.stepId, row.generation), sensitive: real.sensitive, run: attemptRun(scope.run) };
     }
     if (row.status === 'running') {
       // Re-delivery after a crash or a lost lock: the previous attempt will never report.
@@ -119,15 +151,17 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
 
     const attempt = row.attempts + 1;
     let input: unknown;
+    let sensitive: string[] = [];
     let mappingError: SerializedError | undefined;
     try {
-      if (spec.kind === 'checkpoint') input = null;
-      else if (row.inputOverride !== null) input = row.inputOverride;
-      else if (spec.foreach !== undefined) input = await evaluateForeach(spec.foreach, scopeOf(scope.run, rows));
-      else input = await evaluateMapping(spec.with, scopeOf(scope.run, rows));
+      ({ input, sensitive } = await resolveInput(deps, scope, spec, row, rows));
     } catch (err) {
-      mappingError = { ...serializeError(err), code: 'INPUT_MAPPING_FAILED' };
+      const serialized = serializeError(err);
+      mappingError = { ...serialized, code: serialized.code === 'MISSING_SECRET' ? 'MISSING_SECRET' : 'INPUT_MAPPING_FAILED' };
     }
+    const redactor = new Redactor(sensitive);
+    if (mappingError) mappingError = redactor.redact(mappingError);
+    const storedInput = redactor.redact(input ?? null);
     await tx.insert(stepAttempts).values({
       runId: row.runId,
       stepId: row.stepId,
@@ -135,7 +169,7 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
       generation: row.generation,
       status: mappingError ? 'failed' : 'running',
       jobId,
-      input: input ?? null,
+      input: storedInput,
       error: mappingError ?? null,
       finishedAt: mappingError ? sql`now()` : null,
     });
@@ -144,7 +178,7 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
       .set({
         status: mappingError ? 'failed' : 'running',
         attempts: attempt,
-        input: input ?? null,
+        input: storedInput,
         error: mappingError ?? null,
         startedAt: sql`coalesce(${steps.startedAt}, now())`,
         finishedAt: mappingError ? sql`now()` : null,
@@ -157,7 +191,7 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
     }
     const idempotencyKey = stepJobId(row.runId, row.stepId, row.generation);
     if (spec.cacheTtlMs !== undefined && spec.kind !== 'checkpoint') {
-      const cacheKey = cacheKeyOf(spec, input);
+      const cacheKey = cacheKeyOf(spec, input, spec.kind === 'agent' ? scope.run.agentVersions[spec.agent] : undefined);
       await tx
         .update(stepAttempts)
         .set({ cacheKey })
@@ -191,16 +225,38 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
         return { kind: 'cached', ready: await advance(scope, definition, rows), rootJobId: rootJobId(scope.run.id, scope.run.rootGeneration) };
       }
     }
-    return { kind: 'run', attempt, input, spec, idempotencyKey };
+    return { kind: 'run', attempt, input, spec, idempotencyKey, sensitive, run: attemptRun(scope.run) };
   });
+}
+
+/**
+ * A step's input for its next attempt, with real values: the override of a retry decision, the
+ * `foreach` list, or the `with:` mapping over the unsealed run input and the secrets it names.
+ * @returns the input and the sensitive values it may contain.
+ * @throws {MissingSecretError} when a named secret is not stored; {ValidationError} when the mapping fails.
+ */
+async function resolveInput(deps: EngineDeps, scope: RunScope, spec: StepSpec, row: StepRow, rows: StepRow[]): Promise<{ input: unknown; sensitive: string[] }> {
+  if (spec.kind === 'checkpoint') return { input: null, sensitive: [] };
+  if (row.inputOverride !== null) return { input: row.inputOverride, sensitive: [] };
+  const real = unsealRunInput(deps, scope.run);
+  const exprScope = { ...scopeOf({ ...scope.run, input: real.input }, rows) };
+  if (spec.foreach !== undefined) return { input: await evaluateForeach(spec.foreach, exprScope), sensitive: real.values };
+  const secrets = await secretsForMapping(deps, scope.run.organizationId, spec.with);
+  const input = await evaluateMapping(spec.with, { ...exprScope, secrets });
+  return { input, sensitive: [...real.values, ...Object.values(secrets)] };
 }
 
 /**
  * Cache key of a step execution (D5): SHA-256 over the agent (or inline code) and the input as
  * canonical JSON (object keys sorted), so equal inputs hit whatever their key order.
  */
-function cacheKeyOf(spec: StepSpec, input: unknown): string {
-  const who = spec.kind === 'agent' ? `agent:${spec.agent}` : spec.kind === 'function-code' ? `code:${spec.code}` : `${spec.kind}:${spec.id}`;
+function cacheKeyOf(spec: StepSpec, input: unknown, agentVersion: number | undefined): string {
+  const who =
+    spec.kind === 'agent'
+      ? `agent:${spec.agent}@${agentVersion ?? 0}`
+      : spec.kind === 'function-code'
+        ? spec.module !== undefined ? `module:${spec.module}` : `code:${spec.code ?? ''}`
+        : `${spec.kind}:${spec.id}`;
   return createHash('sha256').update(who).update('\0').update(canonicalJson(input)).digest('hex');
 }
 
@@ -387,5 +443,35 @@ export async function rerunFrom(
       await scope.emit('step.retrying', row.stepId, { generation: row.generation, reason });
     }
     return record(scope, true, await advance(scope, at.definition, at.rows));
+  });
+}
+
+/** Longest `step.progress` message kept, in characters. */
+const MAX_PROGRESS_MESSAGE_CHARS = 1000;
+
+/**
+ * Record a running attempt's progress as a `step.progress` event (`{attempt, fraction, message}`).
+ * A report from an attempt that no longer owns the step is dropped.
+ * @param fraction - 0..1.
+ * @throws {ValidationError} (field `fraction`) when `fraction` is not a number in 0..1.
+ */
+export async function reportProgress(
+  deps: EngineDeps,
+  data: Pick<StepJobData, 'runId' | 'stepId' | 'generation'>,
+  attempt: number,
+  fraction: number,
+  message?: string,
+): Promise<void> {
+  if (typeof fraction !== 'number' || !Number.isFinite(fraction) || fraction < 0 || fraction > 1) {
+    throw new ValidationError('progress fraction must be a number between 0 and 1', { field: 'fraction' });
+  }
+  await withRun(deps, data.runId, async (scope) => {
+    const [open] = await scope.tx
+      .select({ status: steps.status })
+      .from(steps)
+      .where(and(eq(steps.runId, data.runId), eq(steps.stepId, data.stepId), eq(steps.generation, data.generation), eq(steps.attempts, attempt), eq(steps.status, 'running')));
+    if (!open) return;
+    const text = typeof message === 'string' ? message.slice(0, MAX_PROGRESS_MESSAGE_CHARS) : undefined;
+    await scope.emit('step.progress', data.stepId, { attempt, fraction, ...(text === undefined ? {} : { message: text }) });
   });
 }

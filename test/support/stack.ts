@@ -5,11 +5,13 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { parseDefinition } from '../../definitions/index.js';
-import { agentTypesByName, namedAgents, AGENT_TYPES, type NamedAgent } from '../../agents/index.js';
-import { silentLogger, type Config } from '../../lib/index.js';
+import { AGENT_TYPES, parseAgentSource, type AgentType, type NamedAgent } from '../../agents/index.js';
+import { silentLogger, type Config, type Logger } from '../../lib/index.js';
 import { createDatabase, type Database } from '../../db/index.js';
 import { Queues, createRedis } from '../../queues/index.js';
 import { syncDefinitions } from '../../services/engine/index.js';
+import { agentTypesOf } from '../../services/store/index.js';
+import { createAgentLayer } from '../../workers/agent-layer.js';
 import { createApp } from '../../services/api/app.js';
 import { RunEventHub } from '../../services/api/event-hub.js';
 import { startWorkers, type WorkerPool } from '../../workers/start-workers.js';
@@ -33,26 +35,29 @@ export interface StackOptions {
   agents?: NamedAgent[];
   /** Config overrides applied on top of the test environment. */
   config?: Partial<Config>;
+  /** Logger of the API and workers (default: silent). */
+  logger?: Logger;
 }
 
 /** Start the API and (optionally) workers in-process. */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const env = await testEnvironment();
   const config = { ...env.config, ...options.config } as Config;
-  const logger = silentLogger();
+  const logger = options.logger ?? silentLogger();
   const database: Database = createDatabase(config.postgres.url, { max: 10 });
   const producer = createRedis(config.redis.url, 'producer');
   const queues = new Queues(producer, config.redis.prefix, logger);
-  const agents = new Map(namedAgents);
-  const agentTypes = new Map(agentTypesByName());
+  const agents = new Map<string, NamedAgent>();
+  const agentTypes = new Map<string, AgentType>();
   for (const a of options.agents ?? []) {
     agents.set(a.name, a);
     agentTypes.set(a.name, a.type);
   }
-  const deps: WorkerDeps = { config, database, queues, logger, agents, agentTypes };
+  const layer = await createAgentLayer(config, logger);
+  const deps: WorkerDeps = { config, database, queues, logger, agents, agentTypes, ...layer };
   const hub = new RunEventHub(database.sql, logger);
   await hub.start();
-  const server: Server = createApp(deps, hub).listen(0);
+  const server: Server = createApp(deps, hub, parseAgentSource).listen(0);
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const workerConnection = options.workers === false ? undefined : createRedis(config.redis.url, 'worker');
   const pool = workerConnection ? startWorkers(deps, workerConnection, AGENT_TYPES) : undefined;
@@ -74,17 +79,18 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       await queues.close();
       producer.disconnect();
       workerConnection?.disconnect();
+      await layer.close();
       await database.close();
     },
   };
 }
 
 /**
- * Parse a YAML definition (agents: the registry plus `extraAgents`) and store it for the test
- * organization.
+ * Parse a YAML definition (agents: the organization's catalog plus `extraAgents`) and store it
+ * for the test organization.
  */
 export async function storeDefinition(stack: Stack, yaml: string, extraAgents: NamedAgent[] = []): Promise<void> {
-  const types = new Map(agentTypesByName());
+  const types = await agentTypesOf(stack.deps.database.db, stack.organizationId);
   for (const a of extraAgents) types.set(a.name, a.type);
   const definition = parseDefinition(yaml, { file: 'test.yaml', agents: types });
   await syncDefinitions(stack.deps.database.db, stack.organizationId, [{ definition, source: yaml }]);

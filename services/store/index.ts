@@ -1,0 +1,2 @@
+/** Read models and CRUD outside the run lifecycle: named agents, secrets, assets, deliverables. */
+export * from './agents.js';

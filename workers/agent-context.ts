@@ -1,0 +1,74 @@
+/**
+ * The {@link AgentContext} of one step attempt: what its agent may read (the allow-listed
+ * environment, declared secrets), reach (HTTP under the outbound policy) and record (assets,
+ * deliverables, progress) — each bound to this run, step and attempt.
+ */
+import type { AgentContext, AgentSpec } from '../agents/index.js';
+import { ValidationError, registerSensitiveValues, type Logger } from '../lib/index.js';
+import { reportProgress, type AttemptRun } from '../services/engine/index.js';
+import { createDeliverable, loadSecrets, saveAsset } from '../services/store/index.js';
+import type { WorkerDeps } from './deps.js';
+
+/** Who is running: the attempt's identity and its run. */
+export interface AttemptIdentity {
+  runId: string;
+  stepId: string;
+  attempt: number;
+  generation: number;
+  idempotencyKey: string;
+  run: AttemptRun;
+  logger: Logger;
+  signal: AbortSignal;
+}
+
+/**
+ * Build the context for an attempt.
+ * @param agent - the named agent version executing it, if any (its `env:` and `secrets:` apply).
+ * @param sensitive - receives the agent's secret values (to be redacted from what the attempt reports).
+ */
+export async function buildAgentContext(deps: WorkerDeps, who: AttemptIdentity, agent: AgentSpec | undefined, sensitive: string[]): Promise<AgentContext> {
+  const { config, database } = deps;
+  const env: Record<string, string> = {};
+  for (const name of agent?.env ?? []) {
+    const value = config.agentEnv[name];
+    if (value !== undefined) env[name] = value;
+  }
+  let secrets: Record<string, string | undefined> = {};
+  if (agent && agent.secrets.length > 0) {
+    secrets = await loadSecrets(database.db, config.secrets.key, who.run.organizationId, agent.secrets);
+    const values = Object.values(secrets).filter((v): v is string => v !== undefined);
+    registerSensitiveValues(values);
+    sensitive.push(...values);
+  }
+  const owner = { organizationId: who.run.organizationId, runId: who.runId, stepId: who.stepId, attempt: who.attempt };
+  return {
+    runId: who.runId,
+    stepId: who.stepId,
+    attempt: who.attempt,
+    idempotencyKey: who.idempotencyKey,
+    signal: who.signal,
+    logger: who.logger,
+    sql: database.sql,
+    llm: config.llm,
+    run: { id: who.runId, definition: who.run.definition },
+    env: Object.freeze(env),
+    secrets: Object.freeze(secrets),
+    http: (request) => deps.http({ ...request, signal: request.signal ?? who.signal }),
+    assets: {
+      saveBuffer: (data, meta) => saveAsset(database.db, { ...owner, ...meta, data }, config.steps.assetMaxBytes),
+    },
+    deliverables: {
+      create: (deliverable) => createDeliverable(database.db, { ...owner, ...deliverable }),
+    },
+    progress: (fraction, message) => reportProgress(deps, { runId: who.runId, stepId: who.stepId, generation: who.generation }, who.attempt, fraction, message),
+    functions: deps.functions,
+    moduleCode: (ref) => {
+      const found = deps.modules.get(ref);
+      if (!found) {
+        const known = [...deps.modules.keys()].sort().join(', ') || 'none';
+        return Promise.reject(new ValidationError(`unknown step module "${ref}" (known: ${known})`, { field: 'module' }));
+      }
+      return Promise.resolve(found.code);
+    },
+  };
+}
