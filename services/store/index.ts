@@ -1,0 +1,2 @@
+/** Read models and CRUD outside the run lifecycle: secrets, assets, deliverables. */
+export {};
