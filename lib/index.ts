@@ -6,3 +6,4 @@ export * from './paths.js';
 export * from './duration.js';
 export * from './outbound.js';
 export * from './secret-box.js';
+export * from './redact.js';
