@@ -14,10 +14,6 @@ export const REDACTED = '[redacted]';
  */
 export const MIN_SUBSTRING_SECRET_CHARS = 4;
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
 /** The forms of one secret value that are searched for: itself, base64, base64url, URL-encoded. */
 export function secretForms(value: string): string[] {
   const forms = new Set<string>([value]);
@@ -31,41 +27,84 @@ export function secretForms(value: string): string[] {
 }
 
 /**
- * Replaces secret values (and their base64 and URL-encoded forms) with {@link REDACTED}.
- * One combined regular expression, longest form first, so a line is scanned once.
+ * Finds many fixed strings in one left-to-right scan: candidates are bucketed by their first
+ * {@link MIN_SUBSTRING_SECRET_CHARS} characters, so each position of the text costs one map
+ * look-up whatever the number of strings (a regular expression with thousands of alternatives
+ * would try each of them at every position). At one position the longest match wins.
+ */
+export class SubstringReplacer {
+  private readonly buckets = new Map<string, string[]>();
+  /** Which UTF-16 code units start some needle (a cheap filter before the map look-up). */
+  private readonly starts = new Uint8Array(65536);
+
+  /** @param needles - strings of at least {@link MIN_SUBSTRING_SECRET_CHARS} characters (shorter ones are ignored). */
+  constructor(needles: Iterable<string>) {
+    for (const needle of new Set(needles)) {
+      if (needle.length < MIN_SUBSTRING_SECRET_CHARS) continue;
+      const key = needle.slice(0, MIN_SUBSTRING_SECRET_CHARS);
+      const bucket = this.buckets.get(key);
+      if (bucket) bucket.push(needle);
+      else this.buckets.set(key, [needle]);
+      this.starts[needle.charCodeAt(0)] = 1;
+    }
+    for (const bucket of this.buckets.values()) bucket.sort((a, b) => b.length - a.length);
+  }
+
+  /** Whether there are no needles. */
+  get isEmpty(): boolean {
+    return this.buckets.size === 0;
+  }
+
+  /** `text` with every (non-overlapping, leftmost-longest) needle replaced by `replacement`. */
+  replace(text: string, replacement: string = REDACTED): string {
+    if (this.buckets.size === 0) return text;
+    let out: string | undefined;
+    let copied = 0;
+    const last = text.length - MIN_SUBSTRING_SECRET_CHARS;
+    for (let i = 0; i <= last; i += 1) {
+      if (this.starts[text.charCodeAt(i)] === 0) continue;
+      const bucket = this.buckets.get(text.slice(i, i + MIN_SUBSTRING_SECRET_CHARS));
+      if (!bucket) continue;
+      const hit = bucket.find((needle) => text.startsWith(needle, i));
+      if (hit === undefined) continue;
+      out = (out ?? '') + text.slice(copied, i) + replacement;
+      i += hit.length - 1;
+      copied = i + 1;
+    }
+    return out === undefined ? text : out + text.slice(copied);
+  }
+}
+
+/**
+ * Replaces secret values (and their base64 and URL-encoded forms) with {@link REDACTED}, in one
+ * scan per string (see {@link SubstringReplacer}).
  */
 export class Redactor {
-  private readonly pattern: RegExp | undefined;
-  /** Short values (below {@link MIN_SUBSTRING_SECRET_CHARS}): only whole strings are replaced. */
+  private readonly replacer: SubstringReplacer;
+  /** Every value, matched as a whole string (the only match for values below the minimum length). */
   private readonly whole: Set<string>;
 
   /** @param values - the secret values (empty strings ignored). */
   constructor(values: Iterable<string>) {
-    const long = new Set<string>();
+    const forms: string[] = [];
     this.whole = new Set();
     for (const value of values) {
       if (value.length === 0) continue;
-      if (value.length < MIN_SUBSTRING_SECRET_CHARS) {
-        this.whole.add(value);
-        continue;
-      }
-      for (const form of secretForms(value)) if (form.length >= MIN_SUBSTRING_SECRET_CHARS) long.add(form);
       this.whole.add(value);
+      if (value.length >= MIN_SUBSTRING_SECRET_CHARS) forms.push(...secretForms(value));
     }
-    const sorted = [...long].sort((a, b) => b.length - a.length);
-    this.pattern = sorted.length > 0 ? new RegExp(sorted.map(escapeRegExp).join('|'), 'g') : undefined;
+    this.replacer = new SubstringReplacer(forms);
   }
 
   /** Whether there is nothing to redact. */
   get isEmpty(): boolean {
-    return this.pattern === undefined && this.whole.size === 0;
+    return this.whole.size === 0;
   }
 
   /** `s` with every occurrence of a (long enough) secret form replaced. */
   redactText(s: string): string {
     if (this.whole.has(s)) return REDACTED;
-    if (!this.pattern) return s;
-    return s.replace(this.pattern, REDACTED);
+    return this.replacer.replace(s);
   }
 
   /**
