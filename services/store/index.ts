@@ -1,2 +1,3 @@
 /** Read models and CRUD outside the run lifecycle: secrets, assets, deliverables. */
-export {};
+export * from './secrets.js';
+export * from './assets.js';
