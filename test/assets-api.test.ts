@@ -5,30 +5,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import { OutputTooLargeError, ValidationError } from '../lib/index.js';
-import { createDeliverable, saveAsset } from '../services/store/index.js';
+import { createDeliverable, saveAsset, type AssetSummary, type DeliverableView } from '../services/store/index.js';
 import { api, startStack, storeDefinition, type Stack } from './support/stack.js';
 import { otherOrganization } from './support/organizations.js';
 import { sleepAgent, uniqueSlug } from './support/test-agents.js';
 
-interface AssetItem {
-  id: string;
-  stepId: string;
-  attempt: number;
-  name: string;
-  mimeType: string;
-  bytes: number;
-  sha256: string;
-  createdAt: string;
-}
-interface DeliverableItem {
-  id: string;
-  stepId: string;
-  title: string;
-  kind: string;
-  content: unknown;
-  assetIds: string[];
-  createdAt: string;
-}
+/** The store's shapes as JSON (dates as ISO strings). */
+type AssetItem = Omit<AssetSummary, 'createdAt'> & { createdAt: string };
+type DeliverableItem = Omit<DeliverableView, 'createdAt'> & { createdAt: string };
 
 describe('run assets and deliverables API', function () {
   let stack: Stack;

@@ -5,16 +5,14 @@
  */
 import { Router, type Request } from 'express';
 import { NotFoundError } from '../../lib/index.js';
-import { getAsset, listAssets, listDeliverables } from '../store/index.js';
+import { UUID_PATTERN, getAsset, listAssets, listDeliverables } from '../store/index.js';
 import type { EngineDeps } from '../engine/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { runIdParam } from './routes-runs.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 function assetIdParam(req: Request): string {
   const id = String(req.params.assetId ?? '');
-  if (!UUID.test(id)) throw new NotFoundError(`asset ${id} not found`);
+  if (!UUID_PATTERN.test(id)) throw new NotFoundError(`asset ${id} not found`);
   return id;
 }
 

@@ -80,7 +80,8 @@ export interface DeliverableView {
   createdAt: Date;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A UUID in its canonical text form (RFC 9562 §4). */
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function checkText(value: string, field: string): void {
   if (value.trim().length === 0 || value.length > ASSET_NAME_MAX_CHARS || CONTROL.test(value)) {
@@ -137,7 +138,7 @@ export async function createDeliverable(db: Db, deliverable: NewDeliverable): Pr
   checkText(deliverable.title, 'title');
   checkText(deliverable.kind, 'kind');
   const assetIds = [...new Set(deliverable.assetIds ?? [])];
-  const wellFormed = assetIds.filter((id) => UUID.test(id));
+  const wellFormed = assetIds.filter((id) => UUID_PATTERN.test(id));
   const found =
     wellFormed.length === 0
       ? []
@@ -175,7 +176,7 @@ export async function createDeliverable(db: Db, deliverable: NewDeliverable): Pr
 
 /** @throws {NotFoundError} when the run is not the organization's. */
 async function requireRun(db: Db, organizationId: string, runId: string): Promise<void> {
-  const [row] = UUID.test(runId)
+  const [row] = UUID_PATTERN.test(runId)
     ? await db
         .select({ id: runs.id })
         .from(runs)
@@ -214,7 +215,7 @@ export async function listAssets(db: Db, organizationId: string, runId: string):
  */
 export async function getAsset(db: Db, organizationId: string, runId: string, assetId: string): Promise<AssetWithData> {
   const [row] =
-    UUID.test(runId) && UUID.test(assetId)
+    UUID_PATTERN.test(runId) && UUID_PATTERN.test(assetId)
       ? await db
           .select({ ...summaryColumns, data: assets.data })
           .from(assets)
