@@ -5,3 +5,5 @@ export * from './shutdown.js';
 export * from './paths.js';
 export * from './duration.js';
 export * from './outbound.js';
+export * from './secret-box.js';
+export * from './redact.js';

@@ -8,10 +8,12 @@ import { errorHandler } from './error-handler.js';
 import type { RunEventHub } from './event-hub.js';
 import { adminApiRouter } from './routes-admin.js';
 import { approvalsRouter } from './routes-approvals.js';
+import { assetsRouter } from './routes-assets.js';
 import { interventionsRouter } from './routes-interventions.js';
 import { definitionsRouter } from './routes-definitions.js';
 import { runsRouter } from './routes-runs.js';
 import { agentsRouter, type AgentParser } from './routes-agents.js';
+import { secretsRouter } from './routes-secrets.js';
 
 /** Timeout of each readiness probe, in milliseconds. */
 const READY_TIMEOUT_MS = 2000;
@@ -65,6 +67,8 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   app.use(agentsRouter(deps, auth, parseAgent));
   app.use(adminApiRouter(deps, auth));
   app.use(interventionsRouter(deps, auth));
+  app.use(secretsRouter(deps, auth));
+  app.use(assetsRouter(deps, auth));
   app.use((req, res) => {
     res.status(404).json({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.path}` } });
   });
