@@ -165,7 +165,7 @@ export function describeThrow(thrown: QuickJsErrorShape | string, memoryExhauste
   const where = stack
     ?.split('\n')
     .map((line) => line.trim())
-    .find((line) => line.startsWith('at '));
+    .find((line) => line.startsWith('at ') && !line.includes('baton-prelude.js'));
   const head = name && name !== 'Error' ? `${name}: ${message}` : message;
   return {
     name,
