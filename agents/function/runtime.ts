@@ -150,6 +150,8 @@ export function createFunctionRuntime(options: FunctionRuntimeOptions): Function
     const workerData: ThreadData = { abortFlag, outputMaxBytes };
     const worker = new Worker(entry.filename, {
       eval: entry.eval,
+      // Node options of this process, less those that only apply to a main script.
+      execArgv: process.execArgv.filter((arg) => !arg.startsWith('--input-type')),
       workerData,
       resourceLimits: { maxOldGenerationSizeMb: threadHeapMb, stackSizeMb: 4 },
     });
