@@ -18,7 +18,9 @@
  */
 import { existsSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
   AgentError,
@@ -119,7 +121,9 @@ function threadEntry(): { filename: URL | string; eval: boolean } {
   const js = new URL('./runtime-thread.js', import.meta.url);
   if (existsSync(fileURLToPath(js))) return { filename: js, eval: false };
   const ts = new URL('./runtime-thread.ts', import.meta.url).href;
-  const tsxApi = import.meta.resolve('tsx/esm/api');
+  // Resolved with require (import.meta.resolve is not there when tsx compiles this file to CJS).
+  const tsxRoot = dirname(createRequire(import.meta.url).resolve('tsx/package.json'));
+  const tsxApi = pathToFileURL(join(tsxRoot, 'dist', 'esm', 'api', 'index.mjs')).href;
   return {
     filename: `import(${JSON.stringify(tsxApi)}).then((api) => { api.register(); return import(${JSON.stringify(ts)}); });`,
     eval: true,
@@ -325,7 +329,12 @@ export function createFunctionRuntime(options: FunctionRuntimeOptions): Function
   return {
     run(code: string, input: unknown, limits: FunctionLimits, context: AgentContext): Promise<unknown> {
       if (closed) return Promise.reject(new CancelledError('the function runtime is closed'));
-      const checked = checkLimits(limits, maxTimeoutMs, maxMemoryMb);
+      let checked: FunctionLimits;
+      try {
+        checked = checkLimits(limits, maxTimeoutMs, maxMemoryMb);
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
       if (context.signal.aborted) return Promise.reject(new CancelledError('function was cancelled'));
       let inputJson: string | undefined;
       try {
