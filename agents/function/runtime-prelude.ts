@@ -9,21 +9,23 @@
  *   `digest(algorithm, ArrayBuffer, hmacKey?: ArrayBuffer) → ArrayBuffer`, `randomBytes(n)`,
  *   `randomUUID()`, `urlParse(input, base?) → JSON | null`, `urlSet(href, part, value) → JSON`,
  *   `qsParse(string) → JSON pairs`, `qsSerialize(JSON pairs) → string`, `secret(name)`,
- *   `log(level, line)`;
+ *   `log(level, line)`, `source(section) → string`;
  * - async: `call(op, payloadJson, bytes?: ArrayBuffer) → Promise<{ok, json, bytes?}>`, answered by
  *   the main thread (`http`, `saveBuffer`, `deliverable`, `progress`).
  *
  * Encodings, hashing, WHATWG URL parsing and form encoding are done by Node in the thread (bytes
  * cross as ArrayBuffers), so they behave exactly like Node's; the rest is plain JS here.
+ *
+ * Only the core ({@link ISOLATE_PRELUDE}) is parsed for every call; `Buffer`, `crypto`, `url` and
+ * `axios` are {@link ISOLATE_SECTIONS} that the isolate fetches (`__baton.source(name)`) and
+ * evaluates on first use — parsing everything up front was most of a trivial call's cost.
  * The text must not contain backticks or `${`: it is a TypeScript template literal.
  */
-export const ISOLATE_PRELUDE = String.raw`(() => {
+/** Lazily evaluated parts of the prelude; each evaluates to `(lib) => exports`. */
+export const ISOLATE_SECTIONS: Readonly<Record<string, string>> = {
+  buffer: String.raw`(function (lib) {
 'use strict';
-const host = globalThis.__baton;
-delete globalThis.__baton;
-const parse = JSON.parse, stringify = JSON.stringify, NativePromise = Promise, freeze = Object.freeze;
-const hasOwn = (o, k) => Object.prototype.hasOwnProperty.call(o, k);
-
+const { host, hasOwn, bytesOf } = lib;
 // ---- Buffer --------------------------------------------------------------------------------
 const ENCODINGS = { utf8: 'utf8', 'utf-8': 'utf8', hex: 'hex', base64: 'base64', base64url: 'base64url',
   latin1: 'latin1', binary: 'latin1', ascii: 'ascii', ucs2: 'utf16le', 'ucs-2': 'utf16le',
@@ -33,11 +35,6 @@ function encodingOf(e) {
   const name = ENCODINGS[String(e).toLowerCase()];
   if (!name) throw new TypeError('Unknown encoding: ' + e);
   return name;
-}
-function bytesOf(view) {
-  if (view instanceof ArrayBuffer) return view;
-  if (view.byteOffset === 0 && view.byteLength === view.buffer.byteLength) return view.buffer;
-  return view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength);
 }
 function clamp(n, lo, hi, dflt) {
   if (n === undefined) return dflt;
@@ -116,7 +113,12 @@ class Buffer extends Uint8Array {
   }
   subarray(start, end) { return this.slice(start, end); }
 }
-
+return { Buffer };
+})`,
+  crypto: String.raw`(function (lib) {
+'use strict';
+const { host, freeze, bytesOf } = lib;
+const Buffer = lib.load('buffer').Buffer;
 // ---- crypto --------------------------------------------------------------------------------
 function toBytes(data, encoding) {
   return typeof data === 'string' ? Buffer.from(data, encoding) : Buffer.from(data);
@@ -160,7 +162,11 @@ const cryptoModule = freeze({
     return diff === 0;
   },
 });
-
+return cryptoModule;
+})`,
+  url: String.raw`(function (lib) {
+'use strict';
+const { host, parse, stringify, freeze } = lib;
 // ---- URL, URLSearchParams ------------------------------------------------------------------
 const urlState = new WeakMap();
 const paramsState = new WeakMap();
@@ -272,21 +278,13 @@ class URLSearchParams {
   toString() { return host.qsSerialize(stringify(paramsOf(this).list)); }
 }
 const urlModule = freeze({ URL, URLSearchParams });
-
-// ---- host calls ----------------------------------------------------------------------------
-function hostError(shape) {
-  const err = new Error(shape.message);
-  err.name = shape.name || 'Error';
-  if (shape.code !== undefined) err.code = shape.code;
-  return err;
-}
-function hostCall(op, payload, bytes) {
-  return host.call(op, stringify(payload === undefined ? null : payload), bytes).then((answer) => {
-    if (!answer.ok) throw hostError(parse(answer.json));
-    return { value: parse(answer.json), bytes: answer.bytes };
-  });
-}
-
+return urlModule;
+})`,
+  axios: String.raw`(function (lib) {
+'use strict';
+const { stringify, NativePromise, bytesOf, hostCall } = lib;
+const Buffer = lib.load('buffer').Buffer;
+const URLSearchParams = lib.load('url').URLSearchParams;
 // ---- axios ---------------------------------------------------------------------------------
 const METHODS_WITHOUT_DATA = ['get', 'delete', 'head', 'options'];
 const METHODS_WITH_DATA = ['post', 'put', 'patch'];
@@ -389,6 +387,53 @@ function createAxios(defaults) {
   instance.isAxiosError = (e) => !!(e && e.isAxiosError);
   return instance;
 }
+return { createAxios };
+})`,
+};
+
+/** The core prelude, evaluated in every call's fresh context. */
+export const ISOLATE_PRELUDE = String.raw`(() => {
+'use strict';
+const host = globalThis.__baton;
+delete globalThis.__baton;
+const parse = JSON.parse, stringify = JSON.stringify, NativePromise = Promise, freeze = Object.freeze;
+const hasOwn = (o, k) => Object.prototype.hasOwnProperty.call(o, k);
+const indirectEval = eval;
+function bytesOf(view) {
+  if (view instanceof ArrayBuffer) return view;
+  if (view.byteOffset === 0 && view.byteLength === view.buffer.byteLength) return view.buffer;
+  return view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength);
+}
+// ---- host calls ----------------------------------------------------------------------------
+function hostError(shape) {
+  const err = new Error(shape.message);
+  err.name = shape.name || 'Error';
+  if (shape.code !== undefined) err.code = shape.code;
+  return err;
+}
+function hostCall(op, payload, bytes) {
+  return host.call(op, stringify(payload === undefined ? null : payload), bytes).then((answer) => {
+    if (!answer.ok) throw hostError(parse(answer.json));
+    return { value: parse(answer.json), bytes: answer.bytes };
+  });
+}
+
+// ---- lazy sections -------------------------------------------------------------------------
+const loaded = {};
+const lib = { host, parse, stringify, NativePromise, freeze, hasOwn, bytesOf, hostCall, load };
+function load(name) {
+  if (!hasOwn(loaded, name)) loaded[name] = (0, indirectEval)(host.source(name))(lib);
+  return loaded[name];
+}
+/** A global defined on first read (or replaced by a write) without evaluating its section first. */
+function lazyGlobal(name, section, key) {
+  const settle = (value) => Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
+  Object.defineProperty(globalThis, name, {
+    configurable: true, enumerable: false,
+    get() { const value = load(section)[key]; settle(value); return value; },
+    set(value) { settle(value); },
+  });
+}
 
 // ---- console, ctx --------------------------------------------------------------------------
 function formatArgs(args) {
@@ -404,9 +449,9 @@ for (const level of ['log', 'info', 'debug', 'warn', 'error']) {
   consoleObject[level] = (...args) => { host.log(hostLevel, formatArgs(args)); };
 }
 globalThis.console = freeze(consoleObject);
-globalThis.Buffer = Buffer;
-globalThis.URL = URL;
-globalThis.URLSearchParams = URLSearchParams;
+lazyGlobal('Buffer', 'buffer', 'Buffer');
+lazyGlobal('URL', 'url', 'URL');
+lazyGlobal('URLSearchParams', 'url', 'URLSearchParams');
 
 const ALLOWED = ['axios', 'crypto', 'url'];
 function deepFreeze(value) {
@@ -451,7 +496,7 @@ function makeCtx(info) {
     require(name) {
       const n = String(name);
       if (ALLOWED.indexOf(n) < 0) throw new Error('ctx.require(' + stringify(n) + '): not allowed; allowed modules: ' + ALLOWED.join(', '));
-      if (!modules[n]) modules[n] = n === 'axios' ? createAxios({ headers: {} }) : n === 'crypto' ? cryptoModule : urlModule;
+      if (!modules[n]) modules[n] = n === 'axios' ? load('axios').createAxios({ headers: {} }) : load(n);
       return modules[n];
     },
     log(...args) { host.log('info', formatArgs(args)); },

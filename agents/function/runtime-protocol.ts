@@ -95,7 +95,12 @@ export type DoneMessage =
   | { type: 'done'; callId: number; ok: true; json: string }
   | { type: 'done'; callId: number; ok: false; kind: FailureKind; message: string };
 
-export type FromThread = HostMessage | LogMessage | DoneMessage;
+/** Thread → main: the thread has loaded and takes calls (calls are dispatched only then). */
+export interface ReadyMessage {
+  type: 'ready';
+}
+
+export type FromThread = ReadyMessage | HostMessage | LogMessage | DoneMessage;
 
 /** An error of a host operation, as the isolate sees it. */
 export interface HostErrorShape {

@@ -15,7 +15,7 @@
 import { createHash, createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { QuickJSContext, QuickJSDeferredPromise, QuickJSHandle, QuickJSRuntime } from 'quickjs-emscripten';
-import { ISOLATE_PRELUDE } from './runtime-prelude.js';
+import { ISOLATE_PRELUDE, ISOLATE_SECTIONS } from './runtime-prelude.js';
 import {
   ABORT_CANCELLED,
   ABORT_TIMEOUT,
@@ -91,6 +91,12 @@ port.on('message', (message: ToThread) => {
   if (message.type === 'reply') call.inbox.push(message);
   call.wake?.();
 });
+
+// Load the QuickJS module of the smallest common limit now, so the first call does not pay for it.
+modules.moduleFor(16 * MIB).module.then(
+  () => post({ type: 'ready' }),
+  () => post({ type: 'ready' }),
+);
 
 /** Why the running call must stop, if it must. */
 function stopReason(call: Call): 'timeout' | 'cancelled' | undefined {
@@ -342,6 +348,12 @@ function installHost(call: Call, context: QuickJSContext): void {
   define('qsSerialize', (pairs) => {
     const list = JSON.parse(str(pairs)) as [string, string][];
     return context.newString(new URLSearchParams(list).toString());
+  });
+  define('source', (name) => {
+    const key = str(name);
+    const source = Object.prototype.hasOwnProperty.call(ISOLATE_SECTIONS, key) ? ISOLATE_SECTIONS[key] : undefined;
+    if (source === undefined) throw new TypeError(`unknown prelude section ${key}`);
+    return context.newString(source);
   });
   define('secret', (name) => {
     const key = str(name);

@@ -82,6 +82,8 @@ export interface FunctionRuntime extends FunctionRunner {
 
 const DEFAULT_GRACE_MS = 1000;
 const DEFAULT_THREAD_HEAP_MB = 128;
+/** Wait before replacing a thread that failed to start, in milliseconds. */
+const RESPAWN_DELAY_MS = 1000;
 const OUTBOUND_METHODS: readonly OutboundMethod[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD'];
 const RESPONSE_TYPES: readonly OutboundResponseType[] = ['json', 'text', 'arraybuffer'];
 
@@ -110,6 +112,8 @@ interface Slot {
   retired: boolean;
   /** The last `error` event of the worker (why it exited). */
   lastError: Error | undefined;
+  /** The thread said `ready`: calls are dispatched to it from then on. */
+  ready: boolean;
 }
 
 /**
@@ -159,10 +163,14 @@ export function createFunctionRuntime(options: FunctionRuntimeOptions): Function
       workerData,
       resourceLimits: { maxOldGenerationSizeMb: threadHeapMb, stackSizeMb: 4 },
     });
-    const slot: Slot = { worker, flag: new Int32Array(abortFlag), job: undefined, retired: false, lastError: undefined };
+    const slot: Slot = { worker, flag: new Int32Array(abortFlag), job: undefined, retired: false, lastError: undefined, ready: false };
     worker.unref(); // referenced only while a call runs
     worker.on('message', (message: FromThread) => {
-      if (!slot.retired) onMessage(slot, message);
+      if (slot.retired) return;
+      if (message.type === 'ready') {
+        slot.ready = true;
+        pump();
+      } else onMessage(slot, message);
     });
     worker.on('error', (err: Error) => {
       slot.lastError = err;
@@ -183,6 +191,19 @@ export function createFunctionRuntime(options: FunctionRuntimeOptions): Function
             { cause: err },
           ),
         });
+      } else if (!slot.ready && !closed) {
+        // It could not even start: fail what waits instead of respawning in a tight loop.
+        logger.error({ source: 'function-runtime', exitCode, err: slot.lastError }, 'function thread failed to start');
+        const reason = `function thread failed to start: ${slot.lastError?.message ?? `exit code ${exitCode}`}`;
+        if (!slots.some((s) => s !== slot && s.ready && !s.retired)) {
+          for (const queued of queue.splice(0)) {
+            queued.settled = true;
+            queued.context.signal.removeEventListener('abort', queued.onAbort);
+            queued.reject(new AgentError(reason, { cause: slot.lastError }));
+          }
+        }
+        setTimeout(() => replace(index, slot), RESPAWN_DELAY_MS).unref();
+        return;
       } else if (!closed) {
         logger.warn({ source: 'function-runtime', exitCode, err: slot.lastError }, 'idle function thread exited; replacing it');
       }
@@ -202,7 +223,7 @@ export function createFunctionRuntime(options: FunctionRuntimeOptions): Function
 
   function pump(): void {
     while (queue.length > 0 && !closed) {
-      const slot = slots.find((s) => !s.retired && s.job === undefined);
+      const slot = slots.find((s) => s.ready && !s.retired && s.job === undefined);
       if (!slot) return;
       const job = queue.shift();
       if (job) dispatch(slot, job);
@@ -283,7 +304,7 @@ export function createFunctionRuntime(options: FunctionRuntimeOptions): Function
     pump();
   }
 
-  function onMessage(slot: Slot, message: FromThread): void {
+  function onMessage(slot: Slot, message: Exclude<FromThread, { type: 'ready' }>): void {
     const job = slot.job;
     if (!job || job.callId !== message.callId) return;
     switch (message.type) {
