@@ -106,6 +106,18 @@ export class QuickJsModuleCache {
   }
 }
 
+/**
+ * Isolate source of two prelude helper methods (`out`: a value as JSON text or `undefined`;
+ * `isPromise`), for an object literal in a prelude that has captured `stringify` and
+ * `NativePromise` before user code could replace `JSON` or `Promise`.
+ */
+export const RESULT_HELPERS_JS = `out(value) {
+    const t = typeof value;
+    if (value === undefined || t === 'function' || t === 'symbol') return undefined;
+    return stringify(value);
+  },
+  isPromise(value) { return value instanceof NativePromise; },`;
+
 /** The shape of an exception dumped out of the isolate. */
 export interface QuickJsErrorShape {
   name?: unknown;

@@ -19,8 +19,11 @@
  * Only the core ({@link ISOLATE_PRELUDE}) is parsed for every call; `Buffer`, `crypto`, `url` and
  * `axios` are {@link ISOLATE_SECTIONS} that the isolate fetches (`__baton.source(name)`) and
  * evaluates on first use — parsing everything up front was most of a trivial call's cost.
- * The text must not contain backticks or `${`: it is a TypeScript template literal.
+ * The text must not contain backticks or `${` (other than the one interpolation): it is a TypeScript
+ * template literal.
  */
+import { RESULT_HELPERS_JS } from './quickjs-support.js';
+
 /** Lazily evaluated parts of the prelude; each evaluates to `(lib) => exports`. */
 export const ISOLATE_SECTIONS: Readonly<Record<string, string>> = {
   buffer: String.raw`(function (lib) {
@@ -520,11 +523,6 @@ function makeCtx(info) {
 
 return {
   call(main, inputJson, infoJson) { return main(parse(inputJson), makeCtx(parse(infoJson))); },
-  out(value) {
-    const t = typeof value;
-    if (value === undefined || t === 'function' || t === 'symbol') return undefined;
-    return stringify(value);
-  },
-  isPromise(value) { return value instanceof NativePromise; },
+  ${RESULT_HELPERS_JS}
 };
 })()`;

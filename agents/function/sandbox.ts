@@ -39,6 +39,7 @@ import {
   MAX_MEMORY_BYTES,
   MAX_STACK_BYTES,
   QuickJsModuleCache,
+  RESULT_HELPERS_JS,
   SandboxThrow,
   describeThrow,
   dumpError,
@@ -79,12 +80,7 @@ const PRELUDE = `(() => {
   const parse = JSON.parse, stringify = JSON.stringify, NativePromise = Promise;
   return {
     call(main, inputJson) { return main(parse(inputJson)); },
-    out(value) {
-      const t = typeof value;
-      if (value === undefined || t === 'function' || t === 'symbol') return undefined;
-      return stringify(value);
-    },
-    isPromise(value) { return value instanceof NativePromise; },
+    ${RESULT_HELPERS_JS}
   };
 })()`;
 
