@@ -391,6 +391,15 @@ describe('function runtime (worker threads)', function () {
     expect(lines.map((l) => l.line)).to.deep.equal(['starting {"n":1}', 'done 300']);
   });
 
+  it('stops catastrophic regex backtracking at the time limit too', async () => {
+    const started = Date.now();
+    const err = await rejection(
+      runtime.run('function main() { return /(a+)+b/.test("a".repeat(40)); }', null, { timeoutMs: 500, memoryMb: 16 }, testContext()),
+    );
+    expect(err).to.be.instanceOf(TimedOutError);
+    expect(Date.now() - started).to.be.below(1_500);
+  });
+
   it('queues calls FIFO when every thread is busy', async () => {
     const order: number[] = [];
     const calls = [1, 2, 3, 4, 5].map((n) =>
