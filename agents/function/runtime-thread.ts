@@ -45,6 +45,8 @@ const MAX_LOG_LINE_CHARS = 2000;
 /** Modules kept per thread for distinct memory limits. */
 const MAX_CACHED_MODULES = 2;
 const MIB = 1024 * 1024;
+/** Largest JSON text of a host call's arguments (bytes, e.g. a Buffer body, cross separately). */
+const MAX_HOST_PAYLOAD_CHARS = 4 * MIB;
 const HOST_OPS: readonly HostOp[] = ['http', 'saveBuffer', 'deliverable', 'progress'];
 const ENCODINGS = new Set<BufferEncoding>(['utf8', 'hex', 'base64', 'base64url', 'latin1', 'ascii', 'utf16le']);
 
@@ -379,13 +381,18 @@ function installHost(call: Call, context: QuickJSContext): void {
   define('call', (op, payload, bytes) => {
     const name = str(op) as HostOp;
     if (!HOST_OPS.includes(name)) throw new TypeError(`unknown host operation ${name}`);
+    const text = str(payload);
+    // The main thread parses the payload on its event loop: keep that bounded.
+    if (text.length > MAX_HOST_PAYLOAD_CHARS) {
+      throw new RangeError(`${name}: arguments of ${text.length} characters of JSON exceed ${MAX_HOST_PAYLOAD_CHARS} (send large bodies as a Buffer)`);
+    }
     const body = bytes === undefined || context.typeof(bytes) === 'undefined' ? undefined : readBytes(context, bytes);
     const id = nextHostId++;
     const deferred = context.newPromise();
     call.pending.set(id, deferred);
     const copy = body ? new Uint8Array(body) : undefined;
     post(
-      { type: 'host', callId: call.message.callId, id, op: name, payload: str(payload), ...(copy ? { bytes: copy } : {}) },
+      { type: 'host', callId: call.message.callId, id, op: name, payload: text, ...(copy ? { bytes: copy } : {}) },
       copy ? [copy.buffer as ArrayBuffer] : [],
     );
     return deferred.handle;

@@ -275,11 +275,8 @@ export function createFunctionRuntime(options: FunctionRuntimeOptions): Function
         const index = slots.indexOf(slot);
         slot.retired = true;
         finish(slot, job, { error: stopError(job, reason) });
-        slot.worker.terminate().catch((err: unknown) => logger.error({ source: 'function-runtime', err }, 'terminate failed'));
-        if (index >= 0) {
-          slots[index] = slot; // replace() checks identity
-          replace(index, slot);
-        }
+        void slot.worker.terminate().catch((err: unknown) => logger.error({ source: 'function-runtime', err }, 'terminate failed'));
+        if (index >= 0) replace(index, slot);
       }, graceMs),
     );
   }
@@ -315,11 +312,13 @@ export function createFunctionRuntime(options: FunctionRuntimeOptions): Function
         job.context.logger[message.level]({ source: 'function', line: message.line }, 'function log');
         return;
       case 'host':
-        void serveHost(job, message).then((reply) => {
-          if (slot.job === job && !slot.retired) {
-            slot.worker.postMessage(reply, reply.bytes ? [reply.bytes.buffer as ArrayBuffer] : []);
-          }
-        });
+        void serveHost(job, message)
+          .then((reply) => {
+            if (slot.job === job && !slot.retired) {
+              slot.worker.postMessage(reply, reply.bytes ? [reply.bytes.buffer as ArrayBuffer] : []);
+            }
+          })
+          .catch((err: unknown) => logger.error({ source: 'function-runtime', err }, 'host call reply failed'));
         return;
       default:
         return;
