@@ -1,6 +1,7 @@
 /**
- * `npm run bench [-- --runs N --approvers C]`: throughput and latency of the real architecture
- * (release, 1 web and 2 workers from the Procfile) on N (default 200) KPI runs, in two phases:
+ * `npm run bench [-- --runs N --approvers C --calls M --only kpi|function]`: throughput and latency
+ * of the real architecture (release, 1 web and 2 workers from the Procfile) on N (default 200) KPI
+ * runs, in two phases:
  * 1. start all runs and wait until every one is parked at its checkpoint;
  * 2. approve them through the API, C (default 10) at a time, and wait until all complete.
  * Uses the queue prefix `<QUEUE_PREFIX>-bench`.
@@ -9,9 +10,14 @@
  * - step-to-step latency: start of a step − completion of the last step it needs;
  * - approval-to-next-step latency: completion of the checkpoint step − its `checkpoint.resolved`;
  * - `POST /v1/runs` latency as the client saw it, and runs completed per second.
+ *
+ * Then a separate phase, `function steps` (`scripts/bench-function.ts`, no services needed): the
+ * overhead per call of the worker-thread function runtime (M calls, default 2000, of a trivial
+ * `main`) against the same function in-process. `--only kpi` / `--only function` runs one phase.
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../lib/index.js';
+import { benchFunctionRuntime } from './bench-function.js';
 import { StackError, checkServices, stackEnvironment, startLocalStack } from './local-stack.js';
 
 const POST_CONCURRENCY = 20;
@@ -31,7 +37,27 @@ function percentiles(values: number[]): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '200' }, approvers: { type: 'string', default: '10' } } });
+  const { values } = parseArgs({
+    options: {
+      runs: { type: 'string', default: '200' },
+      approvers: { type: 'string', default: '10' },
+      calls: { type: 'string', default: '2000' },
+      only: { type: 'string' },
+    },
+  });
+  if (values.only !== undefined && !['kpi', 'function'].includes(values.only)) {
+    throw new StackError(`--only: expected kpi or function, got "${values.only}"`);
+  }
+  const CALLS = Number(values.calls);
+  if (!Number.isInteger(CALLS) || CALLS < 1) throw new StackError(`--calls: expected a positive integer, got "${values.calls}"`);
+  const log = (line: string) => process.stdout.write(`${line}\n`);
+  if (values.only !== 'function') await benchKpiRuns(values.runs, values.approvers, log);
+  if (values.only !== 'kpi') await benchFunctionRuntime(loadConfig(), CALLS, log);
+}
+
+/** The KPI-run phases (the real stack). */
+async function benchKpiRuns(runs: string, approvers: string, log: (line: string) => void): Promise<void> {
+  const values = { runs, approvers };
   const RUNS = Number(values.runs);
   if (!Number.isInteger(RUNS) || RUNS < 1) throw new StackError(`--runs: expected a positive integer, got "${values.runs}"`);
   const APPROVERS = Number(values.approvers);
@@ -39,7 +65,6 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const env = await stackEnvironment(config, { QUEUE_PREFIX: `${config.redis.prefix}-bench`, LOG_LEVEL: 'error' });
   await checkServices(env);
-  const log = (line: string) => process.stdout.write(`${line}\n`);
   const stack = await startLocalStack(env, 2, log);
   const headers = { authorization: `Bearer ${env.BATON_API_KEY}`, 'content-type': 'application/json' };
   const call = async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => {

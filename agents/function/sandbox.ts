@@ -32,17 +32,21 @@
  * next interrupt check; an abort scheduled on the event loop (a timer, a message) can only run
  * once the code has finished or hit its deadline.
  */
-import {
-  newQuickJSWASMModule,
-  newVariant,
-  RELEASE_SYNC,
-  type QuickJSContext,
-  type QuickJSHandle,
-  type QuickJSRuntime,
-  type QuickJSWASMModule,
-} from 'quickjs-emscripten';
+import type { QuickJSContext, QuickJSHandle, QuickJSRuntime } from 'quickjs-emscripten';
 import { AgentError, CancelledError, ValidationError, type Logger } from '../../lib/index.js';
 import type { AgentContext, NamedAgent } from '../types.js';
+import {
+  MAX_MEMORY_BYTES,
+  MAX_STACK_BYTES,
+  QuickJsModuleCache,
+  RESULT_HELPERS_JS,
+  SandboxThrow,
+  describeThrow,
+  dumpError,
+  isOutOfMemory,
+  safeJson,
+  unwrap,
+} from './quickjs-support.js';
 
 /** Resource limits of one sandboxed call. */
 export interface SandboxLimits {
@@ -59,86 +63,14 @@ export interface SandboxLimits {
   logger?: Logger;
 }
 
-/**
- * QuickJS stack limit, in bytes: about 1 300 nested JS calls (deeper → `InternalError: stack
- * overflow`). Measured: with 512 KiB, plain JS recursion already overflows Node's default
- * ~1 MB host stack before QuickJS notices.
- */
-const MAX_STACK_BYTES = 256 * 1024;
 /** At most this many `console.log` lines are forwarded per call. */
 const MAX_LOG_LINES = 100;
 /** Each forwarded `console.log` line is cut to this many characters. */
 const MAX_LOG_LINE_CHARS = 2000;
-/** WebAssembly page size, in bytes. */
-const WASM_PAGE_BYTES = 64 * 1024;
-/** Initial memory the QuickJS build declares (emscripten's INITIAL_MEMORY: 16 MiB = 256 pages). */
-const BASE_PAGES = 256;
-/** Upper bound of memory limits accepted, in bytes (wasm32 addresses at most 4 GiB). */
-const MAX_MEMORY_BYTES = 2 * 1024 * 1024 * 1024;
 /** Modules kept for distinct memory limits; each may retain up to its maximum memory. */
 const MAX_CACHED_MODULES = 4;
 
-/** The slice of `WebAssembly.Memory` used here (the project's `lib` setting has no WebAssembly types). */
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(deltaPages: number): number;
-}
-const WasmMemoryClass = (
-  globalThis as unknown as {
-    WebAssembly: { Memory: new (descriptor: { initial: number; maximum: number }) => WasmMemory };
-  }
-).WebAssembly.Memory;
-
-interface CachedModule {
-  module: Promise<QuickJSWASMModule>;
-  /** How often emscripten's allocator failed to grow the memory (it hit `maximum`). */
-  growFailures: number;
-}
-
-/** Loaded modules by maximum page count, in least-recently-used order (Map insertion order). */
-const modules = new Map<number, CachedModule>();
-
-/** The module for `memoryBytes` (loaded on first use, then reused). */
-function moduleFor(memoryBytes: number): CachedModule {
-  const maxPages = BASE_PAGES + Math.ceil(memoryBytes / WASM_PAGE_BYTES);
-  const cached = modules.get(maxPages);
-  if (cached) {
-    modules.delete(maxPages);
-    modules.set(maxPages, cached); // most recently used last
-    return cached;
-  }
-  const memory = new WasmMemoryClass({ initial: BASE_PAGES, maximum: maxPages });
-  const entry: CachedModule = {
-    growFailures: 0,
-    module: newQuickJSWASMModule(newVariant(RELEASE_SYNC, { wasmMemory: memory })),
-  };
-  // emscripten grows the heap with `memory.grow(pages)` and turns a RangeError into a failed
-  // malloc; count those failures so that an error raised meanwhile is reported as memory.
-  const grow = memory.grow.bind(memory);
-  memory.grow = (deltaPages: number): number => {
-    try {
-      return grow(deltaPages);
-    } catch (err) {
-      entry.growFailures += 1;
-      throw err;
-    }
-  };
-  entry.module.catch(() => {
-    if (modules.get(maxPages) === entry) modules.delete(maxPages); // let a later call try again
-  });
-  modules.set(maxPages, entry);
-  while (modules.size > MAX_CACHED_MODULES) {
-    const oldest = modules.keys().next().value;
-    if (oldest === undefined) break;
-    modules.delete(oldest);
-  }
-  return entry;
-}
-
-/** Forget a module whose internal state may be corrupt; the next call loads a fresh one. */
-function discardModule(entry: CachedModule): void {
-  for (const [pages, cached] of modules) if (cached === entry) modules.delete(pages);
-}
+const modules = new QuickJsModuleCache(MAX_CACHED_MODULES);
 
 /**
  * Helpers evaluated before the user's script, capturing `JSON` and `Promise` so that a script
@@ -148,22 +80,11 @@ const PRELUDE = `(() => {
   const parse = JSON.parse, stringify = JSON.stringify, NativePromise = Promise;
   return {
     call(main, inputJson) { return main(parse(inputJson)); },
-    out(value) {
-      const t = typeof value;
-      if (value === undefined || t === 'function' || t === 'symbol') return undefined;
-      return stringify(value);
-    },
-    isPromise(value) { return value instanceof NativePromise; },
+    ${RESULT_HELPERS_JS}
   };
 })()`;
 
 type StopReason = 'timeout' | 'aborted' | undefined;
-
-interface QuickJsErrorShape {
-  name?: unknown;
-  message?: unknown;
-  stack?: unknown;
-}
 
 /**
  * Run `code`'s `main(input)` in a fresh QuickJS runtime.
@@ -197,7 +118,7 @@ export async function runInSandbox(code: string, input: unknown, limits: Sandbox
   }
   if (inputJson === undefined) throw new ValidationError('input is not JSON-serialisable', { field: 'input' });
 
-  const entry = moduleFor(memoryBytes);
+  const entry = modules.moduleFor(memoryBytes);
   const module = await entry.module;
   throwIfAborted(signal);
 
@@ -227,14 +148,14 @@ export async function runInSandbox(code: string, input: unknown, limits: Sandbox
   } finally {
     if (hostFailure) {
       // The WebAssembly code was interrupted by a host exception: do not touch it again.
-      discardModule(entry);
+      modules.discard(entry);
       logger?.warn({ source: 'sandbox' }, 'QuickJS module discarded after a host-level failure');
     } else {
       try {
         context?.dispose();
         runtime.dispose();
       } catch (err) {
-        discardModule(entry);
+        modules.discard(entry);
         logger?.error({ source: 'sandbox', err }, 'QuickJS runtime could not be disposed; module discarded');
       }
     }
@@ -316,33 +237,6 @@ function settlePromise(
   }
 }
 
-/** A JS exception raised inside the isolate, already converted to host values. */
-class SandboxThrow extends Error {
-  constructor(readonly thrown: QuickJsErrorShape | string) {
-    super(typeof thrown === 'string' ? thrown : String(thrown.message ?? 'unknown error'));
-  }
-}
-
-/** Unwrap a call result; on failure dispose the error handle and throw {@link SandboxThrow}. */
-function unwrap(
-  context: QuickJSContext,
-  result: ReturnType<QuickJSContext['evalCode']>,
-): QuickJSHandle {
-  if (result.error) throw new SandboxThrow(dumpError(context, result.error));
-  return result.value;
-}
-
-/** Convert (and dispose) an exception handle. */
-function dumpError(context: QuickJSContext, handle: QuickJSHandle): QuickJsErrorShape | string {
-  try {
-    const dumped: unknown = context.dump(handle);
-    if (dumped !== null && typeof dumped === 'object') return dumped as QuickJsErrorShape;
-    return String(dumped);
-  } finally {
-    handle.dispose();
-  }
-}
-
 /** Define `console.log` (and `info`/`warn`/`error` aliases) forwarding to `logger`. */
 function installConsole(context: QuickJSContext, logger: Logger | undefined): void {
   let lines = 0;
@@ -372,14 +266,6 @@ function installConsole(context: QuickJSContext, logger: Logger | undefined): vo
   }
 }
 
-function safeJson(value: unknown): string {
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
-  }
-}
-
 /** Map whatever was thrown during a run to the module's error contract. */
 function toSandboxError(
   err: unknown,
@@ -396,37 +282,18 @@ function toSandboxError(
   }
   if (err instanceof AgentError || err instanceof CancelledError || err instanceof ValidationError) return err;
   if (err instanceof SandboxThrow) {
-    const { thrown } = err;
-    const name = typeof thrown === 'string' ? undefined : stringOr(thrown.name);
-    const message = typeof thrown === 'string' ? thrown : (stringOr(thrown.message) ?? safeJson(thrown));
-    // With the WebAssembly memory at its maximum, QuickJS may not even manage to build the error.
-    if (isOutOfMemory(name, message) || (memoryExhausted && ['', 'null', '""'].includes(message))) {
-      return memoryError();
-    }
-    if (/^stack overflow$/i.test(message)) {
+    const described = describeThrow(err.thrown, memoryExhausted);
+    if (described.outOfMemory) return memoryError();
+    if (described.stackOverflow) {
       return new AgentError('function exceeded the sandbox stack (nesting too deep)', { cause: err });
     }
-    const stack = typeof thrown === 'string' ? undefined : stringOr(thrown.stack);
-    const where = stack
-      ?.split('\n')
-      .map((line) => line.trim())
-      .find((line) => line.startsWith('at '));
-    const label = name && name !== 'Error' ? `${name}: ${message}` : message;
-    return new AgentError(`function threw: ${label}${where ? ` (${where})` : ''}`, { cause: err });
+    return new AgentError(`function threw: ${described.label}`, { cause: err });
   }
   if (err instanceof RangeError && /call stack/i.test(err.message)) {
     return new AgentError('function exceeded the sandbox stack (nesting too deep)', { cause: err });
   }
   if (memoryExhausted || (err instanceof Error && isOutOfMemory(undefined, err.message))) return memoryError();
   return new AgentError(`function failed in the sandbox: ${errorMessage(err)}`, { cause: err });
-}
-
-function isOutOfMemory(name: string | undefined, message: string): boolean {
-  return /out of memory/i.test(message) || (name === 'InternalError' && /memory/i.test(message));
-}
-
-function stringOr(value: unknown): string | undefined {
-  return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
 function errorMessage(err: unknown): string {
