@@ -1,23 +1,42 @@
-/** The named agents Baton ships with, by name. */
-import { marketingSwarm } from './api/marketing-swarm.js';
-import { summarizer } from './context/summarizer.js';
-import { kpiCalculator } from './function/kpi-calculator.js';
-import { postgresAgent } from './tool/postgres-agent.js';
-import type { AgentType, NamedAgent } from './types.js';
+/** The agent implementations Baton ships with, by name, and the default per agent type. */
+import { httpImplementation } from './api/http.js';
+import { llmImplementation } from './context/llm.js';
+import { summarizerImplementation } from './context/summarizer.js';
+import { functionImplementation } from './function/function.js';
+import { subrunImplementation } from './orchestrator/subrun.js';
+import { sqlImplementation } from './tool/sql.js';
+import type { AgentImplementation, AgentType } from './types.js';
 
 /**
- * Every named agent by its `name`: `postgres-agent` (tool), `kpi-calculator` (function),
- * `summarizer` (context), `marketing-swarm` (api).
+ * Every implementation by its `name`: `llm` and `summarizer` (context), `http` (api), `sql`
+ * (tool), `function` (function), `subrun` (orchestrator).
  */
-export const namedAgents: ReadonlyMap<string, NamedAgent> = new Map(
-  [postgresAgent, kpiCalculator, summarizer, marketingSwarm].map((agent) => [agent.name, agent] as const),
+export const implementations: ReadonlyMap<string, AgentImplementation> = new Map(
+  (
+    [
+      llmImplementation,
+      summarizerImplementation,
+      httpImplementation,
+      sqlImplementation,
+      functionImplementation,
+      subrunImplementation,
+    ] as AgentImplementation[]
+  ).map((implementation) => [implementation.name, implementation] as const),
 );
 
+const DEFAULTS: Readonly<Record<AgentType, string>> = {
+  context: 'llm',
+  api: 'http',
+  tool: 'sql',
+  function: 'function',
+  orchestrator: 'subrun',
+};
+
 /**
- * Agent type of every named agent (e.g. to route a step to the `agent-<type>` queue, or to
- * validate a definition without loading agent code paths).
- * @returns a new map, name → {@link AgentType}.
+ * The implementation a catalog entry of `type` uses when it names none (also what generic
+ * `type: http` / `type: context` steps run).
+ * @returns `llm`, `http`, `sql`, `function` or `subrun`.
  */
-export function agentTypesByName(): ReadonlyMap<string, AgentType> {
-  return new Map([...namedAgents].map(([name, agent]) => [name, agent.type] as const));
+export function defaultImplementation(type: AgentType): string {
+  return DEFAULTS[type];
 }
