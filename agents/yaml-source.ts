@@ -86,7 +86,8 @@ function formatProblem(problem: PositionedProblem): string {
   if (problem.line !== undefined && problem.column !== undefined) {
     return `${problem.file}:${problem.line}:${problem.column}: ${problem.message}`;
   }
-  return problem.path === '' ? `${problem.file}: ${problem.message}` : `${problem.file}: ${problem.path}: ${problem.message}`;
+  const named = problem.path === '' || problem.message.startsWith(`${problem.path}: `);
+  return named ? `${problem.file}: ${problem.message}` : `${problem.file}: ${problem.path}: ${problem.message}`;
 }
 
 /**
