@@ -110,8 +110,8 @@ async function startFake(handler: (request: RecordedRequest, response: ServerRes
   return fake;
 }
 
-/** What the fake OpenAI answers to chat completions (default: an echo of the last user message). */
-export type ChatAnswer = (body: { model?: string; messages?: { role: string; content: string }[]; response_format?: unknown }) => string;
+/** A custom chat answer; `undefined` keeps the default (an echo, or a schema example). */
+export type ChatAnswer = (body: { model?: string; messages?: { role: string; content: string }[]; response_format?: unknown }) => string | undefined;
 
 /**
  * A fake OpenAI API. Requires `Authorization: Bearer <apiKey>` (else 401 with an OpenAI error
@@ -119,7 +119,8 @@ export type ChatAnswer = (body: { model?: string; messages?: { role: string; con
  * - `POST /images/generations` `{model, prompt, n, size, response_format}` → `{created, data:
  *   [{b64_json}]}` with `n` PNGs seeded `openai:<prompt>:<index>`;
  * - `POST /chat/completions` → a `chat.completion`; with `response_format.type: json_schema`
- *   the content is {@link exampleForSchema} of the schema unless `options.chat` answers.
+ *   the content is {@link exampleForSchema} of the schema, otherwise an echo of the last user
+ *   message, unless `options.chat` answers.
  */
 export async function startFakeOpenAI(options: { apiKey: string; chat?: ChatAnswer }): Promise<FakeServer> {
   return startFake((request, response, fake) => {
@@ -144,11 +145,11 @@ export async function startFakeOpenAI(options: { apiKey: string; chat?: ChatAnsw
       const chat = body as Parameters<ChatAnswer>[0];
       const format = chat.response_format as { type?: string; json_schema?: { schema?: unknown } } | undefined;
       const lastUser = [...(chat.messages ?? [])].reverse().find((m) => m.role === 'user')?.content ?? '';
-      const content = options.chat
-        ? options.chat(chat)
-        : format?.type === 'json_schema'
+      const content =
+        options.chat?.(chat) ??
+        (format?.type === 'json_schema'
           ? JSON.stringify(exampleForSchema(format.json_schema?.schema))
-          : `Echo: ${lastUser}`;
+          : `Echo: ${lastUser}`);
       const promptTokens = JSON.stringify(chat.messages ?? []).length;
       sendJson(response, 200, {
         id: `chatcmpl-${fake.requests.length}`,
