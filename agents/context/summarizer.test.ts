@@ -3,7 +3,11 @@ import { AgentError, RetryLaterError, ValidationError } from '../../lib/index.js
 import { testContext, rejection } from '../test-context.js';
 import { sendJson, startTestServer, type TestServer } from '../test-http.js';
 import { fetchHttp } from '../test-outbound.js';
-import { summarizer, summarizerImplementation, SummarizerConfig } from './summarizer.js';
+import { namedAgents } from '../legacy.js';
+import { summarizerImplementation, SummarizerConfig } from './summarizer.js';
+
+/** The engine-visible summarizer: the catalog entry bound to the implementation. */
+const summarizer = namedAgents.get('summarizer')!;
 
 const kpis = {
   MSFT: {

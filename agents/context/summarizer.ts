@@ -13,7 +13,7 @@
  * shape and leading values — each cut at `maxWords`.
  */
 import { z } from 'zod';
-import type { AgentContext, AgentImplementation, NamedAgent } from '../types.js';
+import type { AgentContext, AgentImplementation } from '../types.js';
 import { isCalendarDate, parseInput } from '../validation.js';
 import { complete, estimatedUsage, extract, type LlmUsage } from './llm.js';
 const isoDate = z.string().refine(isCalendarDate, { error: 'expected a date as YYYY-MM-DD' });
@@ -146,17 +146,6 @@ export const summarizerImplementation: AgentImplementation<SummarizerConfig> = {
   description: 'Summarises text, any JSON, or per-symbol KPIs (OpenAI-compatible LLM, or a deterministic local summary).',
   config: SummarizerConfig,
   run: summarize,
-};
-
-/**
- * @deprecated the engine's `summarizer` until it runs catalog entries: the implementation with
- *   the default config.
- */
-export const summarizer: NamedAgent = {
-  name: 'summarizer',
-  type: 'context',
-  description: summarizerImplementation.description,
-  run: (input, ctx) => summarize(input, ctx, SummarizerConfig.parse({})),
 };
 
 /**
