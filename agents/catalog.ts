@@ -18,11 +18,18 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { projectRoot } from '../lib/index.js';
 import { HttpConfig } from './api/http.js';
 import { defaultImplementation, implementations } from './registry.js';
 import { AGENT_TYPES, type AgentSpec } from './types.js';
-import { parseYamlSource, problemsError, sourceError, zodProblems, type SourceProblem, type YamlSource } from './yaml-source.js';
+import {
+  parseYamlSource,
+  problemsError,
+  projectRoot,
+  sourceError,
+  zodProblems,
+  type SourceProblem,
+  type YamlSource,
+} from '../lib/index.js';
 
 /** Agent names: kebab-case. */
 export const AGENT_NAME_PATTERN = /^[a-z][a-z0-9-]*$/;

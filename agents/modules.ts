@@ -9,9 +9,8 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { projectRoot, ValidationError } from '../lib/index.js';
 import { assertMatchesSchema, compileSchema, type JsonSchema } from './json-schema.js';
-import { parseYamlSource, problemsError, sourceError, zodProblems } from './yaml-source.js';
+import { parseYamlSource, problemsError, projectRoot, sourceError, ValidationError, zodProblems } from '../lib/index.js';
 
 /** `name@version`: a kebab-case name and a positive integer version. */
 export const MODULE_REF_PATTERN = /^([a-z][a-z0-9-]*)@([1-9][0-9]{0,8})$/;

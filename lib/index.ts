@@ -5,3 +5,4 @@ export * from './shutdown.js';
 export * from './paths.js';
 export * from './duration.js';
 export * from './outbound.js';
+export * from './yaml-source.js';

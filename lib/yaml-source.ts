@@ -1,11 +1,11 @@
 /**
- * YAML documents with positions, for the agent catalog and step modules: problems are reported
+ * YAML documents with positions (agent catalog, step modules; definitions may share it): problems are reported
  * as `file:line:column: message` in a {@link DefinitionError}, in the same format (and with the
  * same `details.problems` shape) as definition files (`definitions/load.ts`).
  */
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
-import { DefinitionError } from '../lib/index.js';
+import { DefinitionError } from './errors.js';
 
 /** At most this many problems are spelled out in the error message (all are in `details`). */
 const MAX_PROBLEMS_IN_MESSAGE = 5;
