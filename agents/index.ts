@@ -1,5 +1,5 @@
 /** Public surface of the agents module. */
-export { implementations, defaultImplementation } from './registry.js';
+export { implementations, defaultImplementation, bindAgentSpec, allowListedEnv } from './registry.js';
 export { parseAgentSource, parseAgentObject, loadAgentCatalog, latestVersions, defaultCatalogDir, AGENT_NAME_PATTERN } from './catalog.js';
 export {
   loadModules,

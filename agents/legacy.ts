@@ -16,7 +16,7 @@ import { latestVersions, loadAgentCatalog } from './catalog.js';
 import { runInSandbox } from './function/sandbox.js';
 import { FunctionConfig } from './function/function.js';
 import { loadModules, moduleCodeResolver, validateModuleInput, type StepModule } from './modules.js';
-import { implementations } from './registry.js';
+import { bindAgentSpec } from './registry.js';
 import type { AgentContext, AgentSpec, AgentType, FunctionRunner, NamedAgent } from './types.js';
 
 let catalog: Promise<ReadonlyMap<string, AgentSpec>> | undefined;
@@ -65,10 +65,10 @@ function catalogAgent(name: string, type: AgentType, description: string): Named
     description,
     async run(input: unknown, ctx: AgentContext): Promise<unknown> {
       const spec = (await latestCatalog()).get(name);
-      const implementation = spec ? implementations.get(spec.implementation) : undefined;
-      if (!spec || !implementation) throw new AgentError(`agent ${name} is not in the catalog`);
+      if (!spec) throw new AgentError(`agent ${name} is not in the catalog`);
+      const { implementation, config } = bindAgentSpec(spec);
       const context = spec.implementation === 'function' ? await sandboxContext(ctx, spec, input) : ctx;
-      return implementation.run(input, context, implementation.config.parse(spec.config));
+      return implementation.run(input, context, config);
     },
   };
 }

@@ -5,7 +5,8 @@ import { summarizerImplementation } from './context/summarizer.js';
 import { functionImplementation } from './function/function.js';
 import { subrunImplementation } from './orchestrator/subrun.js';
 import { sqlImplementation } from './tool/sql.js';
-import type { AgentImplementation, AgentType } from './types.js';
+import { AgentError } from '../lib/index.js';
+import type { AgentImplementation, AgentSpec, AgentType } from './types.js';
 
 /**
  * Every implementation by its `name`: `llm` and `summarizer` (context), `http` (api), `sql`
@@ -39,4 +40,38 @@ const DEFAULTS: Readonly<Record<AgentType, string>> = {
  */
 export function defaultImplementation(type: AgentType): string {
   return DEFAULTS[type];
+}
+
+/**
+ * The implementation of a catalog entry and its parsed config, ready for
+ * `implementation.run(input, ctx, config)`.
+ * @throws {AgentError} when the entry names an unknown implementation, or its stored config no
+ *   longer parses (e.g. an entry saved by an older release).
+ */
+export function bindAgentSpec(spec: AgentSpec): { implementation: AgentImplementation; config: unknown } {
+  const implementation = implementations.get(spec.implementation);
+  if (!implementation) throw new AgentError(`agent ${spec.name}@${spec.version}: unknown implementation ${spec.implementation}`);
+  const parsed = implementation.config.safeParse(spec.config);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new AgentError(
+      `agent ${spec.name}@${spec.version}: config is invalid for ${spec.implementation}${issue ? ` (${issue.path.join('.') || 'config'}: ${issue.message})` : ''}`,
+    );
+  }
+  return { implementation, config: parsed.data };
+}
+
+/**
+ * The environment an agent sees as `ctx.env`: only the variables its entry allow-lists that are
+ * set (and non-empty) in `source`.
+ * @param allowed - the entry's `env:` names.
+ * @param source - e.g. the worker's environment.
+ */
+export function allowListedEnv(allowed: readonly string[], source: Readonly<Record<string, string | undefined>>): Readonly<Record<string, string>> {
+  const env: Record<string, string> = {};
+  for (const name of allowed) {
+    const value = source[name];
+    if (value !== undefined && value !== '') env[name] = value;
+  }
+  return Object.freeze(env);
 }
