@@ -82,6 +82,7 @@ describe('http implementation', () => {
       [{ url: `${hook.url}/x`, method: 'TRACE' }, 'method'],
       [{ url: `${hook.url}/x`, body: 1, payload: 2 }, 'payload'],
       [{ url: `${hook.url}/x`, timeoutMs: 10_000_000 }, 'timeoutMs'],
+      [{ url: `${hook.url}/x`, method: 'GET', body: { a: 1 } }, 'body'],
       [{}, 'url'],
     ] as const) {
       const err = await rejection(run(input));

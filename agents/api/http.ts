@@ -150,6 +150,9 @@ async function runHttp(input: unknown, ctx: AgentContext, config: HttpConfig): P
   const url = resolveUrl(parsed, config, ctx);
   const body = parsed.body ?? parsed.payload;
   const verb: OutboundMethod = config.method ?? parsed.method ?? (body === undefined ? 'GET' : 'POST');
+  if (body !== undefined && (verb === 'GET' || verb === 'HEAD')) {
+    throw new ValidationError(`body: a ${verb} request cannot have a body`, { field: 'body' });
+  }
   if (parsed.timeoutMs !== undefined && parsed.timeoutMs > config.maxTimeoutMs) {
     throw new ValidationError(`timeoutMs: at most ${config.maxTimeoutMs}`, { field: 'timeoutMs' });
   }
