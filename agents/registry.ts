@@ -1,23 +1,77 @@
-/** The named agents Baton ships with, by name. */
-import { marketingSwarm } from './api/marketing-swarm.js';
-import { summarizer } from './context/summarizer.js';
-import { kpiCalculator } from './function/kpi-calculator.js';
-import { postgresAgent } from './tool/postgres-agent.js';
-import type { AgentType, NamedAgent } from './types.js';
+/** The agent implementations Baton ships with, by name, and the default per agent type. */
+import { httpImplementation } from './api/http.js';
+import { llmImplementation } from './context/llm.js';
+import { summarizerImplementation } from './context/summarizer.js';
+import { functionImplementation } from './function/function.js';
+import { subrunImplementation } from './orchestrator/subrun.js';
+import { sqlImplementation } from './tool/sql.js';
+import { AgentError } from '../lib/index.js';
+import type { AgentImplementation, AgentSpec, AgentType } from './types.js';
 
 /**
- * Every named agent by its `name`: `postgres-agent` (tool), `kpi-calculator` (function),
- * `summarizer` (context), `marketing-swarm` (api).
+ * Every implementation by its `name`: `llm` and `summarizer` (context), `http` (api), `sql`
+ * (tool), `function` (function), `subrun` (orchestrator).
  */
-export const namedAgents: ReadonlyMap<string, NamedAgent> = new Map(
-  [postgresAgent, kpiCalculator, summarizer, marketingSwarm].map((agent) => [agent.name, agent] as const),
+export const implementations: ReadonlyMap<string, AgentImplementation> = new Map(
+  (
+    [
+      llmImplementation,
+      summarizerImplementation,
+      httpImplementation,
+      sqlImplementation,
+      functionImplementation,
+      subrunImplementation,
+    ] as AgentImplementation[]
+  ).map((implementation) => [implementation.name, implementation] as const),
 );
 
+const DEFAULTS: Readonly<Record<AgentType, string>> = {
+  context: 'llm',
+  api: 'http',
+  tool: 'sql',
+  function: 'function',
+  orchestrator: 'subrun',
+};
+
 /**
- * Agent type of every named agent (e.g. to route a step to the `agent-<type>` queue, or to
- * validate a definition without loading agent code paths).
- * @returns a new map, name → {@link AgentType}.
+ * The implementation a catalog entry of `type` uses when it names none (also what generic
+ * `type: http` / `type: context` steps run).
+ * @returns `llm`, `http`, `sql`, `function` or `subrun`.
  */
-export function agentTypesByName(): ReadonlyMap<string, AgentType> {
-  return new Map([...namedAgents].map(([name, agent]) => [name, agent.type] as const));
+export function defaultImplementation(type: AgentType): string {
+  return DEFAULTS[type];
+}
+
+/**
+ * The implementation of a catalog entry and its parsed config, ready for
+ * `implementation.run(input, ctx, config)`.
+ * @throws {AgentError} when the entry names an unknown implementation, or its stored config no
+ *   longer parses (e.g. an entry saved by an older release).
+ */
+export function bindAgentSpec(spec: AgentSpec): { implementation: AgentImplementation; config: unknown } {
+  const implementation = implementations.get(spec.implementation);
+  if (!implementation) throw new AgentError(`agent ${spec.name}@${spec.version}: unknown implementation ${spec.implementation}`);
+  const parsed = implementation.config.safeParse(spec.config);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new AgentError(
+      `agent ${spec.name}@${spec.version}: config is invalid for ${spec.implementation}${issue ? ` (${issue.path.join('.') || 'config'}: ${issue.message})` : ''}`,
+    );
+  }
+  return { implementation, config: parsed.data };
+}
+
+/**
+ * The environment an agent sees as `ctx.env`: only the variables its entry allow-lists that are
+ * set (and non-empty) in `source`.
+ * @param allowed - the entry's `env:` names.
+ * @param source - e.g. the worker's environment.
+ */
+export function allowListedEnv(allowed: readonly string[], source: Readonly<Record<string, string | undefined>>): Readonly<Record<string, string>> {
+  const env: Record<string, string> = {};
+  for (const name of allowed) {
+    const value = source[name];
+    if (value !== undefined && value !== '') env[name] = value;
+  }
+  return Object.freeze(env);
 }

@@ -187,19 +187,3 @@ export interface NamedAgent {
   run(input: unknown, ctx: AgentContext): Promise<unknown>;
 }
 
-/**
- * Config of an orchestrator named agent (implementation `subrun`): run `definition` as a child
- * run of the step — one, or one per item of `foreach`, in parallel.
- */
-export interface SubrunConfig {
-  /** Slug of the definition the child runs execute. */
-  definition: string;
-  /** Its version (default: the latest when the child starts). */
-  version?: number;
-  /** JSONata over `{input}` (the step's input) yielding the list to fan out over. */
-  foreach?: string;
-  /** Mapping of each child's input over `{input, item, index}` (default: the step's input). */
-  input?: unknown;
-  /** JSONata over `{input, output, items}` (`output`: the child output, or the list of them). */
-  output?: string;
-}

@@ -7,3 +7,4 @@ export * from './duration.js';
 export * from './outbound.js';
 export * from './secret-box.js';
 export * from './redact.js';
+export * from './yaml-source.js';

@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadAgentCatalog } from '../agents/index.js';
+import { loadAgentCatalogEntries } from '../agents/index.js';
 import { createLogger, loadConfig, projectRoot, type Config, type Logger } from '../lib/index.js';
 import { createDatabase, ensureDatabase, runMigrations, seedMarketPrices, seedOrganization } from '../db/index.js';
 import { loadDefinitionsDir } from '../definitions/index.js';
@@ -33,7 +33,7 @@ export async function release(config: Config, logger: Logger, definitionsDir = j
   try {
     const organizationId = await seedOrganization(database.db, config.auth.apiKey);
     const marketPrices = await seedMarketPrices(database.db);
-    const agents = await seedAgents(database.db, organizationId, await loadAgentCatalog());
+    const agents = await seedAgents(database.db, organizationId, await loadAgentCatalogEntries());
     const loaded = await loadDefinitionsDir(definitionsDir, await agentTypesOf(database.db, organizationId));
     const parsed = await Promise.all(
       loaded.map(async (definition) => ({ definition, source: await readFile(definition.file, 'utf8') })),

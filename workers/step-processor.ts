@@ -151,17 +151,23 @@ async function planAgentSubruns(
   const agent = await agentSpecOf(deps, spec, run);
   if (!agent) throw new AgentError(`orchestrator agent "${spec.agent}" has no catalog entry`);
   const config = implementationOf(deps, agent.implementation).config.parse(agent.config) as SubrunConfig;
-  const base = { input, steps: {}, run: { id: '', definition: run.definition.slug } } satisfies ExpressionScope;
-  const items = config.foreach === undefined ? undefined : await evaluateExpression(config.foreach, base);
-  if (items !== undefined && !Array.isArray(items)) throw new ValidationError(`agent ${agent.name}: foreach must yield a list`, { field: 'foreach' });
-  const mapInput = (scope: ExpressionScope) => (config.input === undefined ? Promise.resolve(scope.input) : evaluateMapping(config.input, scope));
-  const inputs = items === undefined
-    ? [await mapInput(base)]
-    : await Promise.all(items.map((item: unknown, index) => mapInput({ ...base, item, index } as ExpressionScope)));
+  const scope = (fields: Record<string, unknown>) => ({ steps: {}, run: { id: '', definition: run.definition.slug }, input, ...fields }) as ExpressionScope;
+  // `foreach` is JSONata over the step input itself (`$` is the step input).
+  const items = config.foreach === undefined ? undefined : await evaluateExpression(config.foreach, input as ExpressionScope);
+  if (items !== undefined && items !== null && !Array.isArray(items)) {
+    throw new ValidationError(`agent ${agent.name}: foreach must yield a list, got ${typeof items}`, { field: 'foreach' });
+  }
+  const list = items === undefined ? undefined : items === null ? [] : (items as unknown[]);
+  const inputs = list === undefined
+    ? [config.input === undefined ? input : await evaluateMapping(config.input, scope({}))]
+    : await Promise.all(list.map((item, index) => (config.input === undefined ? Promise.resolve(item) : evaluateMapping(config.input, scope({ item, index })))));
   return {
-    plan: { slug: config.definition, ...(config.version === undefined ? {} : { version: config.version }), inputs, single: items === undefined },
-    mapOutput: async (outputs) =>
-      config.output === undefined ? outputs : evaluateExpression(config.output, { ...base, output: outputs, items: items ?? [] } as ExpressionScope),
+    plan: { slug: config.definition, ...(config.version === undefined ? {} : { version: config.version }), inputs, single: list === undefined },
+    mapOutput: async (outputs) => {
+      if (config.output === undefined) return outputs;
+      const fields = list === undefined ? { input, output: outputs } : { input, outputs };
+      return evaluateExpression(config.output, fields as unknown as ExpressionScope);
+    },
   };
 }
 

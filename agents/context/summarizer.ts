@@ -1,19 +1,21 @@
 /**
- * `summarizer` (type `context`): a short prose summary of KPIs (the `kpi-calculator` output).
+ * `summarizer` (type `context`): a short summary of any text or JSON, or of per-symbol KPIs.
  *
- * With `ctx.llm.baseUrl` set it asks an OpenAI-compatible chat-completions endpoint; without it
- * it writes a deterministic local summary (same input → same text), so that demos and tests run
- * without an LLM.
+ * Step input, one of:
+ * - `{text, instructions?, maxWords?}` — prose;
+ * - `{data, instructions?, maxWords?}` — any JSON value;
+ * - `{kpis, from?, to?, instructions?}` — the `kpi-calculator` output (the KPI-tracking shape).
+ *
+ * Output `{text, model, provider, usage: {inputTokens, outputTokens}}`. With `ctx.llm.baseUrl`
+ * set it asks the OpenAI-compatible endpoint (see `llm.ts`); without it a deterministic local
+ * summary is written (`provider: "local"`): KPIs as one sentence per symbol plus the strongest
+ * performer and deepest drawdown; text as its first sentences; JSON as a description of its
+ * shape and leading values — each cut at `maxWords`.
  */
 import { z } from 'zod';
-import { AgentError } from '../../lib/index.js';
-import { httpCall } from '../api/http-call.js';
-import type { AgentContext, LlmSettings, NamedAgent } from '../types.js';
+import type { AgentContext, AgentImplementation } from '../types.js';
 import { isCalendarDate, parseInput } from '../validation.js';
-
-/** LLM response bytes accepted (1 MiB); a longer answer is treated as malformed. */
-const MAX_LLM_RESPONSE_BYTES = 1024 * 1024;
-
+import { complete, estimatedUsage, extract, type LlmUsage } from './llm.js';
 const isoDate = z.string().refine(isCalendarDate, { error: 'expected a date as YYYY-MM-DD' });
 const finite = z.number({ error: 'expected number' }).refine(Number.isFinite, { error: 'expected a finite number' });
 const month = z.object({ date: isoDate, returnPct: finite }).nullable();
@@ -45,40 +47,43 @@ export const SummarizerInput = z
 export type SummarizerInput = z.infer<typeof SummarizerInput>;
 type SymbolKpis = z.infer<typeof SymbolKpisSchema>;
 
-/** Token counts reported by the LLM. */
-export interface LlmUsage {
-  promptTokens: number;
-  completionTokens: number;
-  totalTokens: number;
-}
+/** The entry's `config:`. */
+export const SummarizerConfig = z
+  .object({
+    /** Replaces the built-in system prompt of text and JSON summaries. */
+    system: z.string().max(20_000).optional(),
+    /** Model name; default `ctx.llm.model`. */
+    model: z.string().min(1).max(200).optional(),
+    /** Default length cap, in words (1..2000, default 120). */
+    maxWords: z.number().int().min(1).max(2000).default(120),
+  })
+  .strict();
+export type SummarizerConfig = z.infer<typeof SummarizerConfig>;
+
+/** Step input of the generic shape: `{text | data, instructions?, maxWords?}`. */
+export const SummarizerGenericInput = z
+  .object({
+    text: z.string().min(1).max(500_000).optional(),
+    data: z.unknown().optional(),
+    instructions: z.string().max(4000).optional(),
+    maxWords: z.number().int().min(1).max(2000).optional(),
+  })
+  .strict()
+  .refine((input) => (input.text === undefined) !== (input.data === undefined), {
+    error: 'expected exactly one of text, data or kpis',
+    path: ['text'],
+  });
+export type SummarizerGenericInput = z.infer<typeof SummarizerGenericInput>;
 
 /** Step output. */
-export type SummarizerOutput =
-  | { text: string; provider: 'local' }
-  | {
-      text: string;
-      provider: 'openai-compatible';
-      model: string;
-      /** `null` when the endpoint did not report usage. */
-      usage: LlmUsage | null;
-    };
+export interface SummarizerOutput {
+  text: string;
+  model: string;
+  provider: string;
+  usage: LlmUsage;
+}
 
-const ChatCompletion = z.object({
-  model: z.string().optional(),
-  choices: z
-    .array(z.object({ message: z.object({ content: z.string().min(1) }) }))
-    .min(1),
-  usage: z
-    .object({
-      prompt_tokens: z.number().int().nonnegative(),
-      completion_tokens: z.number().int().nonnegative(),
-      total_tokens: z.number().int().nonnegative(),
-    })
-    .optional()
-    .nullable(),
-});
-
-const SYSTEM_PROMPT = [
+const KPI_SYSTEM_PROMPT = [
   'You are a financial analyst writing for a busy reader.',
   'You receive per-symbol KPIs computed from monthly prices: total return, CAGR, annualised volatility,',
   'maximum drawdown (all in percent) and the best and worst month.',
@@ -86,79 +91,88 @@ const SYSTEM_PROMPT = [
   'Use only the numbers given, rounded to one decimal; do not give investment advice.',
 ].join(' ');
 
-/**
- * The `summarizer` agent.
- * Throws `ValidationError` (e.g. field `kpis.AAPL.firstPrice`), and on the LLM path
- * `RetryLaterError` (timeout, network, 429, 5xx; honours `Retry-After`), `AgentError` (other 4xx,
- * malformed response) or `CancelledError` (`ctx.signal`).
- */
-export const summarizer: NamedAgent = {
-  name: 'summarizer',
-  type: 'context',
-  description: 'Summarises per-symbol KPIs in prose (OpenAI-compatible LLM, or a local template).',
-  async run(input: unknown, ctx: AgentContext): Promise<SummarizerOutput> {
-    const parsed = parseInput(SummarizerInput, input);
-    if (!ctx.llm.baseUrl) return { text: localSummary(parsed), provider: 'local' };
-    return llmSummary(parsed, ctx.llm, ctx);
-  },
-};
-
-/** Ask the OpenAI-compatible endpoint `POST {baseUrl}/chat/completions`. */
-async function llmSummary(input: SummarizerInput, llm: LlmSettings, ctx: AgentContext): Promise<SummarizerOutput> {
-  const baseUrl = (llm.baseUrl ?? '').replace(/\/+$/, '');
-  const system = input.instructions ? `${SYSTEM_PROMPT}\nAdditional instructions: ${input.instructions}` : SYSTEM_PROMPT;
-  const user = JSON.stringify({ window: { from: input.from ?? null, to: input.to ?? null }, kpis: sortedKpis(input.kpis) });
-  const started = Date.now();
-  const response = await httpCall({
-    method: 'POST',
-    url: `${baseUrl}/chat/completions`,
-    headers: {
-      Accept: 'application/json',
-      ...(llm.apiKey ? { Authorization: `Bearer ${llm.apiKey}` } : {}),
-    },
-    body: {
-      model: llm.model,
-      messages: [
-        { role: 'system', content: system },
-        { role: 'user', content: user },
-      ],
-      temperature: 0,
-    },
-    timeoutMs: llm.timeoutMs,
-    signal: ctx.signal,
-    maxBodyBytes: MAX_LLM_RESPONSE_BYTES,
-  });
-  const completion = ChatCompletion.safeParse(asJson(response.body));
-  if (!completion.success) {
-    const issue = completion.error.issues[0];
-    const where = issue ? `${issue.path.map(String).join('.') || 'body'}: ${issue.message}` : 'unexpected shape';
-    throw new AgentError(`LLM returned a malformed chat completion (${where})`, { details: { status: response.status } });
-  }
-  const { choices, model, usage } = completion.data;
-  const text = choices[0]?.message.content.trim() ?? '';
-  if (text === '') throw new AgentError('LLM returned an empty completion');
-  ctx.logger.info(
-    { agent: 'summarizer', model: model ?? llm.model, durationMs: Date.now() - started, totalTokens: usage?.total_tokens },
-    'summary generated',
-  );
-  return {
-    text,
-    provider: 'openai-compatible',
-    model: model ?? llm.model,
-    usage: usage
-      ? { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens, totalTokens: usage.total_tokens }
-      : null,
-  };
+function genericSystemPrompt(maxWords: number): string {
+  return [
+    'You summarise the content you are given for a busy reader.',
+    `Write at most ${maxWords} words of plain prose. Use only facts from the content; do not invent any.`,
+  ].join(' ');
 }
 
-/** A JSON body sent with a non-JSON content type arrives as text: parse it if possible. */
-function asJson(body: unknown): unknown {
-  if (typeof body !== 'string') return body;
-  try {
-    return JSON.parse(body) as unknown;
-  } catch {
-    return body;
+/** Parse either input shape (`kpis` present → the KPI shape). @throws {ValidationError}. */
+function parseSummarizerInput(input: unknown): { kind: 'kpis'; value: SummarizerInput } | { kind: 'generic'; value: SummarizerGenericInput } {
+  if (input !== null && typeof input === 'object' && 'kpis' in input) return { kind: 'kpis', value: parseInput(SummarizerInput, input) };
+  return { kind: 'generic', value: parseInput(SummarizerGenericInput, input) };
+}
+
+/**
+ * Summarise one input. Throws `ValidationError` (e.g. field `kpis.AAPL.firstPrice`, `text`), and
+ * on the LLM path what `complete` throws (`RetryLaterError` for 429/5xx/timeouts, `AgentError`,
+ * `CancelledError`).
+ */
+async function summarize(input: unknown, ctx: AgentContext, config: SummarizerConfig): Promise<SummarizerOutput> {
+  const parsed = parseSummarizerInput(input);
+  const model = config.model ?? ctx.llm.model;
+  let system: string;
+  let user: string;
+  let local: string;
+  if (parsed.kind === 'kpis') {
+    const { value } = parsed;
+    system = value.instructions ? `${KPI_SYSTEM_PROMPT}\nAdditional instructions: ${value.instructions}` : KPI_SYSTEM_PROMPT;
+    user = JSON.stringify({ window: { from: value.from ?? null, to: value.to ?? null }, kpis: sortedKpis(value.kpis) });
+    local = localSummary(value);
+  } else {
+    const { value } = parsed;
+    const maxWords = value.maxWords ?? config.maxWords;
+    const base = config.system ?? genericSystemPrompt(maxWords);
+    system = value.instructions ? `${base}\nAdditional instructions: ${value.instructions}` : base;
+    user = value.text ?? JSON.stringify(value.data, null, 1);
+    local = value.text !== undefined ? extract(value.text, maxWords) : extract(describeJson(value.data), maxWords);
   }
+  const messages = [
+    { role: 'system' as const, content: system },
+    { role: 'user' as const, content: user },
+  ];
+  if (!ctx.llm.baseUrl) {
+    return { text: local, model: 'local', provider: 'local', usage: estimatedUsage(messages, local) };
+  }
+  const result = await complete({ messages, model, temperature: 0 }, ctx);
+  return { text: result.text, model: result.model, provider: result.provider, usage: result.usage };
+}
+
+/** The `summarizer` implementation (default config: `{}`). */
+export const summarizerImplementation: AgentImplementation<SummarizerConfig> = {
+  name: 'summarizer',
+  type: 'context',
+  description: 'Summarises text, any JSON, or per-symbol KPIs (OpenAI-compatible LLM, or a deterministic local summary).',
+  config: SummarizerConfig,
+  run: summarize,
+};
+
+/**
+ * A plain-language description of a JSON value for the local provider: its shape, then its
+ * scalar fields (`key: value`) in key order, nested values by size.
+ */
+export function describeJson(value: unknown): string {
+  const describe = (v: unknown): string => {
+    if (v === null || v === undefined) return 'none';
+    if (Array.isArray(v)) return `a list of ${v.length} item${v.length === 1 ? '' : 's'}`;
+    if (typeof v === 'object') {
+      const keys = Object.keys(v);
+      return `a record with ${keys.length} field${keys.length === 1 ? '' : 's'}`;
+    }
+    return String(v);
+  };
+  if (Array.isArray(value)) {
+    const first = value[0];
+    const head = `A list of ${value.length} item${value.length === 1 ? '' : 's'}.`;
+    return first === undefined ? head : `${head} The first: ${describeJson(first)}`;
+  }
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value).sort(([a], [b]) => a.localeCompare(b));
+    const fields = entries.map(([key, v]) => `${key}: ${describe(v)}`).join('; ');
+    return `A record with ${entries.length} field${entries.length === 1 ? '' : 's'}${entries.length > 0 ? ` (${fields}).` : '.'}`;
+  }
+  return describe(value);
 }
 
 /** KPIs with symbols in a stable (alphabetical) order. */

@@ -34,7 +34,6 @@
  */
 import type { QuickJSContext, QuickJSHandle, QuickJSRuntime } from 'quickjs-emscripten';
 import { AgentError, CancelledError, ValidationError, type Logger } from '../../lib/index.js';
-import type { AgentContext, NamedAgent } from '../types.js';
 import {
   MAX_MEMORY_BYTES,
   MAX_STACK_BYTES,
@@ -302,65 +301,4 @@ function errorMessage(err: unknown): string {
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new CancelledError('function was cancelled');
-}
-
-/** Limits of a {@link functionAgent}; the step's signal and logger come from its context. */
-export interface FunctionAgentLimits {
-  /** Wall-clock budget per call, in milliseconds. */
-  timeoutMs: number;
-  /** QuickJS heap limit per call, in bytes. */
-  memoryBytes: number;
-}
-
-/** Options of {@link functionAgent}. */
-export interface FunctionAgentOptions {
-  /**
-   * Validates (and may transform) the step input before it enters the sandbox.
-   * Must throw {@link ValidationError} for invalid input. Default: pass through.
-   */
-  parseInput?: (input: unknown) => unknown;
-}
-
-/**
- * A named agent of type `function` that runs fixed JavaScript in the sandbox.
- *
- * @param name - agent name, e.g. `kpi-calculator`.
- * @param description - one line for listings.
- * @param code - the script source, or a loader called once on first use (its promise is cached;
- *   a failed load is retried on the next call).
- * @param limits - per-call {@link FunctionAgentLimits}.
- * @param options - {@link FunctionAgentOptions}.
- * @returns a {@link NamedAgent} whose `run` throws like {@link runInSandbox}.
- */
-export function functionAgent(
-  name: string,
-  description: string,
-  code: string | (() => Promise<string>),
-  limits: FunctionAgentLimits,
-  options: FunctionAgentOptions = {},
-): NamedAgent {
-  let source: Promise<string> | undefined;
-  const loadSource = (): Promise<string> => {
-    if (typeof code === 'string') return Promise.resolve(code);
-    source ??= code().catch((err: unknown) => {
-      source = undefined;
-      throw err;
-    });
-    return source;
-  };
-  return {
-    name,
-    type: 'function',
-    description,
-    async run(input: unknown, ctx: AgentContext): Promise<unknown> {
-      const parsed = options.parseInput ? options.parseInput(input) : input;
-      const script = await loadSource();
-      return runInSandbox(script, parsed, {
-        timeoutMs: limits.timeoutMs,
-        memoryBytes: limits.memoryBytes,
-        signal: ctx.signal,
-        logger: ctx.logger.child({ agent: name }),
-      });
-    },
-  };
 }

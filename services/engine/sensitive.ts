@@ -16,7 +16,7 @@ import {
   restoreSensitiveInput,
   sealSecret,
   splitSensitiveInput,
-  type SensitiveField,
+  type SealedField,
 } from '../../lib/index.js';
 import { referencedSecrets } from '../../definitions/index.js';
 import { loadSecrets } from '../store/index.js';
@@ -47,7 +47,7 @@ export function sealRunInput(deps: EngineDeps, runId: string, schema: Record<str
  */
 export function unsealRunInput(deps: EngineDeps, run: { id: string; input: unknown; sealedInput: string | null }): { input: unknown; values: string[] } {
   if (run.sealedInput === null) return { input: run.input, values: [] };
-  const sealed = JSON.parse(openSecret(deps.config.secrets.key, run.sealedInput, inputAad(run.id))) as SensitiveField[];
+  const sealed = JSON.parse(openSecret(deps.config.secrets.key, run.sealedInput, inputAad(run.id))) as SealedField[];
   const values = sealed.map((field) => asText(field.value));
   registerSensitiveValues(values);
   return { input: restoreSensitiveInput(run.input, sealed), values };

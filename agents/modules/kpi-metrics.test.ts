@@ -1,11 +1,15 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { expect } from 'chai';
-import type { KpiOutput } from './kpi-calculator.js';
-import { AgentError, projectRoot, ValidationError } from '../../lib/index.js';
+import type { KpiOutput } from '../function/kpi-types.js';
+import { AgentError, ValidationError } from '../../lib/index.js';
 import { testContext, rejection } from '../test-context.js';
-import { KPI_MEMORY_BYTES, KPI_SCRIPT_PATH, KPI_TIMEOUT_MS, kpiCalculator } from './kpi-calculator.js';
-import { runInSandbox } from './sandbox.js';
+import { namedAgents } from '../legacy.js';
+import { loadModules } from '../modules.js';
+import { runInSandbox } from '../function/sandbox.js';
+
+/** The kpi-calculator catalog entry's limits: 5 s, 64 MiB. */
+const KPI_TIMEOUT_MS = 5_000;
+const KPI_MEMORY_BYTES = 64 * 1024 * 1024;
+const kpiCalculator = namedAgents.get('kpi-calculator')!;
 
 const EPS = 1e-9;
 
@@ -17,9 +21,9 @@ async function computeKpis(prices: unknown[]): Promise<KpiOutput> {
 }
 
 
-describe('kpi-metrics.js (in the QuickJS sandbox)', () => {
+describe('kpi-metrics@1 (in the QuickJS sandbox)', () => {
   before(async () => {
-    script = await readFile(join(projectRoot(), KPI_SCRIPT_PATH), 'utf8');
+    script = (await loadModules()).get('kpi-metrics@1')!.code;
   });
 
   // BETA: 100, 110, 99, 120, 90 on the first of Jan..May 2020; ALFA: 50, 40, 60 in Jan..Mar 2021.
@@ -154,7 +158,7 @@ describe('kpi-metrics.js (in the QuickJS sandbox)', () => {
   });
 });
 
-describe('kpi-calculator agent', () => {
+describe('kpi-calculator agent (catalog entry, sandbox path)', () => {
   it('is a function agent that runs kpi-metrics.js on the step input', async () => {
     expect(kpiCalculator.type).to.equal('function');
     const output = (await kpiCalculator.run(
@@ -176,7 +180,7 @@ describe('kpi-calculator agent', () => {
       kpiCalculator.run({ prices: [{ symbol: 'X', date: '2020-01-01', price: '10' }] }, testContext()),
     );
     expect(err).to.be.instanceOf(ValidationError);
-    expect((err as ValidationError).field).to.equal('prices.0.price');
-    expect(err.message).to.match(/^prices\.0\.price: expected number/);
+    expect((err as ValidationError).field).to.equal('input.prices.0.price');
+    expect(err.message).to.match(/^input\.prices\.0\.price: must be number/);
   });
 });

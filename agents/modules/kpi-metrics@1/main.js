@@ -1,7 +1,7 @@
 /**
- * KPI computation for the `kpi-calculator` function agent.
+ * KPI computation (step module kpi-metrics@1; the `kpi-calculator` agent runs it).
  *
- * Runs inside the QuickJS sandbox (see ../sandbox.ts): a plain script, no imports, no host APIs.
+ * A plain script, no imports, no host APIs (runs in the function runtime or the QuickJS sandbox).
  * The engine calls `main(input)` with
  *   input = { prices: [{ symbol: string, date: "YYYY-MM-DD", price: number }, ...] }
  * (rows in any order) and stores the returned
