@@ -55,7 +55,7 @@ const fetchHttp: OutboundHttp = async (request) => {
   if (request.responseType === 'arraybuffer') data = new Uint8Array(await res.arrayBuffer());
   else {
     const text = await res.text();
-    data = request.responseType !== 'text' && /json/.test(res.headers.get('content-type') ?? '') ? (JSON.parse(text) as unknown) : text;
+    data = text && request.responseType !== 'text' && /json/.test(res.headers.get('content-type') ?? '') ? (JSON.parse(text) as unknown) : text;
   }
   return { status: res.status, headers: responseHeaders, data };
 };
@@ -85,7 +85,13 @@ describe('function runtime (worker threads)', function () {
           res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': PAYLOAD.length });
           res.end(PAYLOAD);
         } else if (req.url?.startsWith('/echo')) {
-          const text = JSON.stringify({ method: req.method, url: req.url, json: body ? (JSON.parse(body) as unknown) : null });
+          let json: unknown = null;
+          try {
+            json = body ? (JSON.parse(body) as unknown) : null;
+          } catch {
+            json = body;
+          }
+          const text = JSON.stringify({ method: req.method, url: req.url, json });
           res.writeHead(201, { 'content-type': 'application/json' });
           res.end(text);
         } else {
@@ -147,6 +153,34 @@ describe('function runtime (worker threads)', function () {
       code: 'ERR_BAD_REQUEST',
       accepted: 404,
     });
+  });
+
+  it('offers the axios verbs, request(config), a callable instance and create(defaults)', async () => {
+    const code = `
+      async function main(input, ctx) {
+        const axios = ctx.require('axios');
+        const api = axios.create({ baseURL: input.base, headers: { 'X-Team': 'baton' } });
+        const out = [];
+        out.push((await api.put('/echo/put', 'plain text', { headers: { 'content-type': 'text/plain' } })).data.method);
+        out.push((await api.patch('/echo/patch', Buffer.from('{"b":1}'), { headers: { 'content-type': 'application/json' } })).data.json);
+        out.push((await api.delete('/echo/delete')).data.method);
+        out.push((await api.head('/echo/head')).status);
+        out.push((await api.request({ url: '/echo/req', method: 'post', data: { a: [1, 2] }, params: { ids: [1, 2] } })).data);
+        out.push((await axios({ url: input.base + '/echo/call', responseType: 'text' })).data.length > 0);
+        return out;
+      }`;
+    const result = await runtime.run(code, { base: baseUrl }, limits, testContext({ http: fetchHttp }));
+    expect(result).to.deep.equal([
+      'PUT',
+      { b: 1 },
+      'DELETE',
+      201,
+      { method: 'POST', url: '/echo/req?ids%5B%5D=1&ids%5B%5D=2', json: { a: [1, 2] } },
+      true,
+    ]);
+    const put = received.find((r) => r.url === '/echo/put');
+    expect(put?.body).to.equal('plain text');
+    expect(put?.headers['x-team']).to.equal('baton');
   });
 
   it('hands host errors to the isolate with name, message and code', async () => {
