@@ -23,6 +23,8 @@ import {
   type ExpressionScope,
 } from './index.js';
 
+import { loadAgentCatalog } from '../agents/index.js';
+
 const here = fileURLToPath(new URL('.', import.meta.url));
 const fixtures = join(here, '__fixtures__');
 
@@ -202,10 +204,10 @@ describe('definitions', () => {
   describe('other rules', () => {
     const cases: Array<{ name: string; steps: string; line: number; rule: RegExp }> = [
       {
-        name: 'a context type without an agent',
-        steps: '  - id: a\n    type: context\n',
+        name: 'a tool type without an agent',
+        steps: '  - id: a\n    type: tool\n',
         line: 6,
-        rule: /step a: type context needs an agent/,
+        rule: /step a: type tool needs an agent/,
       },
       {
         name: 'an agent whose type differs from the explicit type',
@@ -220,10 +222,22 @@ describe('definitions', () => {
         rule: /unknown key "prompt" \(only valid on type: checkpoint steps\)/,
       },
       {
-        name: 'a function step without code',
+        name: 'a function step without code or module',
         steps: '  - id: a\n    type: function\n',
         line: 6,
-        rule: /step a: missing required key "code"/,
+        rule: /step a: a function step must have exactly one of code or module/,
+      },
+      {
+        name: 'a function step with both code and module',
+        steps: '  - id: a\n    type: function\n    module: kpi-metrics@1\n    code: "function main() {}"\n',
+        line: 6,
+        rule: /step a: a function step must have exactly one of code or module/,
+      },
+      {
+        name: 'a malformed module reference',
+        steps: '  - id: a\n    type: function\n    module: kpi-metrics\n',
+        line: 8,
+        rule: /step a: module must match .*got "kpi-metrics"/,
       },
       {
         name: 'an orchestrator step without run',
@@ -464,9 +478,12 @@ describe('definitions', () => {
   });
 
   describe('loadDefinitionsDir', () => {
-    it('loads exactly kpi-tracking from definitions/ (ignoring __fixtures__)', async () => {
-      const defs = await loadDefinitionsDir(here, agents);
-      expect(defs.map((d) => `${d.slug}@${d.version}`)).to.deep.equal(['kpi-tracking@1']);
+    it('loads every definition in definitions/ against the shipped agent catalog (ignoring __fixtures__)', async () => {
+      const catalog = new Map((await loadAgentCatalog()).map((spec) => [spec.name, spec.type] as const));
+      const defs = await loadDefinitionsDir(here, catalog);
+      const slugs = defs.map((d) => `${d.slug}@${d.version}`);
+      expect(slugs).to.include.members(['kpi-tracking@1', 'image-generation@1', 'image-orchestration@1', 'marketing-campaign@1', 'content-pipeline@1', 'portfolio-review@1']);
+      expect(new Set(slugs).size).to.equal(slugs.length);
     });
 
     it('rejects the same slug and version in two files, and reports the failing file', async () => {

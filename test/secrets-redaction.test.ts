@@ -62,7 +62,9 @@ steps:
       method: POST
       url: \${{ input.url & '/partner' }}
       headers: { Authorization: "Bearer \${{ secrets.PARTNER_TOKEN }}" }
-      body: { password: \${{ input.password }}, echo: "token=\${{ secrets.PARTNER_TOKEN }}" }
+      body:
+        password: \${{ input.password }}
+        echo: "token=\${{ secrets.PARTNER_TOKEN }}"
   - id: leak
     type: function
     needs: [call]

@@ -69,8 +69,8 @@ describe('subrun implementation', () => {
       expect(c).to.deep.include({ definition: 'image-generation', input: { prompts: '${{ input.prompts }}' } });
       const output = {
         images: [
-          { prompt: 'cat', openai: { assetIds: ['o1'] }, google: { assetIds: ['g1', 'g2'] } },
-          { prompt: 'dog', openai: { assetIds: ['o2'] }, google: { assetIds: ['g3'] } },
+          { prompt: 'cat', openai: ['o1'], google: ['g1', 'g2'] },
+          { prompt: 'dog', openai: ['o2'], google: ['g3'] },
         ],
       };
       const result: unknown = await jsonata(c.output ?? '').evaluate({ input: { prompts: ['cat', 'dog'] }, output });
@@ -78,6 +78,8 @@ describe('subrun implementation', () => {
         { prompt: 'cat', openai: ['o1'], google: ['g1', 'g2'] },
         { prompt: 'dog', openai: ['o2'], google: ['g3'] },
       ]);
+      const one: unknown = await jsonata(c.output ?? '').evaluate({ input: { prompts: ['cat'] }, output: { images: [output.images[0]] } });
+      expect(one, 'one prompt stays a list').to.deep.equal([{ prompt: 'cat', openai: ['o1'], google: ['g1', 'g2'] }]);
     });
   });
 });
