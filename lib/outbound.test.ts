@@ -258,6 +258,15 @@ describe('outbound policy', function () {
     }
   });
 
+  it('refuses header values with CR/LF as invalid headers', async function () {
+    const http = createOutboundHttp(LOOPBACK);
+    const err = await http({ method: 'GET', url: `${server.url}/json`, headers: { 'x-a': 'v\r\nInjected: 1' }, timeoutMs: 1000 }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(ValidationError);
+    expect((err as ValidationError).field).to.equal('headers');
+  });
+
   it('classifies special-purpose addresses', function () {
     expect(deniedAddressRange('8.8.8.8')).to.equal(undefined);
     expect(deniedAddressRange('2606:4700:4700::1111')).to.equal(undefined);

@@ -382,11 +382,14 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
  *
  * Redirects: `GET` and `HEAD` follow 301, 302, 303, 307 and 308; other methods follow only 307
  * and 308 (which keep method and body, RFC 9110 §15.4.8–9) and get any other 3xx back as the
- * response. A hop to another origin drops `Authorization`, `Cookie` and `Proxy-Authorization`.
+ * response, as is the last 3xx once `maxRedirects` hops were followed. A hop to another origin
+ * drops `Authorization`, `Cookie` and `Proxy-Authorization`.
  * Connections are not kept alive, so no socket checked under one request is reused unchecked.
  *
  * @param policy - the allow-list (`config.outbound`).
  * @param options - `userAgent`; `resolve` to replace the system resolver (tests).
+ * @returns the request function; besides {@link OutboundHttp}'s errors it throws
+ *   {@link ValidationError} with field `headers` for a header name or value Node refuses (e.g. CR/LF).
  * @throws {ValidationError} (field `allow`) for an allow-list entry that is neither host nor CIDR.
  */
 export function createOutboundHttp(policy: OutboundPolicy, options: OutboundHttpOptions = {}): OutboundHttp {
@@ -473,6 +476,10 @@ export function createOutboundHttp(policy: OutboundPolicy, options: OutboundHttp
       }
     } catch (err) {
       if (err instanceof OutboundDeniedError || err instanceof OutputTooLargeError || err instanceof ValidationError) throw err;
+      const invalid = (err as { code?: unknown } | null)?.code;
+      if (invalid === 'ERR_INVALID_CHAR' || invalid === 'ERR_INVALID_HTTP_TOKEN' || invalid === 'ERR_HTTP_INVALID_HEADER_VALUE') {
+        throw new ValidationError(`headers: ${(err as Error).message}`, { field: 'headers', cause: err });
+      }
       if (signal?.aborted) throw new CancelledError(`${what} was cancelled`, { cause: err });
       if (deadline.aborted) throw new RetryLaterError(`${what} timed out after ${request.timeoutMs} ms`, { cause: err });
       const code = (err as { code?: unknown } | null)?.code;
