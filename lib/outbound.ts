@@ -162,12 +162,29 @@ function unmap(address: ipaddr.IPv4 | ipaddr.IPv6): ipaddr.IPv4 | ipaddr.IPv6 {
     : address;
 }
 
+/** Host names as allow-list entries: letters, digits, `_`, `.` and `-`. */
+const HOST_ENTRY = /^[a-z0-9_.-]+$/;
+/** `*.example.com` allow-list entries. */
+const SUFFIX_ENTRY = /^\*\.[a-z0-9_.-]+$/;
+
+/**
+ * Whether `entry` is a valid {@link OutboundPolicy.allow} entry: a host name, `*.suffix`, an IP
+ * address or a CIDR (used by `loadConfig` to check `OUTBOUND_ALLOW`).
+ */
+export function isOutboundAllowEntry(entry: string): boolean {
+  const e = entry.trim().toLowerCase();
+  return ipaddr.isValidCIDR(e) || ipaddr.isValid(normaliseHost(e)) || SUFFIX_ENTRY.test(e) || HOST_ENTRY.test(e);
+}
+
 /** @throws {ValidationError} (field `allow`) for an entry that is neither a host nor a CIDR. */
 function parseAllowList(entries: readonly string[]): AllowList {
   const list: AllowList = { hosts: new Set(), suffixes: [], cidrs: [] };
   for (const raw of entries) {
     const entry = raw.trim().toLowerCase();
     if (entry === '') continue;
+    if (!isOutboundAllowEntry(entry)) {
+      throw new ValidationError(`allow: "${raw}" is neither a host name, "*.suffix" nor a CIDR`, { field: 'allow' });
+    }
     if (ipaddr.isValidCIDR(entry)) {
       const [address, bits] = ipaddr.parseCIDR(entry);
       const plain = unmap(address);
@@ -175,12 +192,10 @@ function parseAllowList(entries: readonly string[]): AllowList {
     } else if (ipaddr.isValid(normaliseHost(entry))) {
       const address = unmap(ipaddr.parse(normaliseHost(entry)));
       list.cidrs.push([address, address.kind() === 'ipv4' ? 32 : 128]);
-    } else if (/^\*\.[a-z0-9.-]+$/.test(entry)) {
+    } else if (SUFFIX_ENTRY.test(entry)) {
       list.suffixes.push(normaliseHost(entry.slice(1)));
-    } else if (/^[a-z0-9_.-]+$/.test(entry)) {
-      list.hosts.add(normaliseHost(entry));
     } else {
-      throw new ValidationError(`allow: "${raw}" is neither a host name, "*.suffix" nor a CIDR`, { field: 'allow' });
+      list.hosts.add(normaliseHost(entry));
     }
   }
   return list;
