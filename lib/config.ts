@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { isOutboundAllowEntry } from './outbound.js';
 
 /** Development-only API key, used when `BATON_API_KEY` is unset outside production. */
 export const DEV_API_KEY = 'baton_dev_key_do_not_use_in_production';
@@ -113,7 +114,9 @@ const Env = z.object({
   FUNCTION_MAX_MEMORY_MB: positiveInt('MiB').max(4096).default(256),
   STEP_OUTPUT_MAX_BYTES: positiveInt('bytes').default(1024 * 1024),
   ASSET_MAX_BYTES: positiveInt('bytes').default(20 * 1024 * 1024),
-  OUTBOUND_ALLOW: csv,
+  OUTBOUND_ALLOW: csv.refine((entries) => (entries ?? []).every(isOutboundAllowEntry), {
+    error: 'expected comma-separated host names, *.suffix entries, IP addresses or CIDRs (e.g. 10.0.0.0/8)',
+  }),
   HTTP_STEP_TIMEOUT_MS: positiveInt('milliseconds').default(30_000),
 });
 

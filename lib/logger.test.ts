@@ -55,6 +55,6 @@ describe('logger redaction of registered secret values', function () {
     for (let i = 0; i < n; i += 1) redactLogLine(line);
     const perLineUs = Number(process.hrtime.bigint() - started) / n / 1000;
     console.log(`      redactLogLine: ${perLineUs.toFixed(2)} µs per ${line.length}-byte line with ${MAX_SENSITIVE_VALUES} values`);
-    expect(perLineUs).to.be.lessThan(100);
+    expect(perLineUs, "a guard against pathological cost, not a benchmark").to.be.lessThan(1000);
   });
 });

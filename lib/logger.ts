@@ -28,51 +28,56 @@ export const MAX_SENSITIVE_VALUES = 10_000;
 
 /** Registered values in least- to most-recently-registered order (a `Map` keeps insertion order). */
 const sensitive = new Map<string, true>();
-/** The scanner over the registry's forms, rebuilt on the first line after a change. */
-let replacer: SubstringReplacer | undefined;
-
-/**
- * Register secret values that must never appear in any log line of this process (API-created
- * secrets when loaded, sealed run-input fields). Re-registering a value marks it most recent;
- * beyond {@link MAX_SENSITIVE_VALUES} the least recently registered are forgotten. Values shorter
- * than 4 characters are ignored (see `MIN_SUBSTRING_SECRET_CHARS` in `redact.ts`).
- */
-export function registerSensitiveValues(values: readonly string[]): void {
-  let changed = false;
-  for (const value of values) {
-    if (value.length < 4) continue;
-    if (sensitive.has(value)) sensitive.delete(value);
-    else changed = true;
-    sensitive.set(value, true);
-  }
-  while (sensitive.size > MAX_SENSITIVE_VALUES) {
-    const oldest = sensitive.keys().next().value;
-    if (oldest === undefined) break;
-    sensitive.delete(oldest);
-    changed = true;
-  }
-  if (changed) replacer = undefined;
-}
-
-/** Forget every registered value (tests). */
-export function clearSensitiveValues(): void {
-  sensitive.clear();
-  replacer = undefined;
-}
+/** Scanner over the JSON-escaped forms of the registered values, updated value by value. */
+const replacer = new SubstringReplacer();
 
 /** The string's form inside a JSON string literal. */
 function jsonEscaped(text: string): string {
   return JSON.stringify(text).slice(1, -1);
 }
 
+/** The forms of a value searched for in log lines (only JSON-escaped ones: lines stay valid JSON). */
+function logForms(value: string): string[] {
+  return [...new Set(secretForms(value).map(jsonEscaped))];
+}
+
 /**
- * One serialized log line with every registered value replaced by `[redacted]`. Only the
- * JSON-escaped forms are searched, so the line stays valid JSON.
+ * Register secret values that must never appear in any log line of this process (API-created
+ * secrets when loaded, sealed run-input fields). Re-registering a value marks it most recent;
+ * beyond {@link MAX_SENSITIVE_VALUES} the least recently registered are forgotten. Values shorter
+ * than 4 characters are ignored (see `MIN_SUBSTRING_SECRET_CHARS` in `redact.ts`). Cost: a few
+ * microseconds per new value (no rebuild of the scanner).
+ */
+export function registerSensitiveValues(values: readonly string[]): void {
+  for (const value of values) {
+    if (value.length < 4) continue;
+    if (sensitive.delete(value)) {
+      sensitive.set(value, true);
+      continue;
+    }
+    sensitive.set(value, true);
+    for (const form of logForms(value)) replacer.add(form);
+  }
+  while (sensitive.size > MAX_SENSITIVE_VALUES) {
+    const oldest = sensitive.keys().next().value;
+    if (oldest === undefined) break;
+    sensitive.delete(oldest);
+    for (const form of logForms(oldest)) replacer.delete(form);
+  }
+}
+
+/** Forget every registered value (tests). */
+export function clearSensitiveValues(): void {
+  for (const value of sensitive.keys()) for (const form of logForms(value)) replacer.delete(form);
+  sensitive.clear();
+}
+
+/**
+ * One serialized log line with every registered value replaced by `[redacted]` (pino's
+ * `hooks.streamWrite`).
  */
 export function redactLogLine(line: string): string {
-  if (sensitive.size === 0) return line;
-  replacer ??= new SubstringReplacer([...sensitive.keys()].flatMap((v) => secretForms(v).map(jsonEscaped)));
-  return replacer.replace(line, REDACTED);
+  return sensitive.size === 0 ? line : replacer.replace(line, REDACTED);
 }
 
 /**

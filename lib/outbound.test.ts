@@ -4,12 +4,15 @@ import { gzipSync } from 'node:zlib';
 import { expect } from 'chai';
 import {
   CancelledError,
+  ConfigError,
   OutboundDeniedError,
   OutputTooLargeError,
   RetryLaterError,
   ValidationError,
   createOutboundHttp,
   deniedAddressRange,
+  isOutboundAllowEntry,
+  loadConfig,
   type OutboundResolver,
 } from './index.js';
 
@@ -256,6 +259,22 @@ describe('outbound policy', function () {
       expect(err).to.be.instanceOf(ValidationError);
       expect((err as ValidationError).field).to.equal('url');
     }
+  });
+
+  it('refuses header values with CR/LF as invalid headers', async function () {
+    const http = createOutboundHttp(LOOPBACK);
+    const err = await http({ method: 'GET', url: `${server.url}/json`, headers: { 'x-a': 'v\r\nInjected: 1' }, timeoutMs: 1000 }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(ValidationError);
+    expect((err as ValidationError).field).to.equal('headers');
+  });
+
+  it('checks OUTBOUND_ALLOW entries when the configuration loads', function () {
+    expect(['10.0.0.0/8', '::1/128', '192.168.1.7', '[::1]', 'localhost', '*.corp.example', 'api_1.local'].every(isOutboundAllowEntry)).to.equal(true);
+    expect(['bad host', 'http://x/', '*', '10.0.0.0/33'].some(isOutboundAllowEntry)).to.equal(false);
+    expect(() => loadConfig({ OUTBOUND_ALLOW: '10.0.0.0/8, http://x/' })).to.throw(ConfigError, /OUTBOUND_ALLOW/);
+    expect(loadConfig({ NODE_ENV: 'test', OUTBOUND_ALLOW: '*.corp.example' }).outbound.allow).to.include('*.corp.example');
   });
 
   it('classifies special-purpose addresses', function () {

@@ -162,12 +162,29 @@ function unmap(address: ipaddr.IPv4 | ipaddr.IPv6): ipaddr.IPv4 | ipaddr.IPv6 {
     : address;
 }
 
+/** Host names as allow-list entries: letters, digits, `_`, `.` and `-`. */
+const HOST_ENTRY = /^[a-z0-9_.-]+$/;
+/** `*.example.com` allow-list entries. */
+const SUFFIX_ENTRY = /^\*\.[a-z0-9_.-]+$/;
+
+/**
+ * Whether `entry` is a valid {@link OutboundPolicy.allow} entry: a host name, `*.suffix`, an IP
+ * address or a CIDR (used by `loadConfig` to check `OUTBOUND_ALLOW`).
+ */
+export function isOutboundAllowEntry(entry: string): boolean {
+  const e = entry.trim().toLowerCase();
+  return ipaddr.isValidCIDR(e) || ipaddr.isValid(normaliseHost(e)) || SUFFIX_ENTRY.test(e) || HOST_ENTRY.test(e);
+}
+
 /** @throws {ValidationError} (field `allow`) for an entry that is neither a host nor a CIDR. */
 function parseAllowList(entries: readonly string[]): AllowList {
   const list: AllowList = { hosts: new Set(), suffixes: [], cidrs: [] };
   for (const raw of entries) {
     const entry = raw.trim().toLowerCase();
     if (entry === '') continue;
+    if (!isOutboundAllowEntry(entry)) {
+      throw new ValidationError(`allow: "${raw}" is neither a host name, "*.suffix" nor a CIDR`, { field: 'allow' });
+    }
     if (ipaddr.isValidCIDR(entry)) {
       const [address, bits] = ipaddr.parseCIDR(entry);
       const plain = unmap(address);
@@ -175,12 +192,10 @@ function parseAllowList(entries: readonly string[]): AllowList {
     } else if (ipaddr.isValid(normaliseHost(entry))) {
       const address = unmap(ipaddr.parse(normaliseHost(entry)));
       list.cidrs.push([address, address.kind() === 'ipv4' ? 32 : 128]);
-    } else if (/^\*\.[a-z0-9.-]+$/.test(entry)) {
+    } else if (SUFFIX_ENTRY.test(entry)) {
       list.suffixes.push(normaliseHost(entry.slice(1)));
-    } else if (/^[a-z0-9_.-]+$/.test(entry)) {
-      list.hosts.add(normaliseHost(entry));
     } else {
-      throw new ValidationError(`allow: "${raw}" is neither a host name, "*.suffix" nor a CIDR`, { field: 'allow' });
+      list.hosts.add(normaliseHost(entry));
     }
   }
   return list;
@@ -382,11 +397,14 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
  *
  * Redirects: `GET` and `HEAD` follow 301, 302, 303, 307 and 308; other methods follow only 307
  * and 308 (which keep method and body, RFC 9110 §15.4.8–9) and get any other 3xx back as the
- * response. A hop to another origin drops `Authorization`, `Cookie` and `Proxy-Authorization`.
+ * response, as is the last 3xx once `maxRedirects` hops were followed. A hop to another origin
+ * drops `Authorization`, `Cookie` and `Proxy-Authorization`.
  * Connections are not kept alive, so no socket checked under one request is reused unchecked.
  *
  * @param policy - the allow-list (`config.outbound`).
  * @param options - `userAgent`; `resolve` to replace the system resolver (tests).
+ * @returns the request function; besides {@link OutboundHttp}'s errors it throws
+ *   {@link ValidationError} with field `headers` for a header name or value Node refuses (e.g. CR/LF).
  * @throws {ValidationError} (field `allow`) for an allow-list entry that is neither host nor CIDR.
  */
 export function createOutboundHttp(policy: OutboundPolicy, options: OutboundHttpOptions = {}): OutboundHttp {
@@ -473,6 +491,10 @@ export function createOutboundHttp(policy: OutboundPolicy, options: OutboundHttp
       }
     } catch (err) {
       if (err instanceof OutboundDeniedError || err instanceof OutputTooLargeError || err instanceof ValidationError) throw err;
+      const invalid = (err as { code?: unknown } | null)?.code;
+      if (invalid === 'ERR_INVALID_CHAR' || invalid === 'ERR_INVALID_HTTP_TOKEN' || invalid === 'ERR_HTTP_INVALID_HEADER_VALUE') {
+        throw new ValidationError(`headers: ${(err as Error).message}`, { field: 'headers', cause: err });
+      }
       if (signal?.aborted) throw new CancelledError(`${what} was cancelled`, { cause: err });
       if (deadline.aborted) throw new RetryLaterError(`${what} timed out after ${request.timeoutMs} ms`, { cause: err });
       const code = (err as { code?: unknown } | null)?.code;

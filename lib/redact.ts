@@ -26,28 +26,92 @@ export function secretForms(value: string): string[] {
   return [...forms].filter((f) => f.length > 0);
 }
 
+/** Up to this many needles, a text is first searched for each with `String#includes`. */
+const FEW_NEEDLES = 32;
+
+/** Slots of the prefix filter of {@link SubstringReplacer}. */
+const PREFIX_SLOTS = 1 << 20;
+
+/** Hash of the three UTF-16 code units of `text` at `i` into {@link PREFIX_SLOTS} slots. */
+function prefixSlot(text: string, i: number): number {
+  return Math.imul(text.charCodeAt(i) * 961 + text.charCodeAt(i + 1) * 31 + text.charCodeAt(i + 2), 0x9e3779b1) >>> 12;
+}
+
+/** Needles sharing their first characters, by length (longest first). */
+interface Bucket {
+  /** Distinct needle lengths, descending. */
+  lengths: number[];
+  byLength: Map<number, Set<string>>;
+}
+
 /**
- * Finds many fixed strings in one left-to-right scan: candidates are bucketed by their first
- * {@link MIN_SUBSTRING_SECRET_CHARS} characters, so each position of the text costs one map
- * look-up whatever the number of strings (a regular expression with thousands of alternatives
- * would try each of them at every position). At one position the longest match wins.
+ * Finds many fixed strings in one left-to-right scan: needles are bucketed by their first
+ * {@link MIN_SUBSTRING_SECRET_CHARS} characters and, inside a bucket, by length, so a position of
+ * the text costs one map look-up plus one set look-up per distinct needle length of its bucket,
+ * whatever the number of needles (a regular expression with thousands of alternatives would try
+ * each of them at every position). At one position the longest match wins. Adding and removing a
+ * needle is O(1) (plus the bucket's few distinct lengths), so the set can change at run time.
  */
 export class SubstringReplacer {
-  private readonly buckets = new Map<string, string[]>();
-  /** Which UTF-16 code units start some needle (a cheap filter before the map look-up). */
-  private readonly starts = new Uint8Array(65536);
+  private readonly buckets = new Map<string, Bucket>();
+  /** How many times each needle was added (the same form of two values counts twice). */
+  private readonly refs = new Map<string, number>();
+  /**
+   * Needles per hash of their first three UTF-16 code units (2^20 slots): a filter that lets
+   * most positions of a line pass without building a string, even with thousands of needles.
+   */
+  private readonly prefixes = new Uint32Array(PREFIX_SLOTS);
 
   /** @param needles - strings of at least {@link MIN_SUBSTRING_SECRET_CHARS} characters (shorter ones are ignored). */
-  constructor(needles: Iterable<string>) {
-    for (const needle of new Set(needles)) {
-      if (needle.length < MIN_SUBSTRING_SECRET_CHARS) continue;
-      const key = needle.slice(0, MIN_SUBSTRING_SECRET_CHARS);
-      const bucket = this.buckets.get(key);
-      if (bucket) bucket.push(needle);
-      else this.buckets.set(key, [needle]);
-      this.starts[needle.charCodeAt(0)] = 1;
+  constructor(needles: Iterable<string> = []) {
+    for (const needle of needles) this.add(needle);
+  }
+
+  /** Add one needle (ignored when shorter than {@link MIN_SUBSTRING_SECRET_CHARS}). */
+  add(needle: string): void {
+    if (needle.length < MIN_SUBSTRING_SECRET_CHARS) return;
+    const count = this.refs.get(needle) ?? 0;
+    this.refs.set(needle, count + 1);
+    if (count > 0) return;
+    const key = needle.slice(0, MIN_SUBSTRING_SECRET_CHARS);
+    let bucket = this.buckets.get(key);
+    if (!bucket) {
+      bucket = { lengths: [], byLength: new Map() };
+      this.buckets.set(key, bucket);
     }
-    for (const bucket of this.buckets.values()) bucket.sort((a, b) => b.length - a.length);
+    let same = bucket.byLength.get(needle.length);
+    if (!same) {
+      same = new Set();
+      bucket.byLength.set(needle.length, same);
+      bucket.lengths.push(needle.length);
+      bucket.lengths.sort((a, b) => b - a);
+    }
+    same.add(needle);
+    const slot = prefixSlot(needle, 0);
+    this.prefixes[slot] = (this.prefixes[slot] ?? 0) + 1;
+  }
+
+  /** Remove one needle added before (each `add` needs its own `delete`). */
+  delete(needle: string): void {
+    const count = this.refs.get(needle);
+    if (count === undefined) return;
+    if (count > 1) {
+      this.refs.set(needle, count - 1);
+      return;
+    }
+    this.refs.delete(needle);
+    const key = needle.slice(0, MIN_SUBSTRING_SECRET_CHARS);
+    const bucket = this.buckets.get(key);
+    const same = bucket?.byLength.get(needle.length);
+    if (!bucket || !same) return;
+    same.delete(needle);
+    if (same.size === 0) {
+      bucket.byLength.delete(needle.length);
+      bucket.lengths = bucket.lengths.filter((length) => length !== needle.length);
+      if (bucket.lengths.length === 0) this.buckets.delete(key);
+    }
+    const slot = prefixSlot(needle, 0);
+    this.prefixes[slot] = Math.max(0, (this.prefixes[slot] ?? 1) - 1);
   }
 
   /** Whether there are no needles. */
@@ -58,17 +122,28 @@ export class SubstringReplacer {
   /** `text` with every (non-overlapping, leftmost-longest) needle replaced by `replacement`. */
   replace(text: string, replacement: string = REDACTED): string {
     if (this.buckets.size === 0) return text;
+    // Few needles: the engine's native substring search finds "none here" (the usual case) faster.
+    if (this.refs.size <= FEW_NEEDLES) {
+      let any = false;
+      for (const needle of this.refs.keys()) {
+        if (text.includes(needle)) {
+          any = true;
+          break;
+        }
+      }
+      if (!any) return text;
+    }
     let out: string | undefined;
     let copied = 0;
     const last = text.length - MIN_SUBSTRING_SECRET_CHARS;
     for (let i = 0; i <= last; i += 1) {
-      if (this.starts[text.charCodeAt(i)] === 0) continue;
+      if (this.prefixes[prefixSlot(text, i)] === 0) continue;
       const bucket = this.buckets.get(text.slice(i, i + MIN_SUBSTRING_SECRET_CHARS));
       if (!bucket) continue;
-      const hit = bucket.find((needle) => text.startsWith(needle, i));
-      if (hit === undefined) continue;
+      const length = bucket.lengths.find((n) => i + n <= text.length && bucket.byLength.get(n)?.has(text.slice(i, i + n)) === true);
+      if (length === undefined) continue;
       out = (out ?? '') + text.slice(copied, i) + replacement;
-      i += hit.length - 1;
+      i += length - 1;
       copied = i + 1;
     }
     return out === undefined ? text : out + text.slice(copied);

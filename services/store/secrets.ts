@@ -6,7 +6,7 @@
  * the logger, so no log line of this process can carry it.
  */
 import { and, asc, eq, inArray, sql } from 'drizzle-orm';
-import { NotFoundError, ValidationError, openSecret, registerSensitiveValues, sealSecret } from '../../lib/index.js';
+import { ConfigError, NotFoundError, ValidationError, openSecret, registerSensitiveValues, sealSecret } from '../../lib/index.js';
 import { secrets, type Db } from '../../db/index.js';
 
 /** Secret names: an upper-case letter, then upper-case letters, digits or `_` (like env variables). */
@@ -114,7 +114,15 @@ export async function loadSecrets(
     .select({ name: secrets.name, sealed: secrets.sealed })
     .from(secrets)
     .where(and(eq(secrets.organizationId, organizationId), inArray(secrets.name, [...new Set(names)])));
-  for (const row of rows) result[row.name] = openSecret(key, row.sealed, aadOf(organizationId, row.name));
+  for (const row of rows) {
+    try {
+      result[row.name] = openSecret(key, row.sealed, aadOf(organizationId, row.name));
+    } catch (err) {
+      throw new ConfigError(`secret ${row.name} does not open under BATON_SECRETS_KEY (key changed, or the row was altered)`, {
+        cause: err,
+      });
+    }
+  }
   registerSensitiveValues(rows.map((r) => result[r.name] ?? ''));
   return result;
 }
