@@ -26,6 +26,14 @@ const RESERVED_ENV = /^(BATON_|DATABASE_|REDIS_|LLM_API_KEY$|PG|npm_)/;
 /** Loopback destinations allowed outside production (development and tests call local servers). */
 export const DEV_OUTBOUND_ALLOW = ['127.0.0.0/8', '::1/128', 'localhost'] as const;
 
+/**
+ * An empty value counts as unset (docker compose passes `${VAR:-}` as an empty string), so the
+ * development default or the production requirement applies instead of a format error.
+ */
+function unsetWhenEmpty<T extends z.ZodType>(schema: T) {
+  return z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), schema);
+}
+
 /** A comma-separated list; empty entries dropped. */
 const csv = z.preprocess(
   (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : v),
@@ -83,16 +91,20 @@ const Env = z.object({
       error: 'expected letters, digits, "-" or "_", optionally wrapped in {braces} as a Redis Cluster hash tag',
     })
     .default('baton'),
-  BATON_API_KEY: z
-    .string()
-    .min(16, { error: 'expected an API key of at least 16 characters' })
-    .optional(),
-  BATON_WEBHOOK_SECRET: z
-    .string()
-    .regex(/^whsec_[A-Za-z0-9+/]{22,}={0,2}$/, {
-      error: 'expected a Standard Webhooks secret: "whsec_" followed by at least 16 base64-encoded bytes',
-    })
-    .optional(),
+  BATON_API_KEY: unsetWhenEmpty(
+    z
+      .string()
+      .min(16, { error: 'expected an API key of at least 16 characters' })
+      .optional(),
+  ),
+  BATON_WEBHOOK_SECRET: unsetWhenEmpty(
+    z
+      .string()
+      .regex(/^whsec_[A-Za-z0-9+/]{22,}={0,2}$/, {
+        error: 'expected a Standard Webhooks secret: "whsec_" followed by at least 16 base64-encoded bytes',
+      })
+      .optional(),
+  ),
   BATON_PUBLIC_URL: optionalUrl,
   LLM_BASE_URL: optionalUrl,
   LLM_API_KEY: z.string().optional(),
@@ -108,7 +120,7 @@ const Env = z.object({
   SHUTDOWN_TIMEOUT_MS: z.coerce.number({ error: 'expected milliseconds' }).int().positive().default(25_000),
   STEP_LOCK_DURATION_MS: z.coerce.number({ error: 'expected milliseconds' }).int().min(1000).default(30_000),
   STALLED_INTERVAL_MS: z.coerce.number({ error: 'expected milliseconds' }).int().min(500).default(15_000),
-  BATON_SECRETS_KEY: key32,
+  BATON_SECRETS_KEY: unsetWhenEmpty(key32),
   FUNCTION_THREADS: positiveInt('a positive integer').max(64).default(2),
   FUNCTION_MAX_TIMEOUT_MS: positiveInt('milliseconds').default(300_000),
   FUNCTION_MAX_MEMORY_MB: positiveInt('MiB').max(4096).default(256),
@@ -204,7 +216,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     /** Variables agents may read through `ctx.env` (each agent sees only its `env:` allow-list). */
     agentEnv: Object.freeze(
       Object.fromEntries(
-        Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && !RESERVED_ENV.test(entry[0])),
+        Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== '' && !RESERVED_ENV.test(entry[0])),
       ),
     ),
   });

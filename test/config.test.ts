@@ -49,6 +49,13 @@ describe('config', function () {
     expect(() => loadConfig({ BATON_SECRETS_KEY: 'short' })).to.throw(ConfigError, /BATON_SECRETS_KEY: expected a 32-byte key/);
   });
 
+  it('treats empty secrets as unset (docker compose passes ${VAR:-} as "")', function () {
+    const config = loadConfig({ BATON_API_KEY: '', BATON_WEBHOOK_SECRET: ' ', BATON_SECRETS_KEY: '', MARKETING_SWARM_URL: '' });
+    expect(config.auth.apiKey).to.equal(DEV_API_KEY);
+    expect(config.devDefaults).to.have.length(3);
+    expect(config.agentEnv).not.to.have.property('MARKETING_SWARM_URL');
+  });
+
   it('accepts a Redis Cluster hash-tag prefix', function () {
     expect(loadConfig({ QUEUE_PREFIX: '{baton}' }).redis.prefix).to.equal('{baton}');
   });
