@@ -1,0 +1,193 @@
+/**
+ * The example definitions of `definitions/` end to end (issue 7 item 8), through the HTTP API with
+ * in-process workers, real Redis and Postgres, and local fakes speaking the providers' wire
+ * formats: image-orchestration (fake OpenAI and Google Images APIs, keys as organization
+ * secrets), marketing-campaign (fake n8n webhook), content-pipeline (a local receiver) and
+ * portfolio-review (the seeded market prices, kpi-tracking child runs).
+ */
+import { createHash } from 'node:crypto';
+import { expect } from 'chai';
+import { fakePng, startFakeGoogle, startFakeN8n, startFakeOpenAI, type FakeServer } from './support/fakes.js';
+import { startReceiver, type Receiver } from './support/receiver.js';
+import { api, runEvents, startStack, waitFor, waitForRun, type RunView, type Stack } from './support/stack.js';
+
+/** The run view with the sub-orchestration links and per-step assets. */
+interface FullRunView extends RunView {
+  children: Array<{ id: string; stepId: string | null; definition: string; status: string }>;
+  parent: { runId: string; stepId: string | null } | null;
+}
+
+interface ApprovalItem {
+  id: string;
+  runId: string;
+  stepId: string;
+  status: string;
+}
+
+interface DeliverableView {
+  id: string;
+  stepId: string;
+  title: string;
+  kind: string;
+  content: unknown;
+  assetIds: string[];
+}
+
+const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
+
+describe('example definitions end to end', function () {
+  this.timeout(90_000);
+  const openaiKey = `sk-test-${Math.random().toString(36).slice(2)}-OPENAI`;
+  const googleKey = `goog-${Math.random().toString(36).slice(2)}-GOOGLE`;
+  let stack: Stack;
+  let openai: FakeServer;
+  let google: FakeServer;
+  let n8n: FakeServer;
+  let receiver: Receiver;
+
+  before(async function () {
+    openai = await startFakeOpenAI({ apiKey: openaiKey });
+    google = await startFakeGoogle({ apiKey: googleKey });
+    n8n = await startFakeN8n({ answer: (body) => ({ ok: true, workflow: 'campaign-launch', received: body }) });
+    stack = await startStack({
+      config: { agentEnv: { OPENAI_BASE_URL: openai.url, GOOGLE_API_BASE_URL: google.url, MARKETING_SWARM_URL: n8n.url } },
+    });
+    receiver = await startReceiver(stack.config.auth.webhookSecret);
+  });
+  after(async function () {
+    await receiver?.close();
+    await stack?.close();
+    await n8n?.close();
+    await google?.close();
+    await openai?.close();
+  });
+
+  async function startRun(definition: string, input: unknown): Promise<string> {
+    const res = await api<{ id: string }>(stack, 'POST', '/v1/runs', { definition, input });
+    expect(res.status, JSON.stringify(res.body)).to.equal(202);
+    return res.body.id;
+  }
+
+  async function view(runId: string): Promise<FullRunView> {
+    const res = await api<FullRunView>(stack, 'GET', `/v1/runs/${runId}`);
+    expect(res.status).to.equal(200);
+    return res.body;
+  }
+
+  /** The pending approval of a run's step. */
+  async function pendingApproval(runId: string, stepId: string): Promise<ApprovalItem> {
+    return waitFor(
+      async () => {
+        const { body } = await api<{ items: ApprovalItem[] }>(stack, 'GET', '/v1/approvals?status=pending&limit=200');
+        return body.items.find((a) => a.runId === runId && a.stepId === stepId);
+      },
+      30_000,
+      `pending approval of ${runId}.${stepId}`,
+    );
+  }
+
+  async function decide(approvalId: string, body: Record<string, unknown>): Promise<void> {
+    const res = await api(stack, 'POST', `/v1/approvals/${approvalId}/decision`, body);
+    expect(res.status, JSON.stringify(res.body)).to.equal(200);
+  }
+
+  describe('image-orchestration', function () {
+    it('generates every prompt with both providers; assets download byte-identical; keys never leak', async function () {
+      for (const [name, value] of [
+        ['OPENAI_API_KEY', openaiKey],
+        ['GOOGLE_API_KEY', googleKey],
+      ] as const) {
+        const put = await api(stack, 'POST', '/v1/secrets', { name, value });
+        expect(put.status, JSON.stringify(put.body)).to.equal(201);
+      }
+      const prompts = ['a lighthouse at dawn', 'a red bicycle in the rain'];
+      const openaiBefore = openai.requests.length;
+      const googleBefore = google.requests.length;
+      const runId = await startRun('image-orchestration', { prompts });
+      const run = (await waitForRun(stack, runId, 60_000)) as FullRunView;
+      expect(run.status, JSON.stringify(run.steps)).to.equal('completed');
+
+      const images = (run.output as { images: Array<{ prompt: string; openai: string[]; google: string[] }> }).images;
+      expect(images.map((i) => i.prompt)).to.deep.equal(prompts);
+      for (const image of images) {
+        expect(image.openai).to.have.length(1);
+        expect(image.google).to.have.length(1);
+      }
+
+      // The assets belong to the child run of image-generation.
+      const parent = await view(runId);
+      expect(parent.children).to.have.length(1);
+      const child = parent.children[0];
+      expect(child).to.include({ definition: 'image-generation', status: 'completed', stepId: 'images' });
+      const childId = child?.id ?? '';
+
+      // What the fakes sent, by sha256; per prompt, each asset is the image its provider made for it.
+      const sent = new Set([...openai.images, ...google.images].map(sha256));
+      const downloaded: string[] = [];
+      const download = async (assetId: string): Promise<string> => {
+        const res = await fetch(`${stack.baseUrl}/v1/runs/${childId}/assets/${assetId}`, { headers: { authorization: `Bearer ${stack.apiKey}` } });
+        expect(res.status).to.equal(200);
+        expect(res.headers.get('content-type')).to.equal('image/png');
+        const bytes = Buffer.from(await res.arrayBuffer());
+        const digest = sha256(bytes);
+        expect(res.headers.get('etag')).to.equal(`"${digest}"`);
+        expect(sent.has(digest), `asset ${assetId} is byte-identical to a PNG the fakes sent`).to.equal(true);
+        downloaded.push(digest);
+        return digest;
+      };
+      for (const image of images) {
+        expect(await download(image.openai[0] ?? '')).to.equal(sha256(fakePng(`openai:${image.prompt}:0`)));
+        expect(await download(image.google[0] ?? '')).to.equal(sha256(fakePng(`google:imagen-3.0-generate-002:${image.prompt}:0`)));
+      }
+      expect(new Set(downloaded).size, 'four distinct images').to.equal(4);
+
+      const deliverables = await api<{ items: DeliverableView[] }>(stack, 'GET', `/v1/runs/${childId}/deliverables`);
+      expect(deliverables.status).to.equal(200);
+      expect(deliverables.body.items).to.have.length(4);
+      expect(deliverables.body.items.every((d) => d.kind === 'image-set')).to.equal(true);
+      expect(deliverables.body.items.flatMap((d) => d.assetIds).sort()).to.deep.equal(images.flatMap((i) => [...i.openai, ...i.google]).sort());
+
+      // The providers saw the real keys.
+      const openaiCalls = openai.requests.slice(openaiBefore);
+      const googleCalls = google.requests.slice(googleBefore);
+      expect(openaiCalls).to.have.length(2);
+      expect(googleCalls).to.have.length(2);
+      for (const r of openaiCalls) expect(r.headers.authorization).to.equal(`Bearer ${openaiKey}`);
+      for (const r of googleCalls) expect(r.headers['x-goog-api-key']).to.equal(googleKey);
+
+      // Neither key appears in the view, events or manifest of either run.
+      for (const id of [runId, childId]) {
+        const surfaces = {
+          view: JSON.stringify((await api(stack, 'GET', `/v1/runs/${id}`)).body),
+          events: JSON.stringify(await runEvents(stack, id)),
+          manifest: JSON.stringify((await api(stack, 'GET', `/v1/runs/${id}/manifest`)).body),
+        };
+        for (const [name, text] of Object.entries(surfaces)) {
+          expect(text.length).to.be.greaterThan(0);
+          expect(text, `${name} of ${id} leaks the OpenAI key`).not.to.contain(openaiKey);
+          expect(text, `${name} of ${id} leaks the Google key`).not.to.contain(googleKey);
+        }
+      }
+    });
+
+    it('fails the openai step with MISSING_SECRET when OPENAI_API_KEY is not stored', async function () {
+      // Only the Google key is stored.
+      expect((await api(stack, 'POST', '/v1/secrets', { name: 'GOOGLE_API_KEY', value: googleKey })).status).to.equal(201);
+      expect((await api(stack, 'POST', '/v1/secrets', { name: 'OPENAI_API_KEY', value: openaiKey })).status).to.equal(201);
+      expect((await api(stack, 'DELETE', '/v1/secrets/OPENAI_API_KEY')).status).to.equal(204);
+      const openaiBefore = openai.requests.length;
+      const runId = await startRun('image-orchestration', { prompts: ['a quiet harbour'] });
+      const run = await waitForRun(stack, runId, 60_000);
+      expect(run.status).to.equal('failed');
+      const parent = await view(runId);
+      const childId = parent.children[0]?.id ?? '';
+      const child = await waitForRun(stack, childId, 30_000);
+      expect(child.status).to.equal('failed');
+      const step = child.steps.find((s) => s.id === 'openai');
+      expect(step?.status).to.equal('failed');
+      expect((step?.error as { code: string }).code, JSON.stringify(step?.error)).to.equal('MISSING_SECRET');
+      expect((step?.error as { message: string }).message).to.contain('OPENAI_API_KEY');
+      expect(openai.requests.length, 'no request reached OpenAI without a key').to.equal(openaiBefore);
+    });
+  });
+});
