@@ -33,6 +33,9 @@ interface DeliverableView {
   assetIds: string[];
 }
 
+/** The brief the fake LLM writes for marketing-campaign. */
+const BRIEF = { headline: 'Brew better mornings', message: 'Single-origin beans, roasted weekly.', callToAction: 'Order your first bag' };
+
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 
 describe('example definitions end to end', function () {
@@ -46,11 +49,21 @@ describe('example definitions end to end', function () {
   let receiver: Receiver;
 
   before(async function () {
-    openai = await startFakeOpenAI({ apiKey: openaiKey });
+    // Chat: a campaign brief as structured output; otherwise the fake's echo of the prompt.
+    openai = await startFakeOpenAI({
+      apiKey: openaiKey,
+      chat: (body) => {
+        if ((body.response_format as { type?: string } | undefined)?.type !== 'json_schema') return undefined;
+        return JSON.stringify({ headline: BRIEF.headline, message: BRIEF.message, callToAction: BRIEF.callToAction });
+      },
+    });
     google = await startFakeGoogle({ apiKey: googleKey });
     n8n = await startFakeN8n({ answer: (body) => ({ ok: true, workflow: 'campaign-launch', received: body }) });
     stack = await startStack({
-      config: { agentEnv: { OPENAI_BASE_URL: openai.url, GOOGLE_API_BASE_URL: google.url, MARKETING_SWARM_URL: n8n.url } },
+      config: {
+        agentEnv: { OPENAI_BASE_URL: openai.url, GOOGLE_API_BASE_URL: google.url, MARKETING_SWARM_URL: n8n.url },
+        llm: { baseUrl: openai.url, apiKey: openaiKey, model: 'gpt-4o-mini', timeoutMs: 10_000 },
+      },
     });
     receiver = await startReceiver(stack.config.auth.webhookSecret);
   });
@@ -188,6 +201,70 @@ describe('example definitions end to end', function () {
       expect((step?.error as { code: string }).code, JSON.stringify(step?.error)).to.equal('MISSING_SECRET');
       expect((step?.error as { message: string }).message).to.contain('OPENAI_API_KEY');
       expect(openai.requests.length, 'no request reached OpenAI without a key').to.equal(openaiBefore);
+    });
+  });
+  describe('marketing-campaign', function () {
+    it('writes a brief, takes an edited headline at the checkpoint and launches it on the n8n webhook', async function () {
+      const before = n8n.requests.length;
+      const chatBefore = openai.requests.length;
+      const webhookUrl = `${n8n.url}/webhook/campaign-launch`;
+      const runId = await startRun('marketing-campaign', { product: 'Baton Coffee', audience: 'remote developers', channels: ['email'], webhookUrl });
+
+      const approval = await pendingApproval(runId, 'approve');
+      // The brief came from the context step, as structured output of the LLM.
+      const parked = await view(runId);
+      expect(parked.steps.find((s) => s.id === 'brief')?.output).to.deep.include({ json: BRIEF, provider: 'openai-compatible' });
+      const chat = openai.requests.slice(chatBefore).find((r) => r.url === '/chat/completions');
+      const chatBody = JSON.parse(chat?.body ?? '{}') as { response_format?: { type: string }; messages: { role: string; content: string }[] };
+      expect(chatBody.response_format?.type).to.equal('json_schema');
+      expect(chatBody.messages.map((m) => m.content).join('\n')).to.contain('Baton Coffee').and.to.contain('remote developers');
+      expect(n8n.requests.length, 'nothing launched before the approval').to.equal(before);
+
+      const headline = 'Mornings, compiled';
+      await decide(approval.id, { decision: 'continue', input: { headline }, comment: 'punchier headline' });
+      const run = await waitForRun(stack, runId);
+      expect(run.status, JSON.stringify(run.error)).to.equal('completed');
+
+      const calls = n8n.requests.slice(before);
+      expect(calls).to.have.length(1);
+      const call = calls[0];
+      expect(call?.url).to.equal('/webhook/campaign-launch');
+      expect(call?.headers['idempotency-key']).to.equal(`${runId}.launch.1`);
+      const payload = JSON.parse(call?.body ?? '{}') as { product: string; audience: string; runId: string; brief: typeof BRIEF };
+      expect(payload).to.deep.include({ product: 'Baton Coffee', audience: 'remote developers', runId });
+      expect(payload.brief).to.deep.equal({ ...BRIEF, headline });
+
+      const output = run.output as { brief: typeof BRIEF; launched: { ok: boolean; workflow: string; received: unknown } };
+      expect(output.brief).to.deep.equal({ ...BRIEF, headline });
+      expect(output.launched).to.deep.include({ ok: true, workflow: 'campaign-launch' });
+      expect(output.launched.received).to.deep.equal(payload);
+    });
+  });
+
+  describe('content-pipeline', function () {
+    it('drafts every topic (fan-out), waits for review, then publishes all posts by http', async function () {
+      const topics = ['queue design', 'idempotency keys', 'human approvals'];
+      const runId = await startRun('content-pipeline', { topics, tone: 'friendly', publishUrl: `${receiver.url}/publish` });
+
+      const approval = await pendingApproval(runId, 'review');
+      const parked = await view(runId);
+      const drafts = parked.steps.find((s) => s.id === 'drafts')?.output as Array<{ text: string }>;
+      expect(drafts).to.have.length(3);
+      topics.forEach((topic, i) => expect(drafts[i]?.text).to.contain(topic).and.to.contain('friendly'));
+      expect(receiver.requests.filter((r) => r.path === '/publish'), 'nothing published before the review').to.have.length(0);
+
+      await decide(approval.id, { decision: 'continue' });
+      const run = await waitForRun(stack, runId);
+      expect(run.status, JSON.stringify(run.error)).to.equal('completed');
+      expect(run.output).to.deep.equal({ published: 200, posts: 3 });
+
+      const published = receiver.requests.filter((r) => r.path === '/publish');
+      expect(published).to.have.length(1);
+      expect(published[0]?.headers['idempotency-key']).to.equal(`${runId}.publish.1`);
+      const body = published[0]?.json as { runId: string; posts: Array<{ topic: string; text: string }> };
+      expect(body.runId).to.equal(runId);
+      expect(body.posts.map((p) => p.topic)).to.deep.equal(topics);
+      body.posts.forEach((post, i) => expect(post.text).to.equal(drafts[i]?.text));
     });
   });
 });
