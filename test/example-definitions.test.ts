@@ -267,4 +267,87 @@ describe('example definitions end to end', function () {
       body.posts.forEach((post, i) => expect(post.text).to.equal(drafts[i]?.text));
     });
   });
+  describe('portfolio-review', function () {
+    interface PortfolioReport {
+      name: string;
+      symbols: string[];
+      best: { symbol: string; totalReturnPct: number; cagrPct: number | null };
+      worst: { symbol: string; totalReturnPct: number; cagrPct: number | null };
+      meanCagrPct: number | null;
+      summary: string;
+    }
+
+    /** First and last price of each symbol in the window, straight from the seeded table. */
+    async function growth(symbols: string[], from: string, to: string): Promise<Map<string, { totalReturnPct: number; cagrPct: number }>> {
+      const rows = await stack.deps.database.sql<{ symbol: string; first_date: string; last_date: string; first_price: number; last_price: number }[]>`
+        select symbol,
+               to_char(min(date), 'YYYY-MM-DD') as first_date, to_char(max(date), 'YYYY-MM-DD') as last_date,
+               (array_agg(price order by date))[1]::float8 as first_price,
+               (array_agg(price order by date desc))[1]::float8 as last_price
+        from market_prices
+        where symbol = any(${symbols}::text[]) and date between ${from}::date and ${to}::date
+        group by symbol`;
+      expect(rows.map((r) => r.symbol).sort()).to.deep.equal([...symbols].sort());
+      return new Map(
+        rows.map((r) => {
+          const ratio = r.last_price / r.first_price;
+          const years = (Date.parse(`${r.last_date}T00:00:00Z`) - Date.parse(`${r.first_date}T00:00:00Z`)) / 86_400_000 / 365.25;
+          return [r.symbol, { totalReturnPct: (ratio - 1) * 100, cagrPct: (Math.pow(ratio, 1 / years) - 1) * 100 }];
+        }),
+      );
+    }
+
+    it('runs kpi-tracking per portfolio as child runs and reports best, worst and mean CAGR', async function () {
+      const from = '2005-01-01';
+      const to = '2009-12-31';
+      const portfolios = [
+        { name: 'Platforms', symbols: ['AAPL', 'MSFT'] },
+        { name: 'Mixed', symbols: ['AMZN', 'GOOG', 'IBM'] },
+      ];
+      const runId = await startRun('portfolio-review', { portfolios, from, to });
+
+      // Two kpi-tracking child runs, each parked at its own review checkpoint.
+      const children = await waitFor(
+        async () => {
+          const current = await view(runId);
+          return current.children.length === 2 ? current.children : undefined;
+        },
+        30_000,
+        'two child runs',
+      );
+      expect(children.map((c) => c.definition)).to.deep.equal(['kpi-tracking', 'kpi-tracking']);
+      expect(children.every((c) => c.stepId === 'review')).to.equal(true);
+      for (const child of children) {
+        const approval = await pendingApproval(child.id, 'review');
+        expect((await view(runId)).status, 'the parent waits for its children').to.equal('running');
+        await decide(approval.id, { decision: 'continue' });
+      }
+      const run = await waitForRun(stack, runId, 60_000);
+      expect(run.status, JSON.stringify(run.error)).to.equal('completed');
+      for (const child of children) expect((await view(child.id)).status).to.equal('completed');
+
+      const output = run.output as { portfolios: PortfolioReport[]; report: string };
+      expect(output.portfolios.map((p) => p.name)).to.deep.equal(portfolios.map((p) => p.name));
+      for (const [i, portfolio] of portfolios.entries()) {
+        const report = output.portfolios[i] as PortfolioReport;
+        const expected = await growth(portfolio.symbols, from, to);
+        const ranked = [...expected.entries()].sort((a, b) => b[1].totalReturnPct - a[1].totalReturnPct);
+        expect(report.symbols).to.deep.equal(portfolio.symbols);
+        expect(report.best.symbol, `${portfolio.name} best`).to.equal(ranked[0]?.[0]);
+        expect(report.worst.symbol, `${portfolio.name} worst`).to.equal(ranked[ranked.length - 1]?.[0]);
+        expect(report.best.totalReturnPct).to.be.closeTo(ranked[0]?.[1].totalReturnPct ?? NaN, 1e-6);
+        expect(report.worst.totalReturnPct).to.be.closeTo(ranked[ranked.length - 1]?.[1].totalReturnPct ?? NaN, 1e-6);
+        const meanCagr = [...expected.values()].reduce((sum, g) => sum + g.cagrPct, 0) / expected.size;
+        expect(report.meanCagrPct, `${portfolio.name} mean CAGR`).to.be.closeTo(meanCagr, 1e-6);
+        expect(output.report).to.contain(`${portfolio.name}: best ${report.best.symbol}`);
+      }
+
+      const deliverables = await api<{ items: DeliverableView[] }>(stack, 'GET', `/v1/runs/${runId}/deliverables`);
+      expect(deliverables.status).to.equal(200);
+      const report = deliverables.body.items.find((d) => d.kind === 'report');
+      expect(report, JSON.stringify(deliverables.body)).to.not.equal(undefined);
+      expect(report).to.include({ stepId: 'report', title: 'Portfolio review' });
+      expect(report?.content).to.deep.equal({ text: output.report, portfolios: output.portfolios });
+    });
+  });
 });
