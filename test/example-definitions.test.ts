@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { expect } from 'chai';
 import { fakePng, startFakeGoogle, startFakeN8n, startFakeOpenAI, type FakeServer } from './support/fakes.js';
+import type { DeliverableView } from '../services/store/index.js';
 import { startReceiver, type Receiver } from './support/receiver.js';
 import { api, runEvents, startStack, waitFor, waitForRun, type RunView, type Stack } from './support/stack.js';
 
@@ -24,14 +25,8 @@ interface ApprovalItem {
   status: string;
 }
 
-interface DeliverableView {
-  id: string;
-  stepId: string;
-  title: string;
-  kind: string;
-  content: unknown;
-  assetIds: string[];
-}
+/** A deliverable as `GET /v1/runs/:id/deliverables` sends it (timestamps as ISO text). */
+type DeliverableJson = Omit<DeliverableView, 'createdAt'> & { createdAt: string };
 
 /** The brief the fake LLM writes for marketing-campaign. */
 const BRIEF = { headline: 'Brew better mornings', message: 'Single-origin beans, roasted weekly.', callToAction: 'Order your first bag' };
@@ -154,7 +149,7 @@ describe('example definitions end to end', function () {
       }
       expect(new Set(downloaded).size, 'four distinct images').to.equal(4);
 
-      const deliverables = await api<{ items: DeliverableView[] }>(stack, 'GET', `/v1/runs/${childId}/deliverables`);
+      const deliverables = await api<{ items: DeliverableJson[] }>(stack, 'GET', `/v1/runs/${childId}/deliverables`);
       expect(deliverables.status).to.equal(200);
       expect(deliverables.body.items).to.have.length(4);
       expect(deliverables.body.items.every((d) => d.kind === 'image-set')).to.equal(true);
@@ -342,7 +337,7 @@ describe('example definitions end to end', function () {
         expect(output.report).to.contain(`${portfolio.name}: best ${report.best.symbol}`);
       }
 
-      const deliverables = await api<{ items: DeliverableView[] }>(stack, 'GET', `/v1/runs/${runId}/deliverables`);
+      const deliverables = await api<{ items: DeliverableJson[] }>(stack, 'GET', `/v1/runs/${runId}/deliverables`);
       expect(deliverables.status).to.equal(200);
       const report = deliverables.body.items.find((d) => d.kind === 'report');
       expect(report, JSON.stringify(deliverables.body)).to.not.equal(undefined);
