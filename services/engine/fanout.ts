@@ -103,9 +103,14 @@ export async function advanceFanout(deps: EngineDeps, data: StepJobData, attempt
   if (stopping) {
     const failures = rows.filter((r) => r.status === 'failed');
     const first = failures[0]?.error as SerializedError | null;
+    // Items that all failed for one stated reason (e.g. MISSING_SECRET) fail the step with it, so
+    // callers see the cause; mixed or unclassified (INTERNAL) failures stay ITEM_FAILED.
+    const codes = new Set(failures.map((r) => (r.error as SerializedError | null)?.code));
+    const [only] = codes;
+    const code = codes.size === 1 && typeof only === 'string' && only !== 'INTERNAL' ? only : 'ITEM_FAILED';
     const error: SerializedError = {
       name: 'FanoutFailed',
-      code: 'ITEM_FAILED',
+      code,
       message: `${failures.length} of ${rows.length} items failed; item ${failures[0]?.idx}: ${first?.message ?? 'failed'}`,
     };
     return { kind: 'done', ...(await failStep(deps, data, attempt, error, true)) };
