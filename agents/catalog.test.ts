@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { DefinitionError } from '../lib/index.js';
 import { latestVersions, loadAgentCatalog, parseAgentObject, parseAgentSource } from './catalog.js';
-import { agentTypesByName } from './legacy.js';
 import { defaultImplementation, implementations } from './registry.js';
 import { rejection } from './test-context.js';
 import { AGENT_TYPES } from './types.js';
@@ -42,11 +41,6 @@ describe('agent catalog', () => {
     expect(byName.get('image-generator-openai')?.env).to.deep.equal(['OPENAI_BASE_URL']);
     expect(byName.get('image-generator-google')?.secrets).to.deep.equal(['GOOGLE_API_KEY']);
     expect(byName.get('marketing-swarm')?.config).to.include({ method: 'POST', urlEnv: 'MARKETING_SWARM_URL' });
-  });
-
-  it('agrees with the engine-visible agent types', async () => {
-    const byName = latestVersions(await loadAgentCatalog());
-    for (const [name, type] of agentTypesByName()) expect(byName.get(name)?.type, name).to.equal(type);
   });
 
   it('has a default implementation of the right type for every agent type', () => {

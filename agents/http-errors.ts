@@ -1,6 +1,6 @@
 /**
- * How agents turn upstream HTTP outcomes into Baton's error taxonomy (shared by the api agents'
- * `httpCall` and the summarizer's LLM call).
+ * How agents turn upstream HTTP outcomes into Baton's error taxonomy (shared by the `http`
+ * implementation and the LLM calls of `llm` and `summarizer`).
  *
  * - 429 and 5xx → {@link RetryLaterError} (transient; `retryAfterMs` from `Retry-After`).
  * - any other non-2xx → {@link AgentError} with the status and a short body excerpt.

@@ -11,13 +11,10 @@ export {
 } from './modules.js';
 export type { StepModule } from './modules.js';
 export type { CatalogEntry } from './catalog.js';
-export { namedAgents, agentTypesByName, sandboxRunner } from './legacy.js';
 export { runInSandbox } from './function/sandbox.js';
 export type { SandboxLimits } from './function/sandbox.js';
 export { createFunctionRuntime } from './function/runtime.js';
 export type { FunctionRuntime, FunctionRuntimeOptions } from './function/runtime.js';
-export { httpCall } from './api/http-call.js';
-export type { HttpCallRequest, HttpCallResponse, HttpMethod } from './api/http-call.js';
 export { parseRetryAfter } from './http-errors.js';
 export { llmImplementation, complete, exampleForSchema } from './context/llm.js';
 export type { LlmConfig, LlmInput, LlmOutput, LlmUsage, CompletionRequest, CompletionResult } from './context/llm.js';

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { AGENT_TYPES } from './types.js';
 import { AgentError } from '../lib/index.js';
-import { agentTypesByName, allowListedEnv, bindAgentSpec, defaultImplementation, implementations, namedAgents } from './index.js';
+import { allowListedEnv, bindAgentSpec, defaultImplementation, implementations, latestVersions, loadAgentCatalog } from './index.js';
 
 describe('agent registry', () => {
   it('holds the six implementations with their types, keyed by name', () => {
@@ -20,18 +20,27 @@ describe('agent registry', () => {
     expect(AGENT_TYPES.map(defaultImplementation)).to.deep.equal(['llm', 'http', 'sql', 'function', 'subrun']);
   });
 
-  it('still offers the four engine-visible named agents with their types', () => {
-    expect(Object.fromEntries(agentTypesByName())).to.deep.equal({
+  it('binds every shipped catalog entry to an implementation of its own type, with a valid config', async () => {
+    const specs = await loadAgentCatalog();
+    expect(specs).to.have.length.greaterThan(0);
+    for (const spec of specs) {
+      const { implementation, config } = bindAgentSpec(spec);
+      expect(implementation.name, spec.name).to.equal(spec.implementation);
+      expect(implementation.type, spec.name).to.equal(spec.type);
+      expect(config, spec.name).to.not.equal(undefined);
+      expect(spec.description, spec.name).to.be.a('string').and.not.equal('');
+    }
+  });
+
+  it('still offers the four engine-visible named agents, with their types, as catalog entries', async () => {
+    const byName = latestVersions(await loadAgentCatalog());
+    const engineVisible = ['postgres-agent', 'kpi-calculator', 'summarizer', 'marketing-swarm'];
+    expect(Object.fromEntries(engineVisible.map((name) => [name, byName.get(name)?.type]))).to.deep.equal({
       'postgres-agent': 'tool',
       'kpi-calculator': 'function',
       summarizer: 'context',
       'marketing-swarm': 'api',
     });
-    for (const [name, agent] of namedAgents) {
-      expect(agent.name).to.equal(name);
-      expect(AGENT_TYPES).to.include(agent.type);
-      expect(agent.description).to.be.a('string').and.not.equal('');
-    }
   });
 
   it('binds a spec to its implementation and parsed config, or fails clearly', () => {

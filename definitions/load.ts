@@ -5,14 +5,23 @@
  * `schema.ts`); if that passes, cross-field rules are checked (duplicate ids, unknown `needs`,
  * cycles, unknown agents, expressions and their `steps.<id>` references, checkpoint rules, JSON
  * Schemas). Every problem is reported with the position of the offending YAML node
- * (`file:line:column`), or with its JSON path for JSON bodies.
+ * (`file:line:column`), or with its JSON path for JSON bodies; parsing, positions and the error
+ * format are `lib/yaml-source.ts`'s, shared with the agent catalog and the step modules.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ValidateFunction } from 'ajv';
-import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
-import { DefinitionError } from '../lib/index.js';
+import {
+  DefinitionError,
+  formatPath,
+  parseYamlSource,
+  problemsError,
+  sourceError,
+  type PositionedProblem,
+  type Segment,
+  type SourceProblem,
+} from '../lib/index.js';
 import type { AgentType } from '../agents/types.js';
 import {
   compileExpression,
@@ -45,46 +54,20 @@ export interface DefinitionLoadOptions {
   agents: ReadonlyMap<string, AgentType>;
 }
 
-/** One problem found while loading a definition (all of them are in `DefinitionError.details.problems`). */
-export interface DefinitionProblem {
-  file: string;
-  /** 1-based line of the offending YAML node (absent for JSON bodies). */
-  line?: number;
-  /** 1-based column of the offending YAML node (absent for JSON bodies). */
-  column?: number;
-  /** JSON path of the offending node, e.g. `steps[1].needs[0]` (`''` for the document). */
-  path: string;
-  /** The rule that is broken, e.g. `step kpis: needs unknown step "lod"`. */
-  message: string;
-}
-
-/** At most this many problems are spelled out in the error message (all are in `details`). */
-const MAX_PROBLEMS_IN_MESSAGE = 5;
-
-type Segment = string | number;
+/**
+ * One problem found while loading a definition (all of them are in
+ * `DefinitionError.details.problems`): `file`, 1-based `line` and `column` of the offending YAML
+ * node (absent for JSON bodies), its JSON `path` (e.g. `steps[1].needs[0]`, `''` for the
+ * document) and the broken rule as `message` (e.g. `step kpis: needs unknown step "lod"`).
+ */
+export type DefinitionProblem = PositionedProblem;
 
 /** A problem before it is given a position: the path of its node inside the document. */
-interface PendingProblem {
-  path: Segment[];
-  message: string;
-  /** Point at the key of the last path segment instead of its value (unknown keys). */
-  atKey?: boolean;
-}
+type PendingProblem = SourceProblem;
 
 // ---------------------------------------------------------------------------------------------
 // Paths and messages
 // ---------------------------------------------------------------------------------------------
-
-/** `['steps', 1, 'needs']` → `steps[1].needs`. */
-export function formatPath(path: readonly Segment[]): string {
-  let out = '';
-  for (const segment of path) {
-    if (typeof segment === 'number') out += `[${segment}]`;
-    else if (/^[A-Za-z_$][A-Za-z0-9_$-]*$/.test(segment)) out += out === '' ? segment : `.${segment}`;
-    else out += `[${JSON.stringify(segment)}]`;
-  }
-  return out;
-}
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -657,91 +640,19 @@ function checkCheckpoint(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Positions and errors
+// YAML documents
 // ---------------------------------------------------------------------------------------------
-
-function rangeStart(node: unknown): number | undefined {
-  return isNode(node) && node.range ? node.range[0] : undefined;
-}
-
-/** Offset of the node at `path` (or of its closest existing ancestor, e.g. for missing keys). */
-function offsetOf(doc: Document.Parsed, path: readonly Segment[], atKey: boolean): number {
-  let node: unknown = doc.contents;
-  let offset = rangeStart(node) ?? 0;
-  for (const [i, segment] of path.entries()) {
-    if (isAlias(node)) node = node.resolve(doc);
-    if (isMap(node)) {
-      const pair = node.items.find((item) => String(isScalar(item.key) ? item.key.value : item.key) === String(segment));
-      if (!pair) break;
-      const keyOffset = rangeStart(pair.key);
-      if (atKey && i === path.length - 1) return keyOffset ?? offset;
-      const value = pair.value;
-      const emptyValue = value === null || (isScalar(value) && value.value === null && value.range?.[0] === value.range?.[1]);
-      offset = (emptyValue ? undefined : rangeStart(value)) ?? keyOffset ?? offset;
-      node = value;
-    } else if (isSeq(node) && typeof segment === 'number') {
-      const item: unknown = node.items[segment];
-      if (item === undefined) break;
-      offset = rangeStart(item) ?? offset;
-      node = item;
-    } else {
-      break;
-    }
-  }
-  return offset;
-}
-
-/** `file:line:column: rule` (YAML) or `file: path: rule` (JSON). */
-function formatProblem(problem: DefinitionProblem): string {
-  if (problem.line !== undefined && problem.column !== undefined) {
-    return `${problem.file}:${problem.line}:${problem.column}: ${problem.message}`;
-  }
-  return problem.path === '' ? `${problem.file}: ${problem.message}` : `${problem.file}: ${problem.path}: ${problem.message}`;
-}
-
-/** The error for a list of problems: the first leads the message; all are in `details.problems`. */
-function definitionError(problems: DefinitionProblem[]): DefinitionError {
-  const shown = problems.slice(0, MAX_PROBLEMS_IN_MESSAGE).map(formatProblem);
-  const more = problems.length > MAX_PROBLEMS_IN_MESSAGE ? ` (and ${problems.length - MAX_PROBLEMS_IN_MESSAGE} more)` : '';
-  return new DefinitionError(shown.join('; ') + more, { details: { file: problems[0]?.file, problems } });
-}
 
 /** Parse YAML and validate; also returns the position of `slug` (for duplicate checks). */
 function parseYamlDefinition(
   source: string,
   options: DefinitionLoadOptions,
 ): { definition: Definition; slugLine: number; slugColumn: number } {
-  const { file } = options;
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  const position = (offset: number): { line: number; column: number } => {
-    const { line, col } = lineCounter.linePos(offset);
-    return { line, column: col };
-  };
-
-  if (doc.errors.length > 0) {
-    throw definitionError(
-      doc.errors.map((error) => ({ file, ...position(error.pos[0]), path: '', message: `YAML syntax error: ${error.message}` })),
-    );
-  }
-  let raw: unknown;
-  try {
-    raw = doc.toJS({ maxAliasCount: 100 });
-  } catch (err: unknown) {
-    const message = err instanceof Error ? err.message : String(err);
-    throw definitionError([{ file, line: 1, column: 1, path: '', message: `YAML error: ${message}` }]);
-  }
-
-  const built = validateDocument(raw, options);
-  if (!built.ok) {
-    const problems = built.problems
-      .map((problem, order) => ({ problem, order, offset: offsetOf(doc, problem.path, problem.atKey === true) }))
-      .sort((a, b) => a.offset - b.offset || a.order - b.order)
-      .map(({ problem, offset }): DefinitionProblem => ({ file, ...position(offset), path: formatPath(problem.path), message: problem.message }));
-    throw definitionError(problems);
-  }
+  const yaml = parseYamlSource(source, options.file);
+  const built = validateDocument(yaml.value, options);
+  if (!built.ok) throw sourceError(options.file, yaml, built.problems);
   rememberInputValidator(built.definition, built.inputValidator);
-  const slug = position(offsetOf(doc, ['slug'], false));
+  const slug = yaml.positionOf(['slug']);
   return { definition: built.definition, slugLine: slug.line, slugColumn: slug.column };
 }
 
@@ -778,11 +689,11 @@ export function parseDefinitionObject(value: unknown, options: DefinitionLoadOpt
   try {
     raw = structuredClone(value);
   } catch {
-    throw definitionError([{ file, path: '', message: 'the definition must be plain JSON data' }]);
+    throw problemsError([{ file, path: '', message: 'the definition must be plain JSON data' }]);
   }
   const built = validateDocument(raw, options);
   if (!built.ok) {
-    throw definitionError(built.problems.map((problem) => ({ file, path: formatPath(problem.path), message: problem.message })));
+    throw sourceError(file, undefined, built.problems);
   }
   rememberInputValidator(built.definition, built.inputValidator);
   return built.definition;
@@ -809,7 +720,7 @@ export async function loadDefinitionsDir(dir: string, agents: ReadonlyMap<string
     const key = `${definition.slug}@${definition.version}`;
     const other = seen.get(key);
     if (other !== undefined) {
-      throw definitionError([
+      throw problemsError([
         { file, line: slugLine, column: slugColumn, path: 'slug', message: `duplicate definition ${key} (also defined in ${other})` },
       ]);
     }

@@ -1,7 +1,8 @@
 /**
- * YAML documents with positions (agent catalog, step modules; definitions may share it): problems are reported
- * as `file:line:column: message` in a {@link DefinitionError}, in the same format (and with the
- * same `details.problems` shape) as definition files (`definitions/load.ts`).
+ * YAML documents with positions (definitions, the agent catalog, step modules): problems are
+ * reported as `file:line:column: message` in a {@link DefinitionError} whose `details.problems`
+ * lists every {@link PositionedProblem}; JSON values (API bodies) get the same format with paths
+ * instead of positions.
  */
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
@@ -67,8 +68,11 @@ function offsetOf(doc: Document.Parsed, path: readonly Segment[], atKey: boolean
       if (!pair) break;
       const keyOffset = rangeStart(pair.key);
       if (atKey && i === path.length - 1) return keyOffset ?? offset;
-      offset = rangeStart(pair.value) ?? keyOffset ?? offset;
-      node = pair.value;
+      // An empty value (`key:` with nothing after it) has no text of its own: point at its key.
+      const value = pair.value;
+      const emptyValue = value === null || (isScalar(value) && value.value === null && value.range?.[0] === value.range?.[1]);
+      offset = (emptyValue ? undefined : rangeStart(value)) ?? keyOffset ?? offset;
+      node = value;
     } else if (isSeq(node) && typeof segment === 'number') {
       const item: unknown = node.items[segment];
       if (item === undefined) break;

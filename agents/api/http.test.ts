@@ -1,9 +1,9 @@
 import { expect } from 'chai';
-import { AgentError, MissingSecretError, RetryLaterError, ValidationError } from '../../lib/index.js';
+import { AgentError, CancelledError, MissingSecretError, OutputTooLargeError, RetryLaterError, ValidationError } from '../../lib/index.js';
 import { startFakeN8n, type FakeServer } from '../../test/support/fakes.js';
-import { latestVersions, loadAgentCatalog } from '../catalog.js';
+import { catalogAgent, loopbackHttp, type BoundAgent } from '../test-catalog.js';
 import { rejection, testContext } from '../test-context.js';
-import { fetchHttp } from '../test-outbound.js';
+import { sendJson, startTestServer, type TestServer } from '../test-http.js';
 import type { AgentContext } from '../types.js';
 import { HttpConfig, httpImplementation } from './http.js';
 
@@ -20,7 +20,7 @@ describe('http implementation', () => {
     hook.script.length = 0;
   });
   const ctx = (overrides: Partial<AgentContext> = {}): AgentContext =>
-    testContext({ http: fetchHttp(), idempotencyKey: 'run-1.publish.1', ...overrides });
+    testContext({ http: loopbackHttp(), idempotencyKey: 'run-1.publish.1', ...overrides });
   const run = (input: unknown, config: unknown = {}, context = ctx()) => httpImplementation.run(input, context, HttpConfig.parse(config));
 
   it('sends method, query, JSON body and the idempotency key; returns status, headers and body', async () => {
@@ -93,26 +93,128 @@ describe('http implementation', () => {
   });
 
   describe('marketing-swarm (catalog entry)', () => {
-    let config: HttpConfig;
+    let swarm: BoundAgent;
     before(async () => {
-      const spec = latestVersions(await loadAgentCatalog()).get('marketing-swarm');
-      config = HttpConfig.parse(spec?.config);
+      swarm = await catalogAgent('marketing-swarm');
     });
     const brief = { campaign: 'spring-launch', audience: 'returning customers', channels: ['mail', 'web'] };
 
+    it('is an api agent bound to the http implementation', () => {
+      expect(swarm.spec.type).to.equal('api');
+      expect(swarm.implementation).to.equal(httpImplementation);
+    });
+
     it("keeps today's {url, payload} shape: POSTs the brief with the idempotency key and returns the workflow's JSON", async () => {
-      const out = await httpImplementation.run({ url: `${hook.url}/webhook/campaign`, payload: brief }, ctx(), config);
+      const out = await swarm.run({ url: `${hook.url}/webhook/campaign`, payload: brief }, ctx());
       expect(out).to.deep.include({ status: 200, body: { ok: true, received: brief, executionId: '1' } });
       expect(hook.requests[0]?.headers['idempotency-key']).to.equal('run-1.publish.1');
       expect(hook.requests[0]?.method).to.equal('POST');
     });
 
     it('falls back to MARKETING_SWARM_URL from the environment, then from the secrets', async () => {
-      await httpImplementation.run({ payload: brief }, ctx({ env: { MARKETING_SWARM_URL: `${hook.url}/from-env` } }), config);
-      await httpImplementation.run({ payload: brief }, ctx({ secrets: { MARKETING_SWARM_URL: `${hook.url}/from-secret` } }), config);
+      await swarm.run({ payload: brief }, ctx({ env: { MARKETING_SWARM_URL: `${hook.url}/from-env` } }));
+      await swarm.run({ payload: brief }, ctx({ secrets: { MARKETING_SWARM_URL: `${hook.url}/from-secret` } }));
       expect(hook.requests.map((r) => r.url)).to.deep.equal(['/from-env', '/from-secret']);
-      const none = await rejection(httpImplementation.run({ payload: brief }, ctx(), config));
+      const none = await rejection(swarm.run({ payload: brief }, ctx()));
       expect(none.message).to.equal('url: required (or set the environment variable MARKETING_SWARM_URL or secret MARKETING_SWARM_URL)');
+    });
+
+    describe('against a scripted receiver', () => {
+      let server: TestServer;
+      let respond: Parameters<typeof startTestServer>[0];
+      beforeEach(async () => {
+        respond = (_req, res) => sendJson(res, 202, { accepted: true, id: 'job-1' });
+        server = await startTestServer((req, res) => respond(req, res));
+      });
+      afterEach(async () => {
+        await server.close();
+      });
+      const payload = { campaign: 'q3', summary: 'AAPL beat MSFT', tags: ['kpi', 'weekly'] };
+
+      it('POSTs the payload as JSON with the query, extra headers and the step idempotency key', async () => {
+        const out = await swarm.run(
+          { url: `${server.baseUrl}/hooks/marketing?src=baton`, payload, headers: { 'X-Campaign': 'q3' } },
+          ctx({ idempotencyKey: 'run-42.publish.1' }),
+        );
+        expect(out).to.deep.include({ status: 202, body: { accepted: true, id: 'job-1' } });
+        expect(server.requests).to.have.length(1);
+        const [request] = server.requests;
+        expect(request?.method).to.equal('POST');
+        expect(request?.url).to.equal('/hooks/marketing?src=baton');
+        expect(request?.headers['idempotency-key']).to.equal('run-42.publish.1');
+        expect(request?.headers['content-type']).to.match(/^application\/json/);
+        expect(request?.headers['x-campaign']).to.equal('q3');
+        expect(JSON.parse(request?.body ?? 'null')).to.deep.equal(payload);
+      });
+
+      it('sends the same Idempotency-Key on a repeated attempt of the same step', async () => {
+        const input = { url: `${server.baseUrl}/hook`, payload };
+        await swarm.run(input, ctx({ idempotencyKey: 'run-1.publish.1', attempt: 1 }));
+        await swarm.run(input, ctx({ idempotencyKey: 'run-1.publish.1', attempt: 2 }));
+        expect(server.requests.map((r) => r.headers['idempotency-key'])).to.deep.equal(['run-1.publish.1', 'run-1.publish.1']);
+      });
+
+      it('refuses a response above the entry\'s 64 KiB (maxBodyBytes) with OutputTooLargeError', async () => {
+        respond = (_req, res) => {
+          res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+          res.end('é'.repeat(40_000)); // 80 000 bytes
+        };
+        const err = await rejection(swarm.run({ url: `${server.baseUrl}/hook`, payload }, ctx()));
+        expect(err).to.be.instanceOf(OutputTooLargeError);
+      });
+
+      it('turns a 500 into RetryLaterError, honouring Retry-After', async () => {
+        respond = (_req, res) => sendJson(res, 500, { error: 'boom' }, { 'retry-after': '7' });
+        const err = await rejection(swarm.run({ url: `${server.baseUrl}/hook`, payload }, ctx()));
+        expect(err).to.be.instanceOf(RetryLaterError);
+        expect((err as RetryLaterError).retryAfterMs).to.equal(7000);
+      });
+
+      it('turns a 404 into AgentError with the status and the body', async () => {
+        respond = (_req, res) => sendJson(res, 404, { error: 'no such hook' });
+        const err = await rejection(swarm.run({ url: `${server.baseUrl}/missing`, payload }, ctx()));
+        expect(err).to.be.instanceOf(AgentError);
+        expect(err.message).to.contain('404').and.to.contain('no such hook');
+      });
+
+      it('does not follow a redirect of its POST', async () => {
+        respond = (_req, res) => {
+          res.writeHead(307, { location: 'http://elsewhere.invalid/' });
+          res.end();
+        };
+        const err = await rejection(swarm.run({ url: `${server.baseUrl}/hook`, payload }, ctx()));
+        expect(err).to.be.instanceOf(AgentError);
+        expect(err.message).to.contain('307');
+        expect(server.requests).to.have.length(1);
+      });
+
+      it('turns a refused connection into RetryLaterError', async () => {
+        const url = `${server.baseUrl}/hook`;
+        await server.close();
+        server = await startTestServer(() => undefined); // for afterEach
+        const err = await rejection(swarm.run({ url, payload }, ctx()));
+        expect(err).to.be.instanceOf(RetryLaterError);
+      });
+
+      it('throws CancelledError when the step signal aborts mid-request', async () => {
+        respond = () => undefined; // never answers
+        const controller = new AbortController();
+        setTimeout(() => controller.abort(), 100);
+        const err = await rejection(swarm.run({ url: `${server.baseUrl}/hook`, payload }, ctx({ signal: controller.signal })));
+        expect(err).to.be.instanceOf(CancelledError);
+      });
+
+      it('rejects an invalid url (field url) and reserved headers (field headers) before sending', async () => {
+        for (const url of ['not a url', 'ftp://example.com/file', 'file:///etc/passwd', 42]) {
+          const err = await rejection(swarm.run({ url, payload }, ctx()));
+          expect(err, String(url)).to.be.instanceOf(ValidationError);
+          expect((err as ValidationError).field).to.equal('url');
+        }
+        const reserved = await rejection(swarm.run({ url: `${server.baseUrl}/hook`, payload, headers: { 'Idempotency-Key': 'mine' } }, ctx()));
+        expect(reserved).to.be.instanceOf(ValidationError);
+        expect((reserved as ValidationError).field).to.equal('headers');
+        expect(server.requests).to.have.length(0);
+      });
     });
   });
 });

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { AgentError, RetryLaterError, ValidationError } from '../../lib/index.js';
 import { startFakeOpenAI, type FakeServer } from '../../test/support/fakes.js';
 import { rejection, testContext } from '../test-context.js';
-import { fetchHttp } from '../test-outbound.js';
+import { loopbackHttp } from '../test-catalog.js';
 import { exampleForSchema, LlmConfig, llmImplementation } from './llm.js';
 
 const schema = {
@@ -34,7 +34,7 @@ describe('llm implementation', () => {
       fake.script.length = 0;
     });
     const ctx = () =>
-      testContext({ llm: { baseUrl: fake.url, apiKey: 'sk-fake', model: 'default-model', timeoutMs: 5000 }, http: fetchHttp() });
+      testContext({ llm: { baseUrl: fake.url, apiKey: 'sk-fake', model: 'default-model', timeoutMs: 5000 }, http: loopbackHttp() });
 
     it('sends system and prompt with the config defaults, and returns text, model, provider and usage', async () => {
       const out = await run({ prompt: 'Hello there' }, ctx(), { system: 'Be brief.', temperature: 0.3 });
@@ -99,7 +99,7 @@ describe('llm implementation', () => {
     });
 
     it('turns a 401 into AgentError with the provider message', async () => {
-      const err = await rejection(run({ prompt: 'x' }, testContext({ llm: { baseUrl: fake.url, apiKey: 'wrong', model: 'm', timeoutMs: 5000 }, http: fetchHttp() })));
+      const err = await rejection(run({ prompt: 'x' }, testContext({ llm: { baseUrl: fake.url, apiKey: 'wrong', model: 'm', timeoutMs: 5000 }, http: loopbackHttp() })));
       expect(err).to.be.instanceOf(AgentError);
       expect(err.message).to.contain('401').and.to.contain('Incorrect API key');
     });

@@ -2,12 +2,8 @@ import { expect } from 'chai';
 import { AgentError, RetryLaterError, ValidationError } from '../../lib/index.js';
 import { testContext, rejection } from '../test-context.js';
 import { sendJson, startTestServer, type TestServer } from '../test-http.js';
-import { fetchHttp } from '../test-outbound.js';
-import { namedAgents } from '../legacy.js';
+import { catalogAgent, loopbackHttp, type BoundAgent } from '../test-catalog.js';
 import { summarizerImplementation, SummarizerConfig } from './summarizer.js';
-
-/** The engine-visible summarizer: the catalog entry bound to the implementation. */
-const summarizer = namedAgents.get('summarizer')!;
 
 const kpis = {
   MSFT: {
@@ -35,9 +31,16 @@ const input = { kpis, from: '2005-01-01', to: '2009-12-31' };
 
 
 describe('summarizer agent', () => {
-  it('is a context agent', () => {
-    expect(summarizer.type).to.equal('context');
-    expect(summarizer.name).to.equal('summarizer');
+  /** The engine-visible summarizer: the catalog entry bound to its implementation. */
+  let summarizer: BoundAgent;
+  before(async () => {
+    summarizer = await catalogAgent('summarizer');
+  });
+
+  it('is a context agent run by the summarizer implementation', () => {
+    expect(summarizer.spec.type).to.equal('context');
+    expect(summarizer.spec.name).to.equal('summarizer');
+    expect(summarizer.implementation).to.equal(summarizerImplementation);
   });
 
   describe('local provider (no LLM base URL)', () => {
@@ -131,7 +134,7 @@ describe('summarizer agent', () => {
     const llmContext = () =>
       testContext({
         llm: { baseUrl: `${server.baseUrl}/v1`, apiKey: 'sk-test-123', model: 'test-model', timeoutMs: 5000 },
-        http: fetchHttp(),
+        http: loopbackHttp(),
       });
 
     it('posts the KPIs to /chat/completions and returns the text, model and usage', async () => {

@@ -1,22 +1,34 @@
 import { expect } from 'chai';
 import { ValidationError } from '../../lib/index.js';
-import { sandboxRunner } from '../legacy.js';
 import { loadModules, moduleCodeResolver } from '../modules.js';
+import { testFunctionRuntime } from '../test-catalog.js';
 import { rejection, testContext } from '../test-context.js';
-import type { FunctionLimits } from '../types.js';
+import type { AgentContext, FunctionLimits } from '../types.js';
 import { FunctionConfig, functionImplementation } from './function.js';
+import type { FunctionRuntime } from './runtime.js';
 
-describe('function implementation', () => {
+describe('function implementation (worker-thread function runtime)', () => {
+  let runtime: FunctionRuntime;
+  let moduleCode: AgentContext['moduleCode'];
+  before(async () => {
+    runtime = testFunctionRuntime();
+    moduleCode = moduleCodeResolver(await loadModules());
+  });
+  after(async () => {
+    await runtime?.close();
+  });
+
   it('runs inline code with the limits through ctx.functions', async () => {
     const seen: FunctionLimits[] = [];
-    const ctx = testContext({ functions: { run: (code, input, limits, c) => (seen.push(limits), sandboxRunner.run(code, input, limits, c)) } });
+    // Records the limits handed to the real runtime, which still runs the code.
+    const ctx = testContext({ functions: { run: (code, input, limits, c) => (seen.push(limits), runtime.run(code, input, limits, c)) } });
     const config = FunctionConfig.parse({ code: 'function main(input) { return { doubled: input.n * 2 }; }', limits: { timeoutMs: 1000 } });
     expect(await functionImplementation.run({ n: 21 }, ctx, config)).to.deep.equal({ doubled: 42 });
     expect(seen).to.deep.equal([{ timeoutMs: 1000, memoryMb: 64 }]);
   });
 
   it('resolves module code with ctx.moduleCode', async () => {
-    const ctx = testContext({ functions: sandboxRunner, moduleCode: moduleCodeResolver(await loadModules()) });
+    const ctx = testContext({ functions: runtime, moduleCode });
     const out = (await functionImplementation.run(
       { prices: [{ symbol: 'X', date: '2020-01-01', price: 10 }, { symbol: 'X', date: '2020-02-01', price: 11 }] },
       ctx,

@@ -15,6 +15,7 @@ import {
   silentLogger,
   type OutboundHttp,
 } from '../../lib/index.js';
+import { loopbackHttp } from '../test-catalog.js';
 import { rejection, testContext, type TestRecorder } from '../test-context.js';
 import { createFunctionRuntime, type FunctionRuntime } from './runtime.js';
 
@@ -29,36 +30,8 @@ interface Received {
   body: string;
 }
 
-/** OutboundHttp over node's fetch (no policy: tests talk to 127.0.0.1 only). */
-const fetchHttp: OutboundHttp = async (request) => {
-  const url = new URL(request.url);
-  for (const [key, value] of Object.entries(request.query ?? {})) url.searchParams.append(key, String(value));
-  const headers = new Headers(request.headers ?? {});
-  let body: string | Uint8Array | undefined;
-  if (typeof request.body === 'string' || request.body instanceof Uint8Array) body = request.body;
-  else if (request.body !== undefined) {
-    body = JSON.stringify(request.body);
-    if (!headers.has('content-type')) headers.set('content-type', 'application/json');
-  }
-  const timeout = AbortSignal.timeout(request.timeoutMs);
-  const res = await fetch(url, {
-    method: request.method,
-    headers,
-    ...(body === undefined ? {} : { body }),
-    signal: request.signal ? AbortSignal.any([request.signal, timeout]) : timeout,
-  });
-  const responseHeaders: Record<string, string> = {};
-  res.headers.forEach((value, key) => {
-    responseHeaders[key] = value;
-  });
-  let data: unknown;
-  if (request.responseType === 'arraybuffer') data = new Uint8Array(await res.arrayBuffer());
-  else {
-    const text = await res.text();
-    data = text && request.responseType !== 'text' && /json/.test(res.headers.get('content-type') ?? '') ? (JSON.parse(text) as unknown) : text;
-  }
-  return { status: res.status, headers: responseHeaders, data };
-};
+/** The real outbound client (loopback allowed: the test server listens on 127.0.0.1). */
+const http: OutboundHttp = loopbackHttp();
 
 describe('function runtime (worker threads)', function () {
   this.timeout(30_000);
@@ -122,7 +95,7 @@ describe('function runtime (worker threads)', function () {
         const sha = ctx.require('crypto').createHash('sha256').update(bytes.data).digest('hex');
         return { status: posted.status, data: posted.data, isBuffer: Buffer.isBuffer(bytes.data), length: bytes.data.length, sha };
       }`;
-    const ctx = testContext({ http: fetchHttp, idempotencyKey: 'run-1.step-1.0' });
+    const ctx = testContext({ http, idempotencyKey: 'run-1.step-1.0' });
     const result = (await runtime.run(code, { base: baseUrl }, limits, ctx)) as Record<string, unknown>;
     expect(result.status).to.equal(201);
     expect(result.data).to.deep.equal({ method: 'POST', url: '/echo?q=a+b', json: { hello: 'world', n: 1 } });
@@ -144,7 +117,7 @@ describe('function runtime (worker threads)', function () {
         return { name: caught.name, status: caught.status, responseStatus: caught.response.status,
           body: caught.response.data, code: caught.code, accepted: accepted.status };
       }`;
-    const result = await runtime.run(code, { base: baseUrl }, limits, testContext({ http: fetchHttp }));
+    const result = await runtime.run(code, { base: baseUrl }, limits, testContext({ http }));
     expect(result).to.deep.equal({
       name: 'AxiosError',
       status: 404,
@@ -169,7 +142,7 @@ describe('function runtime (worker threads)', function () {
         out.push((await axios({ url: input.base + '/echo/call', responseType: 'text' })).data.length > 0);
         return out;
       }`;
-    const result = await runtime.run(code, { base: baseUrl }, limits, testContext({ http: fetchHttp }));
+    const result = await runtime.run(code, { base: baseUrl }, limits, testContext({ http }));
     expect(result).to.deep.equal([
       'PUT',
       { b: 1 },

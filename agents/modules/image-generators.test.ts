@@ -1,70 +1,43 @@
 /**
- * The image-generator modules' request/response handling against the fake providers.
- *
- * TEMPORARY HARNESS: until the worker-thread function runtime exists, `main.js` is evaluated in
- * this test process with a minimal stand-in for the isolate's `ctx` (`require('axios')` bridged to
- * `ctx.http`, `Buffer`, env, secrets that throw MissingSecretError when declared but unset). It is
- * not a runtime: no isolation, no limits. The end-to-end test through `ctx.functions.run` belongs
- * with the runtime integration.
+ * The image-generator modules' request/response handling against the fake providers, run in the
+ * real worker-thread function runtime (`ctx.functions.run` with the code from `ctx.moduleCode`):
+ * `ctx.require('axios')` goes through the real outbound client to the fakes on 127.0.0.1, assets
+ * and deliverables to the recording test context.
  */
 import { expect } from 'chai';
-import { MissingSecretError, ValidationError, type OutboundHttp, type OutboundMethod } from '../../lib/index.js';
+import { AgentError, MissingSecretError, ValidationError } from '../../lib/index.js';
 import { startFakeGoogle, startFakeOpenAI, PNG_SIGNATURE, type FakeServer } from '../../test/support/fakes.js';
-import { loadModules, validateModuleInput, type StepModule } from '../modules.js';
+import type { FunctionRuntime } from '../function/runtime.js';
+import { loadModules, moduleCodeResolver, validateModuleInput, type StepModule } from '../modules.js';
+import { loopbackHttp, testFunctionRuntime } from '../test-catalog.js';
 import { rejection, testContext, type TestRecorder } from '../test-context.js';
-import { fetchHttp } from '../test-outbound.js';
-import type { AgentContext } from '../types.js';
+import type { AgentContext, FunctionLimits } from '../types.js';
 
-type Main = (input: unknown, ctx: unknown) => Promise<unknown>;
+/**
+ * Limits of these calls: the image entries' 256 MiB, and 30 s — the test runtime's bound (the
+ * entries ask for 120 s, within the production default FUNCTION_MAX_TIMEOUT_MS of 300 s).
+ */
+const LIMITS: FunctionLimits = { timeoutMs: 30_000, memoryMb: 256 };
 
-/** An axios-shaped client over `http` (axios semantics: non-2xx throws unless validateStatus says otherwise). */
-function axiosOver(http: OutboundHttp, signal: AbortSignal) {
-  const request = async (method: OutboundMethod, url: string, data: unknown, config: { headers?: Record<string, string>; validateStatus?: (s: number) => boolean } = {}) => {
-    const response = await http({ method, url, headers: config.headers ?? {}, body: data, timeoutMs: 10_000, signal });
-    const ok = config.validateStatus ? config.validateStatus(response.status) : response.status >= 200 && response.status < 300;
-    if (!ok) throw Object.assign(new Error(`Request failed with status code ${response.status}`), { response });
-    return response;
-  };
-  return { post: (url: string, data: unknown, config?: { headers?: Record<string, string> }) => request('POST', url, data, config) };
+/** Run step module `ref` as a `type: function` step runs it: `ctx.functions.run` on `ctx.moduleCode(ref)`. */
+async function runModule(ref: string, input: unknown, ctx: AgentContext): Promise<unknown> {
+  return ctx.functions.run(await ctx.moduleCode(ref), input, LIMITS, ctx);
 }
 
-/** Evaluate a module's main.js and call it with an isolate-like ctx built from `ctx`. */
-function runModule(module: StepModule, input: unknown, ctx: AgentContext, declaredSecrets: string[]): Promise<unknown> {
-  const main = new Function('Buffer', `${module.code}\nreturn main;`)(Buffer) as Main;
-  const secrets = new Proxy({} as Record<string, string | undefined>, {
-    get(_target, name) {
-      if (typeof name !== 'string' || !declaredSecrets.includes(name)) return undefined;
-      const value = ctx.secrets[name];
-      if (value === undefined) throw new MissingSecretError(`secret ${name} is not set`);
-      return value;
-    },
-  });
-  const isolateCtx = {
-    require: (name: string) => {
-      if (name === 'axios') return axiosOver(ctx.http, ctx.signal);
-      throw new Error(`ctx.require: ${name} is not allowed`);
-    },
-    env: ctx.env,
-    secrets,
-    assets: ctx.assets,
-    deliverables: ctx.deliverables,
-    idempotencyKey: ctx.idempotencyKey,
-    log: () => undefined,
-  };
-  return main(input, isolateCtx);
-}
-
-describe('image generator modules (temporary harness, fake providers)', () => {
+describe('image generator modules (function runtime, fake providers)', () => {
   let modules: ReadonlyMap<string, StepModule>;
+  let runtime: FunctionRuntime;
   let openai: FakeServer;
   let google: FakeServer;
   let recorder: TestRecorder;
   before(async () => {
     modules = await loadModules();
+    runtime = testFunctionRuntime();
     openai = await startFakeOpenAI({ apiKey: 'sk-openai' });
     google = await startFakeGoogle({ apiKey: 'g-key' });
   });
   after(async () => {
+    await runtime?.close();
     await openai.close();
     await google.close();
   });
@@ -76,19 +49,20 @@ describe('image generator modules (temporary harness, fake providers)', () => {
       fake.script.length = 0;
     }
   });
+  /** A step context: `secrets` are the declared ones (`undefined`: declared but not stored). */
   const ctx = (env: Record<string, string>, secrets: Record<string, string | undefined>) =>
-    testContext({ env, secrets, http: fetchHttp(), idempotencyKey: 'run-1.openai.1' }, recorder);
+    testContext({ env, secrets, http: loopbackHttp(), functions: runtime, moduleCode: moduleCodeResolver(modules), idempotencyKey: 'run-1.openai.1' }, recorder);
 
   describe('image-generator-openai@1', () => {
     const module = () => modules.get('image-generator-openai@1')!;
+    const openaiRun = (input: unknown, context: AgentContext) => runModule('image-generator-openai@1', input, context);
 
     it('posts the prompt, saves each PNG as an asset and creates an image-set deliverable', async () => {
-      const out = (await runModule(module(), { prompt: 'a lighthouse at dawn', n: 2, size: '512x512' }, ctx({ OPENAI_BASE_URL: openai.url }, { OPENAI_API_KEY: 'sk-openai' }), [
-        'OPENAI_API_KEY',
-      ])) as { provider: string; prompt: string; assetIds: string[]; deliverableId: string };
+      const out = (await openaiRun({ prompt: 'a lighthouse at dawn', n: 2, size: '512x512' }, ctx({ OPENAI_BASE_URL: openai.url }, { OPENAI_API_KEY: 'sk-openai' }))) as { provider: string; prompt: string; assetIds: string[]; deliverableId: string };
       const [request] = openai.requests;
       expect(request?.url).to.equal('/images/generations');
       expect(request?.headers.authorization).to.equal('Bearer sk-openai');
+      expect(request?.headers['idempotency-key']).to.equal('run-1.openai.1');
       expect(JSON.parse(request?.body ?? '{}')).to.deep.equal({ model: 'gpt-image-1', prompt: 'a lighthouse at dawn', n: 2, size: '512x512', response_format: 'b64_json' });
       expect(recorder.assets.map((a) => [a.name, a.mimeType])).to.deep.equal([
         ['openai-1.png', 'image/png'],
@@ -109,17 +83,21 @@ describe('image generator modules (temporary harness, fake providers)', () => {
     });
 
     it('fails with MissingSecretError when OPENAI_API_KEY is not stored, before any request', async () => {
-      const err = await rejection(runModule(module(), { prompt: 'x' }, ctx({ OPENAI_BASE_URL: openai.url }, {}), ['OPENAI_API_KEY']));
+      const err = await rejection(openaiRun({ prompt: 'x' }, ctx({ OPENAI_BASE_URL: openai.url }, { OPENAI_API_KEY: undefined })));
       expect(err).to.be.instanceOf(MissingSecretError);
       expect(openai.requests).to.have.length(0);
     });
 
-    it('reports the status and the API message, marking 429/5xx as retry later', async () => {
+    it('reports the status and the API message, saying "retry later" for 429/5xx', async () => {
       openai.script.push({ status: 429, body: { error: { message: 'Rate limit reached for images' } } });
-      const limited = await rejection(runModule(module(), { prompt: 'x' }, ctx({ OPENAI_BASE_URL: openai.url }, { OPENAI_API_KEY: 'sk-openai' }), ['OPENAI_API_KEY']));
-      expect(limited.message).to.equal('OpenAI images answered HTTP 429 (retry later): Rate limit reached for images');
-      const denied = await rejection(runModule(module(), { prompt: 'x' }, ctx({ OPENAI_BASE_URL: openai.url }, { OPENAI_API_KEY: 'wrong' }), ['OPENAI_API_KEY']));
-      expect(denied.message).to.equal('OpenAI images answered HTTP 401: Incorrect API key provided');
+      const limited = await rejection(openaiRun({ prompt: 'x' }, ctx({ OPENAI_BASE_URL: openai.url }, { OPENAI_API_KEY: 'sk-openai' })));
+      // The runtime surfaces what main.js throws as AgentError ("function threw: …"); the module's
+      // `retryable` flag is not mapped to RetryLaterError, so the words are all that says "retry later".
+      expect(limited).to.be.instanceOf(AgentError);
+      expect(limited.message).to.contain('OpenAI images answered HTTP 429 (retry later): Rate limit reached for images');
+      const denied = await rejection(openaiRun({ prompt: 'x' }, ctx({ OPENAI_BASE_URL: openai.url }, { OPENAI_API_KEY: 'wrong' })));
+      expect(denied).to.be.instanceOf(AgentError);
+      expect(denied.message).to.contain('OpenAI images answered HTTP 401: Incorrect API key provided');
     });
 
     it('declares its input schema', () => {
@@ -138,10 +116,10 @@ describe('image generator modules (temporary harness, fake providers)', () => {
   });
 
   describe('image-generator-google@1', () => {
-    const module = () => modules.get('image-generator-google@1')!;
+    const googleRun = (input: unknown, context: AgentContext) => runModule('image-generator-google@1', input, context);
 
     it('posts to models/<model>:predict with x-goog-api-key and saves the predictions', async () => {
-      const out = (await runModule(module(), { prompt: 'a red kite', n: 2 }, ctx({ GOOGLE_API_BASE_URL: google.url }, { GOOGLE_API_KEY: 'g-key' }), ['GOOGLE_API_KEY'])) as {
+      const out = (await googleRun({ prompt: 'a red kite', n: 2 }, ctx({ GOOGLE_API_BASE_URL: google.url }, { GOOGLE_API_KEY: 'g-key' }))) as {
         provider: string;
         assetIds: string[];
       };
@@ -160,10 +138,11 @@ describe('image generator modules (temporary harness, fake providers)', () => {
     });
 
     it('uses the model given, and reports a refused key', async () => {
-      await runModule(module(), { prompt: 'p', model: 'imagen-4.0-fast' }, ctx({ GOOGLE_API_BASE_URL: google.url }, { GOOGLE_API_KEY: 'g-key' }), ['GOOGLE_API_KEY']);
+      await googleRun({ prompt: 'p', model: 'imagen-4.0-fast' }, ctx({ GOOGLE_API_BASE_URL: google.url }, { GOOGLE_API_KEY: 'g-key' }));
       expect(google.requests[0]?.url).to.equal('/models/imagen-4.0-fast:predict');
-      const err = await rejection(runModule(module(), { prompt: 'p' }, ctx({ GOOGLE_API_BASE_URL: google.url }, { GOOGLE_API_KEY: 'bad' }), ['GOOGLE_API_KEY']));
-      expect(err.message).to.equal('Google Imagen answered HTTP 403: API key not valid. Please pass a valid API key.');
+      const err = await rejection(googleRun({ prompt: 'p' }, ctx({ GOOGLE_API_BASE_URL: google.url }, { GOOGLE_API_KEY: 'bad' })));
+      expect(err).to.be.instanceOf(AgentError);
+      expect(err.message).to.contain('Google Imagen answered HTTP 403: API key not valid. Please pass a valid API key.');
     });
   });
 });
