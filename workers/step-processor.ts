@@ -7,7 +7,7 @@
  */
 import { DelayedError, WaitingChildrenError, type Job } from 'bullmq';
 import { z } from 'zod';
-import type { AgentContext, AgentImplementation, AgentSpec, SubrunConfig } from '../agents/index.js';
+import { validateModuleInput, type AgentContext, type AgentImplementation, type AgentSpec, type SubrunConfig } from '../agents/index.js';
 import { AgentError, CancelledError, OutputTooLargeError, Redactor, TimedOutError, ValidationError, type Logger } from '../lib/index.js';
 import { StepJobData, queueForStepType, type StepJobSpec } from '../queues/index.js';
 import { evaluateExpression, evaluateMapping, type ExpressionScope, type StepSpec } from '../definitions/index.js';
@@ -58,10 +58,20 @@ function implementationOf(deps: WorkerDeps, name: string): AgentImplementation {
   return implementation;
 }
 
+/**
+ * Validate a step module's input against the module's `input` JSON Schema before any code runs.
+ * @throws {ValidationError} naming the field (never retried); unknown modules fail later in `moduleCode`.
+ */
+function checkModuleInput(deps: WorkerDeps, ref: string, input: unknown): void {
+  const module = deps.modules.get(ref);
+  if (module) validateModuleInput(module, input);
+}
+
 /** Run one attempt's work for a step kind that agents execute. */
 async function execute(deps: WorkerDeps, spec: StepSpec, agent: AgentSpec | undefined, input: unknown, ctx: AgentContext): Promise<unknown> {
   switch (spec.kind) {
     case 'function-code': {
+      if (spec.module !== undefined) checkModuleInput(deps, spec.module, input);
       const code = spec.code ?? (await ctx.moduleCode(spec.module ?? ''));
       const timeoutMs = Math.min(spec.limits.timeoutMs, spec.timeoutMs ?? Number.POSITIVE_INFINITY);
       return ctx.functions.run(code, input, { timeoutMs, memoryMb: spec.limits.memoryMb }, ctx);
@@ -80,7 +90,10 @@ async function execute(deps: WorkerDeps, spec: StepSpec, agent: AgentSpec | unde
       if (coded) return coded.run(input, ctx);
       if (!agent) throw new AgentError(`agent "${spec.agent}" is not available on this worker`);
       const implementation = implementationOf(deps, agent.implementation);
-      return implementation.run(input, ctx, implementation.config.parse(agent.config));
+      const config = implementation.config.parse(agent.config);
+      const module = (config as { module?: unknown } | null)?.module;
+      if (agent.type === 'function' && typeof module === 'string') checkModuleInput(deps, module, input);
+      return implementation.run(input, ctx, config);
     }
     default:
       throw new AgentError(`step ${spec.id}: ${spec.kind} steps are not run by agents`);

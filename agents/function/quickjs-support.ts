@@ -123,6 +123,10 @@ export interface QuickJsErrorShape {
   name?: unknown;
   message?: unknown;
   stack?: unknown;
+  /** Set by user code on a transient failure (e.g. an upstream 429/5xx): worth another attempt. */
+  retryable?: unknown;
+  /** With `retryable`: the wait the upstream asked for, in milliseconds. */
+  retryAfterMs?: unknown;
 }
 
 /** A JS exception raised inside the isolate, already converted to host values. */
@@ -162,6 +166,10 @@ export interface ThrowDescription {
   outOfMemory: boolean;
   /** QuickJS's own stack limit was hit. */
   stackOverflow: boolean;
+  /** The code marked the error `retryable: true` (a transient failure). */
+  retryable: boolean;
+  /** With `retryable`, a non-negative `retryAfterMs` the code gave. */
+  retryAfterMs: number | undefined;
 }
 
 /**
@@ -185,6 +193,11 @@ export function describeThrow(thrown: QuickJsErrorShape | string, memoryExhauste
     label: `${head}${where ? ` (${where})` : ''}`,
     outOfMemory,
     stackOverflow: /^stack overflow$/i.test(message),
+    retryable: typeof thrown !== 'string' && thrown.retryable === true,
+    retryAfterMs:
+      typeof thrown !== 'string' && typeof thrown.retryAfterMs === 'number' && Number.isFinite(thrown.retryAfterMs) && thrown.retryAfterMs >= 0
+        ? thrown.retryAfterMs
+        : undefined,
   };
 }
 

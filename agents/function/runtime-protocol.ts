@@ -88,12 +88,12 @@ export interface LogMessage {
 }
 
 /** How a call failed, as the thread classifies it. */
-export type FailureKind = 'timeout' | 'cancelled' | 'output' | 'missing-secret' | 'memory' | 'agent' | 'validation';
+export type FailureKind = 'timeout' | 'cancelled' | 'output' | 'missing-secret' | 'memory' | 'agent' | 'validation' | 'retry';
 
 /** Thread → main: the call ended. */
 export type DoneMessage =
   | { type: 'done'; callId: number; ok: true; json: string }
-  | { type: 'done'; callId: number; ok: false; kind: FailureKind; message: string };
+  | { type: 'done'; callId: number; ok: false; kind: FailureKind; message: string; retryAfterMs?: number };
 
 /** Thread → main: the thread has loaded and takes calls (calls are dispatched only then). */
 export interface ReadyMessage {

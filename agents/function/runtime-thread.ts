@@ -61,6 +61,8 @@ class Failure extends Error {
   constructor(
     readonly kind: FailureKind,
     message: string,
+    /** For `retry`: the wait the code asked for, in milliseconds. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
@@ -121,7 +123,14 @@ async function runCall(message: RunMessage): Promise<void> {
     done = { type: 'done', callId: message.callId, ok: true, json };
   } catch (err) {
     const failure = err instanceof Failure ? err : new Failure('agent', `function failed in the runtime: ${String(err)}`);
-    done = { type: 'done', callId: message.callId, ok: false, kind: failure.kind, message: failure.message };
+    done = {
+      type: 'done',
+      callId: message.callId,
+      ok: false,
+      kind: failure.kind,
+      message: failure.message,
+      ...(failure.retryAfterMs === undefined ? {} : { retryAfterMs: failure.retryAfterMs }),
+    };
   } finally {
     current = undefined;
   }
@@ -156,6 +165,7 @@ async function execute(call: Call): Promise<string> {
       if (described.outOfMemory) throw memoryError;
       if (described.stackOverflow) throw new Failure('agent', 'function exceeded the sandbox stack (nesting too deep)');
       if (described.name === 'MissingSecretError') throw new Failure('missing-secret', described.message);
+      if (described.retryable) throw new Failure('retry', `function threw: ${described.label}`, described.retryAfterMs);
       throw new Failure('agent', `function threw: ${described.label}`);
     }
     hostFailure = true;

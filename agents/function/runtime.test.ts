@@ -10,6 +10,7 @@ import {
   CancelledError,
   MissingSecretError,
   OutputTooLargeError,
+  RetryLaterError,
   TimedOutError,
   ValidationError,
   silentLogger,
@@ -253,6 +254,17 @@ describe('function runtime (worker threads)', function () {
     const err = await rejection(runtime.run('function main() { return "x".repeat(70 * 1024); }', null, limits, testContext()));
     expect(err).to.be.instanceOf(OutputTooLargeError);
     expect((err as OutputTooLargeError).code).to.equal('OUTPUT_TOO_LARGE');
+  });
+
+  it('turns an error the code marks retryable into RetryLaterError (with retryAfterMs), others into AgentError', async () => {
+    const transient = await rejection(
+      runtime.run("function main() { var e = new Error('upstream 503'); e.retryable = true; e.retryAfterMs = 1500; throw e; }", null, limits, testContext()),
+    );
+    expect(transient).to.be.instanceOf(RetryLaterError);
+    expect((transient as RetryLaterError).retryAfterMs).to.equal(1500);
+    expect(transient.message).to.contain('upstream 503');
+    const final = await rejection(runtime.run("function main() { throw new Error('bad input') }", null, limits, testContext()));
+    expect(final).to.be.instanceOf(AgentError);
   });
 
   it('fails a memory bomb with an AgentError about memory, and keeps working', async () => {

@@ -27,6 +27,7 @@ import {
   AppError,
   CancelledError,
   MissingSecretError,
+  RetryLaterError,
   OutputTooLargeError,
   TimedOutError,
   ValidationError,
@@ -338,6 +339,9 @@ export function createFunctionRuntime(options: FunctionRuntimeOptions): Function
         return { error: new MissingSecretError(message.message) };
       case 'validation':
         return { error: new ValidationError(message.message) };
+      case 'retry':
+        // The code marked its error `retryable` (e.g. an upstream 429/5xx): the step's retry policy applies.
+        return { error: new RetryLaterError(message.message, message.retryAfterMs === undefined ? {} : { retryAfterMs: message.retryAfterMs }) };
       case 'memory':
       case 'agent':
         return { error: new AgentError(message.message, { details: { callId: job.callId } }) };

@@ -5,7 +5,7 @@
  * and deliverables to the recording test context.
  */
 import { expect } from 'chai';
-import { AgentError, MissingSecretError, ValidationError } from '../../lib/index.js';
+import { AgentError, MissingSecretError, RetryLaterError, ValidationError } from '../../lib/index.js';
 import { startFakeGoogle, startFakeOpenAI, PNG_SIGNATURE, type FakeServer } from '../../test/support/fakes.js';
 import type { FunctionRuntime } from '../function/runtime.js';
 import { loadModules, moduleCodeResolver, validateModuleInput, type StepModule } from '../modules.js';
@@ -91,9 +91,9 @@ describe('image generator modules (function runtime, fake providers)', () => {
     it('reports the status and the API message, saying "retry later" for 429/5xx', async () => {
       openai.script.push({ status: 429, body: { error: { message: 'Rate limit reached for images' } } });
       const limited = await rejection(openaiRun({ prompt: 'x' }, ctx({ OPENAI_BASE_URL: openai.url }, { OPENAI_API_KEY: 'sk-openai' })));
-      // The runtime surfaces what main.js throws as AgentError ("function threw: …"); the module's
-      // `retryable` flag is not mapped to RetryLaterError, so the words are all that says "retry later".
-      expect(limited).to.be.instanceOf(AgentError);
+      // main.js marks 429/5xx `retryable`: the runtime turns that into RetryLaterError (the step's
+      // retry policy applies); any other failure stays an AgentError (final).
+      expect(limited).to.be.instanceOf(RetryLaterError);
       expect(limited.message).to.contain('OpenAI images answered HTTP 429 (retry later): Rate limit reached for images');
       const denied = await rejection(openaiRun({ prompt: 'x' }, ctx({ OPENAI_BASE_URL: openai.url }, { OPENAI_API_KEY: 'wrong' })));
       expect(denied).to.be.instanceOf(AgentError);

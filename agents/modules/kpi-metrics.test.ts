@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import type { KpiOutput } from '../function/kpi-types.js';
 import type { FunctionRuntime } from '../function/runtime.js';
-import { AgentError } from '../../lib/index.js';
+import { AgentError, ValidationError } from '../../lib/index.js';
 import { testContext, rejection } from '../test-context.js';
 import { catalogAgent, testFunctionRuntime, type BoundAgent } from '../test-catalog.js';
-import { loadModules, moduleCodeResolver } from '../modules.js';
+import { loadModules, moduleCodeResolver, validateModuleInput } from '../modules.js';
 import type { AgentContext } from '../types.js';
 
 const EPS = 1e-9;
@@ -187,9 +187,19 @@ describe('kpi-metrics@1 and the kpi-calculator entry, through the worker-thread 
       expect(output.kpis.X?.cagrPct).to.be.closeTo(99.716124940117033894, EPS);
     });
 
+    it('rejects a malformed row at the schema check the worker runs first, naming the field', async () => {
+      const modules = await loadModules();
+      const module = modules.get('kpi-metrics@1');
+      expect(module).to.not.equal(undefined);
+      expect(() => validateModuleInput(module!, { prices: [{ symbol: 'X', date: '2020-01-01', price: '10' }] }))
+        .to.throw(ValidationError)
+        .with.property('field')
+        .that.matches(/prices\.0\.price/);
+    });
+
     it('fails a malformed row with AgentError naming the symbol, date and value', async () => {
-      // The engine path does not check the input against the module's `input` schema first (the
-      // retired sandbox path did, as ValidationError on `input.prices.0.price`): main.js rejects it.
+      // Called directly (without the worker, which first checks the input against the module's
+      // `input` schema and answers ValidationError on `input.prices.0.price`), main.js rejects it.
       const err = await rejection(kpiCalculator.run({ prices: [{ symbol: 'X', date: '2020-01-01', price: '10' }] }, ctx));
       expect(err).to.be.instanceOf(AgentError);
       expect(err.message).to.contain('invalid price for X on 2020-01-01: 10');
