@@ -4,3 +4,4 @@ export * from './logger.js';
 export * from './shutdown.js';
 export * from './paths.js';
 export * from './duration.js';
+export * from './infrastructure.js';

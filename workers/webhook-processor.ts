@@ -1,5 +1,6 @@
 /** Processor of the `webhooks` queue: POST one signed event to the run's webhook URL. */
 import { UnrecoverableError, type Job } from 'bullmq';
+import { RetryLaterError } from '../lib/index.js';
 import { WebhookJobData } from '../queues/index.js';
 import { markWebhookDelivered, webhookMessage } from '../services/engine/index.js';
 import type { WorkerDeps } from './deps.js';
@@ -32,7 +33,8 @@ export function createWebhookProcessor(deps: WorkerDeps) {
       const reason = `webhook endpoint answered ${response.status}`;
       failure = permanent ? new UnrecoverableError(reason) : new Error(reason);
     } catch (err) {
-      failure = err instanceof Error ? err : new Error(String(err));
+      // The endpoint's failure, never ours: not an infrastructure error, so attempts count.
+      failure = new RetryLaterError(`webhook delivery failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     // Refused for good, or out of attempts: close it in the outbox so the sweep leaves it.
     if (failure instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
