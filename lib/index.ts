@@ -8,3 +8,4 @@ export * from './outbound.js';
 export * from './secret-box.js';
 export * from './redact.js';
 export * from './yaml-source.js';
+export * from './infrastructure.js';

@@ -66,6 +66,12 @@ export function webhookJobId(runId: string, seq: number): string {
   return `wh.${runId}.${seq}`;
 }
 
+/**
+ * Name of a no-op child job the reconciler adds under a parent stuck in `waiting-children` with
+ * nothing left to wait for: its completion moves the parent to `wait` (every worker answers it).
+ */
+export const NUDGE_JOB = 'nudge';
+
 /** Name of the custom backoff strategy registered on every step worker. */
 export const STEP_BACKOFF = 'baton-step';
 

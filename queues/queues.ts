@@ -2,10 +2,11 @@
  * Producers: the `Queue` instances and `FlowProducer` of one process, and the typed ways to add
  * Baton's jobs. Every step job is a child of its run's root job with an explicit failure policy.
  */
-import { FlowProducer, Queue, type FlowJob, type JobsOptions } from 'bullmq';
+import { FlowProducer, Queue, type FlowJob, type JobState, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../lib/index.js';
 import {
+  NUDGE_JOB,
   QUEUE_NAMES,
   RETENTION,
   STEP_BACKOFF,
@@ -26,6 +27,23 @@ export interface StepJobSpec {
   attempts: number;
   backoffMs: number;
   maxDelayMs: number;
+}
+
+/** A job as the reconciler sees it: its state (or `missing`), name and raw payload. */
+export interface JobInspection {
+  queue: QueueName;
+  id: string;
+  /** `unknown`: the job's hash exists but it is in no state (a partial loss of Redis data). */
+  state: JobState | 'unknown' | 'missing';
+  name: string | undefined;
+  data: unknown;
+  failedReason: string | undefined;
+}
+
+/** A child a parent job still waits for (a member of its `dependencies` set). */
+export interface ChildRef {
+  queue: QueueName;
+  id: string;
 }
 
 /** Options of the root job (`runs` queue): it only reads Postgres, so retry generously. */
@@ -171,6 +189,65 @@ export class Queues {
         data: { runId, seq },
         opts: { jobId: webhookJobId(runId, seq), attempts: 10, backoff: { type: 'exponential', delay: 1000 }, ...RETENTION },
       })),
+    );
+  }
+
+  /** The state, name and payload of job `id` in `queue`. */
+  async inspectJob(queue: QueueName, id: string): Promise<JobInspection> {
+    const job = await this.get(queue).getJob(id);
+    if (!job) return { queue, id, state: 'missing', name: undefined, data: undefined, failedReason: undefined };
+    const state = await job.getState();
+    // A hash re-created by a late write after its keys were deleted has no name and no data.
+    const data = job.name ? (job.data as unknown) : undefined;
+    return { queue, id, state, name: job.name || undefined, data, failedReason: job.failedReason || undefined };
+  }
+
+  /**
+   * The children parent job `parentId` (in `queue`) still waits for, read from its
+   * `dependencies` set (so also children whose own keys are gone).
+   */
+  async pendingChildren(queue: QueueName, parentId: string): Promise<ChildRef[]> {
+    const keys = await this.connection.smembers(`${this.prefix}:${queue}:${parentId}:dependencies`);
+    const head = `${this.prefix}:`;
+    return keys.flatMap((key) => {
+      if (!key.startsWith(head)) return [];
+      const rest = key.slice(head.length);
+      const colon = rest.indexOf(':');
+      const name = rest.slice(0, colon) as QueueName;
+      return colon > 0 && (QUEUE_NAMES as readonly string[]).includes(name) ? [{ queue: name, id: rest.slice(colon + 1) }] : [];
+    });
+  }
+
+  /**
+   * Remove job `id` (not its children). A child leaves its parent's `dependencies`; if it was
+   * the last one, BullMQ moves the parent to `wait`.
+   * @returns false when the job is locked by a worker (it is running) or could not be removed.
+   */
+  async removeJob(queue: QueueName, id: string): Promise<boolean> {
+    const job = await this.get(queue).getJob(id);
+    if (!job) return true;
+    try {
+      await job.remove({ removeChildren: false });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Wake parent `parentId` (in `queue`), stuck in `waiting-children` with nothing pending: add a
+   * no-op child (`NUDGE_JOB`, answered by every worker) whose completion moves it to `wait`.
+   */
+  async nudge(queue: QueueName, parentId: string): Promise<void> {
+    await this.get(queue).add(
+      NUDGE_JOB,
+      {},
+      {
+        jobId: `nudge.${parentId}.${Date.now()}`,
+        parent: { id: parentId, queue: this.qualifiedName(queue) },
+        removeOnComplete: true,
+        removeOnFail: true,
+      },
     );
   }
 

@@ -144,17 +144,18 @@ async function main(): Promise<void> {
   if (!killEveryMs) throw new StackError(`--kill-every: expected a duration such as 2s, got "${values['kill-every']}"`);
   const config = loadConfig();
   const prefix = `${config.redis.prefix}-chaos`;
-  const env = await stackEnvironment(config, {
-    QUEUE_PREFIX: prefix,
-    LOG_LEVEL: 'fatal',
-    // Recover killed workers' jobs within seconds; survive repeated kills of the same job.
-    STEP_LOCK_DURATION_MS: '4000',
-    STALLED_INTERVAL_MS: '2000',
-    STALLED_MAX_COUNT: '20',
-    RECONCILE_INTERVAL_MS: '5000',
-  });
+  // The project's settings as configured (its defaults unless the environment says otherwise):
+  // chaos proves the configuration a deployment runs with, not a tuned one.
+  const settings = {
+    STEP_LOCK_DURATION_MS: String(config.worker.lockDurationMs),
+    STALLED_INTERVAL_MS: String(config.worker.stalledIntervalMs),
+    STALLED_MAX_COUNT: String(config.worker.maxStalledCount),
+    RECONCILE_INTERVAL_MS: String(config.worker.reconcileIntervalMs),
+  };
+  const env = await stackEnvironment(config, { QUEUE_PREFIX: prefix, LOG_LEVEL: 'fatal', ...settings });
   await checkServices(env);
   const log = (line: string) => process.stdout.write(`${new Date().toISOString().slice(11, 23)}  ${line}\n`);
+  log(`settings: ${JSON.stringify(settings)}`);
   const startedAt = Date.now();
 
   // Receiver: /flaky fails twice per idempotency key, /effect records every call's key.
@@ -302,6 +303,7 @@ async function main(): Promise<void> {
     producer.disconnect();
 
     const figures = {
+      settings,
       runs: RUNS,
       completed: counts.completed ?? 0,
       failed: counts.failed ?? 0,

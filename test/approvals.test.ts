@@ -215,25 +215,63 @@ describe('approvals', function () {
       expect(events.find((e) => e.type === 'checkpoint.resolved')?.data).to.include({ decidedBy: 'user:bob', via: 'api-key' });
     });
 
-    it('selfApproval: false refuses the identity that started the run', async function () {
+    /** An approver's own links, fetched with its own key. */
+    const links = (key: string, approvalId: string) => api<ApprovalView>(as(key), 'GET', `/v1/approvals/${approvalId}/links`);
+
+    it('selfApproval: false refuses the identity that started the run, whatever credential it uses', async function () {
       const dana = await createKey('user:dana', ['ops']);
       const erin = await createKey('user:erin', ['ops']);
       const { runId } = await start(['approvers: [{ role: ops }]', 'selfApproval: false'], dana);
       const approval = await pending(runId);
+      // The starter's own webhook carries no link (it would hold the role:ops link otherwise) …
+      const sent = await notice(approval.id);
+      expect(sent.decideUrl).to.equal(null);
+      expect(sent.decideUrls).to.deep.equal([]);
+      // … it cannot fetch one with its key, nor decide with its key.
+      expect((await links(dana, approval.id)).status).to.equal(403);
       const self = await decide(dana, approval.id, { decision: 'continue' });
       expect(self.status).to.equal(403);
       expect((await api<ApprovalView>(stack, 'GET', `/v1/approvals/${approval.id}`)).body.responses).to.deep.equal([]);
-      expect((await decide(erin, approval.id, { decision: 'continue' })).status).to.equal(200);
+      // Another holder of the role fetches its link with its own key and decides through it.
+      const erinLinks = await links(erin, approval.id);
+      expect(erinLinks.status).to.equal(200);
+      expect(erinLinks.body.decideUrls?.map((u) => u.approver)).to.deep.equal(['role:ops']);
+      expect((await postToken(erinLinks.body.decideUrl ?? '', { decision: 'continue' })).status).to.equal(200);
+      const run = await waitForRun(stack, runId);
+      expect(run.status).to.equal('completed');
+      expect((run.approvals[0] as unknown as ApprovalView).decidedBy).to.equal('role:ops');
+      // No webhook of the run ever carried a link.
+      expect(JSON.stringify(receiver.webhooks.filter((w) => w.data.runId === runId))).not.to.contain('token=');
+    });
+
+    it("the run's webhook carries only the links the starter holds; other approvers fetch theirs", async function () {
+      const hank = await createKey('user:hank', ['qa']);
+      const ivy = await createKey('user:ivy');
+      const { runId } = await start(['approvers: [{ role: qa }, { user: ivy }]'], hank);
+      const approval = await pending(runId);
+      const sent = await notice(approval.id);
+      expect(sent.decideUrls?.map((u) => u.approver)).to.deep.equal(['role:qa']);
+      const ivyLinks = await links(ivy, approval.id);
+      expect(ivyLinks.body.decideUrls?.map((u) => u.approver)).to.deep.equal(['user:ivy']);
+      expect((await postToken(ivyLinks.body.decideUrl ?? '', { decision: 'continue' })).status).to.equal(200);
       expect((await waitForRun(stack, runId)).status).to.equal('completed');
     });
 
-    it('one decide link per approver, each bound to its approver', async function () {
+    it('one decide link per approver, each bound to its approver and given only to it', async function () {
+      const frank = await createKey('user:frank');
+      const gina = await createKey('user:gina');
       const { runId } = await start(['approvers: [{ user: frank }, { user: gina }]', 'required: 2']);
       const approval = await pending(runId);
+      // The starter (the stack's service key) is neither approver: its webhook carries no links.
       const sent = await notice(approval.id);
-      expect(sent.decideUrls?.map((u) => u.approver)).to.deep.equal(['user:frank', 'user:gina']);
-      const frankUrl = sent.decideUrls?.find((u) => u.approver === 'user:frank')?.url ?? '';
-      const ginaUrl = sent.decideUrls?.find((u) => u.approver === 'user:gina')?.url ?? '';
+      expect(sent.decideUrls).to.deep.equal([]);
+      expect((await links(stack.apiKey, approval.id)).status).to.equal(403);
+      const frankLinks = (await links(frank, approval.id)).body.decideUrls ?? [];
+      const ginaLinks = (await links(gina, approval.id)).body.decideUrls ?? [];
+      expect(frankLinks.map((u) => u.approver)).to.deep.equal(['user:frank']);
+      expect(ginaLinks.map((u) => u.approver)).to.deep.equal(['user:gina']);
+      const frankUrl = frankLinks[0]?.url ?? '';
+      const ginaUrl = ginaLinks[0]?.url ?? '';
       expect((await postToken(frankUrl, { decision: 'continue' })).status).to.equal(202);
       // Frank's link again: spent, and it cannot stand in for Gina.
       expect((await postToken(frankUrl, { decision: 'continue' })).status).to.equal(409);

@@ -16,7 +16,7 @@ import {
   scheduleReminders,
 } from '../services/engine/index.js';
 import type { WorkerDeps } from './deps.js';
-import { isControlFlow, planFailure } from './failure.js';
+import { isControlFlow, isInfrastructureError, planFailure } from './failure.js';
 import { parseStepJob } from './step-processor.js';
 
 /** Extra wait when the worker's clock wakes the job before Postgres' deadline, in milliseconds. */
@@ -62,7 +62,7 @@ export function createCheckpointProcessor(deps: WorkerDeps) {
       await deps.queues.addStepJobs(resolution.rootJobId, data.runId, resolution.ready);
       return { resolved: true };
     } catch (err) {
-      if (isControlFlow(err)) throw err;
+      if (isControlFlow(err) || isInfrastructureError(err)) throw err;
       const plan = planFailure(err, job);
       await failStep(deps, data, attempt, plan.error, plan.final, plan.retryDelayMs);
       throw plan.rethrow;

@@ -7,12 +7,25 @@
  *   (`UnrecoverableError`, so BullMQ does not retry).
  * - Retryable `AppError`s and unknown errors (bugs, network): retried while attempts remain,
  *   with the step's backoff (or the upstream's `Retry-After` when longer).
+ * - Infrastructure errors (our own Redis or Postgres failing, `lib/infrastructure.ts`) are not
+ *   the step's failure: processors rethrow them untouched, and {@link withInfrastructureRetry}
+ *   parks the job in `delayed` with its own backoff, so no attempt is spent or recorded.
  */
-import { UnrecoverableError, type Job } from 'bullmq';
-import { AppError, RetryLaterError, serializeError, type SerializedError } from '../lib/index.js';
-import { stepBackoffMs, type StepJobData } from '../queues/index.js';
+import { DelayedError, UnrecoverableError, type Job, type Processor } from 'bullmq';
+import {
+  AppError,
+  RetryLaterError,
+  classifyInfrastructure,
+  infrastructureBackoffMs,
+  serializeError,
+  type Logger,
+  type SerializedError,
+} from '../lib/index.js';
+import { NUDGE_JOB, stepBackoffMs, type StepJobData } from '../queues/index.js';
 
 const CONTROL_FLOW = new Set(['DelayedError', 'WaitingChildrenError', 'WaitingError', 'RateLimitError']);
+
+export { isInfrastructureError } from '../lib/index.js';
 
 /** Whether BullMQ threw this to move the job itself (not a failure). */
 export function isControlFlow(err: unknown): boolean {
@@ -62,4 +75,40 @@ export function stepBackoffStrategy(attemptsMade: number, _type?: string, err?: 
   if (err instanceof RetryScheduled) return err.delayMs;
   const data = job?.data as Partial<StepJobData> | undefined;
   return stepBackoffMs(attemptsMade, data?.backoffMs ?? 1000, data?.maxDelayMs ?? 60_000);
+}
+
+/**
+ * Wrap a processor so that an infrastructure error (see `classifyInfrastructure`) never fails the
+ * job nor spends one of its attempts: the job is moved to `delayed` (which does not count an
+ * attempt in BullMQ) with exponential backoff and jitter, and processed again from the start.
+ * The n-th consecutive infrastructure retry of a job is `attemptsStarted − attemptsMade`.
+ * Also answers the reconciler's `nudge` jobs (children added only to wake a parent).
+ * @param queue - queue name, for the logs.
+ */
+export function withInfrastructureRetry(queue: string, processor: Processor, logger: Logger): Processor {
+  return async (job, token, signal) => {
+    if (job.name === NUDGE_JOB) return { nudged: true };
+    try {
+      return (await processor(job, token, signal)) as unknown;
+    } catch (err) {
+      if (isControlFlow(err)) throw err;
+      const infrastructure = classifyInfrastructure(err);
+      if (!infrastructure) throw err;
+      const retry = Math.max(1, job.attemptsStarted - job.attemptsMade);
+      const delayMs = infrastructureBackoffMs(retry);
+      logger.warn(
+        { queue, jobId: job.id, infrastructure, retry, delayMs, err },
+        'infrastructure error: the job runs again later, without spending an attempt',
+      );
+      try {
+        await job.moveToDelayed(Date.now() + delayMs, token);
+      } catch (moveErr) {
+        // Redis itself is down: leave the job to BullMQ (its lock expires, the stalled check or
+        // the reconciler brings it back).
+        logger.warn({ queue, jobId: job.id, err: moveErr }, 'could not park the job after an infrastructure error');
+        throw err;
+      }
+      throw new DelayedError();
+    }
+  };
 }

@@ -11,7 +11,7 @@ import { AGENT_QUEUES } from '../queues/index.js';
 import { cancelChannel } from '../services/engine/index.js';
 import { createCheckpointProcessor } from './checkpoint-processor.js';
 import type { WorkerDeps } from './deps.js';
-import { stepBackoffStrategy } from './failure.js';
+import { stepBackoffStrategy, withInfrastructureRetry } from './failure.js';
 import { RECONCILE_JOB, createRunProcessor } from './run-processor.js';
 import { createStepProcessor } from './step-processor.js';
 import { createWebhookProcessor } from './webhook-processor.js';
@@ -54,7 +54,7 @@ export function startWorkers(deps: WorkerDeps, connection: Redis, agentTypes: re
     { queue: 'webhooks', processor: createWebhookProcessor(deps), concurrency: 20 },
   ];
   const workers = specs.map(({ queue, processor, concurrency }) => {
-    const worker = new Worker(queue, processor, {
+    const worker = new Worker(queue, withInfrastructureRetry(queue, processor, logger), {
       ...common,
       concurrency,
       name: `${queue}@${hostname()}:${process.pid}`,

@@ -28,7 +28,7 @@ import {
 } from '../services/engine/index.js';
 import { buildAgentContext } from './agent-context.js';
 import type { WorkerDeps } from './deps.js';
-import { isControlFlow, planFailure } from './failure.js';
+import { isControlFlow, isInfrastructureError, planFailure } from './failure.js';
 
 /** Parse a job's payload; a malformed payload can never succeed. */
 export function parseStepJob(job: Job): StepJobData {
@@ -210,7 +210,7 @@ export function createStepProcessor(deps: WorkerDeps) {
       await deps.queues.addItemJobs(parentJobId, specOf(data, start.spec), next);
       return { index: data.index };
     } catch (err) {
-      if (isControlFlow(err)) throw err;
+      if (isControlFlow(err) || isInfrastructureError(err)) throw redactError(err, sensitive);
       const plan = planFailure(redactError(err, sensitive), job);
       const next = await finishItem(deps, data, { error: plan.error, final: plan.final });
       await deps.queues.addItemJobs(parentJobId, specOf(data, start.spec), next);
@@ -284,7 +284,7 @@ export function createStepProcessor(deps: WorkerDeps) {
       logger.info({ recorded: record.recorded, next: record.ready.map((r) => r.stepId) }, 'step completed');
       return { attempt, recorded: record.recorded };
     } catch (err) {
-      if (isControlFlow(err)) throw err;
+      if (isControlFlow(err) || isInfrastructureError(err)) throw redactError(err, who.sensitive);
       const plan = planFailure(redactError(err, who.sensitive), job);
       const record = await failStep(deps, data, attempt, plan.error, plan.final, plan.retryDelayMs);
       await addReady(data, record);

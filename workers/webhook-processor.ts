@@ -3,7 +3,7 @@
  * outbound policy (a URL resolving to a denied address is refused for good).
  */
 import { UnrecoverableError, type Job } from 'bullmq';
-import { OutboundDeniedError, ValidationError } from '../lib/index.js';
+import { OutboundDeniedError, RetryLaterError, ValidationError } from '../lib/index.js';
 import { WebhookJobData } from '../queues/index.js';
 import { markWebhookDelivered, webhookMessage } from '../services/engine/index.js';
 import type { WorkerDeps } from './deps.js';
@@ -39,9 +39,11 @@ export function createWebhookProcessor(deps: WorkerDeps) {
       const reason = `webhook endpoint answered ${response.status}`;
       failure = permanent ? new UnrecoverableError(reason) : new Error(reason);
     } catch (err) {
+      const reason = `webhook delivery failed: ${err instanceof Error ? err.message : String(err)}`;
+      // A destination the outbound policy refuses, or a malformed URL, never succeeds; any other
+      // failure is the endpoint's, never ours (not an infrastructure error), so attempts count.
       const permanent = err instanceof OutboundDeniedError || err instanceof ValidationError;
-      const reason = err instanceof Error ? err.message : String(err);
-      failure = permanent ? new UnrecoverableError(reason) : err instanceof Error ? err : new Error(reason);
+      failure = permanent ? new UnrecoverableError(reason) : new RetryLaterError(reason, { cause: err });
     }
     // Refused for good, or out of attempts: close it in the outbox so the sweep leaves it.
     if (failure instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {

@@ -5,8 +5,9 @@
  */
 import { Router, type Request } from 'express';
 import { z } from 'zod';
-import { NotFoundError, ValidationError } from '../../lib/index.js';
+import { ForbiddenError, NotFoundError, ValidationError } from '../../lib/index.js';
 import {
+  approvalNotice,
   approvalResponsesOf,
   approvalSummary,
   decideApproval,
@@ -69,6 +70,23 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
     }
     const responses = await approvalResponsesOf(deps, [approval.id]);
     res.json({ ...approvalSummary(approval), responses: responses.get(approval.id) ?? [] });
+  });
+
+  /*
+   * An approver's own decide links (issue 13): the run's webhook carries only the starter's own
+   * links, so every other approver fetches theirs with their own key. The starter of a run whose
+   * checkpoint refuses self-approval gets 403.
+   */
+  router.get('/v1/approvals/:id/links', requireApiKey(auth, 'approvals:decide'), async (req, res) => {
+    const principal = principalOf(req);
+    const approval = await getApproval(deps, approvalIdParam(req.params.id));
+    if (!approval || approval.organizationId !== principal.organizationId) {
+      throw new NotFoundError(`approval ${req.params.id} not found`);
+    }
+    const notice = await approvalNotice(deps, approval.id, { identity: principal.subject, roles: principal.roles });
+    const links = notice.decideUrls as unknown[];
+    if (links.length === 0) throw new ForbiddenError(`${principal.subject} holds no decide link of this approval`);
+    res.json(notice);
   });
 
   router.post(

@@ -9,10 +9,10 @@
  *   deadline's `onTimeout`, judged by Postgres `now()`).
  */
 import { randomUUID } from 'node:crypto';
-import { and, asc, eq, inArray, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { ErrorCode as BullErrorCode } from 'bullmq';
 import { NotFoundError } from '../../lib/index.js';
-import { approvalResponses, approvalTokens, approvals, steps } from '../../db/index.js';
+import { apiKeys, approvalResponses, approvalTokens, approvals, runs, steps } from '../../db/index.js';
 import { evaluateMapping, renderTemplate, type CheckpointStep } from '../../definitions/index.js';
 import { stepJobId, type StepJobData } from '../../queues/index.js';
 import { loadSteps, scopeOf } from './advance.js';
@@ -202,18 +202,52 @@ export async function getApproval(deps: EngineDeps, approvalId: string): Promise
   return row;
 }
 
+/** Who a notification is for: an identity and the approver roles it holds. */
+export interface LinkAudience {
+  identity: string;
+  roles: string[];
+}
+
 /**
- * The notification payload of an approval, with one signed `decideUrl` per approver.
- * Tokens are re-minted from their stored claims (see approval-tokens.ts).
+ * Whether `audience` may receive the decide link issued to `approver` (`anyone`, `user:…`,
+ * `role:…`): only its own links, and none at all for the run's starter when the checkpoint
+ * refuses self-approval. So a link minted for an approver reaches that approver only.
  */
-export async function approvalNotice(deps: EngineDeps, approvalId: string): Promise<Record<string, unknown>> {
+export function mayReceiveLink(approver: string, audience: LinkAudience, approval: Pick<ApprovalRow, 'selfApproval'>, startedBy: string): boolean {
+  if (!approval.selfApproval && audience.identity === startedBy) return false;
+  if (approver === 'anyone' || approver === audience.identity) return true;
+  return approver.startsWith('role:') && audience.roles.includes(approver.slice('role:'.length));
+}
+
+/**
+ * The run's starter as a link audience: its identity and the roles its organization's live API
+ * keys give that identity.
+ */
+export async function starterAudience(deps: EngineDeps, runId: string): Promise<LinkAudience & { organizationId: string }> {
+  const [run] = await deps.database.db
+    .select({ createdBy: runs.createdBy, organizationId: runs.organizationId })
+    .from(runs)
+    .where(eq(runs.id, runId));
+  if (!run) throw new NotFoundError(`run ${runId} not found`);
+  const keys = await deps.database.db
+    .select({ roles: apiKeys.roles })
+    .from(apiKeys)
+    .where(and(eq(apiKeys.organizationId, run.organizationId), eq(apiKeys.subject, run.createdBy), isNull(apiKeys.revokedAt)));
+  return { identity: run.createdBy, roles: [...new Set(keys.flatMap((k) => k.roles))], organizationId: run.organizationId };
+}
+
+/**
+ * The notification payload of an approval for `audience`, with one signed `decideUrl` per
+ * approver link the audience may receive ({@link mayReceiveLink}); `decideUrl` is the first, or
+ * null when none. Tokens are re-minted from their stored claims (see approval-tokens.ts).
+ */
+export async function approvalNotice(deps: EngineDeps, approvalId: string, audience: LinkAudience): Promise<Record<string, unknown>> {
   const approval = await getApproval(deps, approvalId);
   if (!approval) throw new NotFoundError(`approval ${approvalId} not found`);
-  const tokens = await deps.database.db
-    .select()
-    .from(approvalTokens)
-    .where(eq(approvalTokens.approvalId, approvalId))
-    .orderBy(approvalTokens.approver);
+  const [run] = await deps.database.db.select({ createdBy: runs.createdBy }).from(runs).where(eq(runs.id, approval.runId));
+  const tokens = (
+    await deps.database.db.select().from(approvalTokens).where(eq(approvalTokens.approvalId, approvalId)).orderBy(approvalTokens.approver)
+  ).filter((t) => mayReceiveLink(t.approver, audience, approval, run?.createdBy ?? ''));
   const key = tokenKey(deps.config.auth.webhookSecret);
   const base = `${deps.config.http.publicUrl}/v1/approvals/${approval.id}/decision?token=`;
   const decideUrls = await Promise.all(

@@ -6,13 +6,13 @@
  * cancelled child fails the step. Cancelling the parent cancels its children (interventions.ts).
  */
 import { and, eq } from 'drizzle-orm';
-import type { SerializedError } from '../../lib/index.js';
+import { MISSING_PARENT_KEY, classifyInfrastructure, type SerializedError } from '../../lib/index.js';
 import { runs } from '../../db/index.js';
 import type { OrchestratorStep } from '../../definitions/index.js';
 import { stepJobId, type StepJobData } from '../../queues/index.js';
 import type { EngineDeps } from './deps.js';
 import { reconcileRun } from './reconcile.js';
-import { startRun } from './start-run.js';
+import { startRun, type StartRunRequest } from './start-run.js';
 import { completeStep, failStep, type StepRecord } from './steps.js';
 
 /** What the orchestrator step's job should do next. */
@@ -43,7 +43,7 @@ export async function advanceSubrun(
     .from(runs)
     .where(and(eq(runs.organizationId, parent.organizationId), eq(runs.idempotencyKey, jobId)));
   if (!existing) {
-    const child = await startRun(deps, {
+    const request: StartRunRequest = {
       organizationId: parent.organizationId,
       createdBy: parent.createdBy,
       definition: spec.run.slug,
@@ -52,8 +52,20 @@ export async function advanceSubrun(
       ...(parent.webhookUrl ? { webhookUrl: parent.webhookUrl } : {}),
       idempotencyKey: jobId,
       parent: { runId: data.runId, stepId: data.stepId, jobId, queue: stepQueue },
-    });
-    return { kind: 'wait', childRunId: child.id };
+    };
+    try {
+      const child = await startRun(deps, request);
+      return { kind: 'wait', childRunId: child.id };
+    } catch (err) {
+      if (classifyInfrastructure(err)?.reason !== MISSING_PARENT_KEY) throw err;
+      // Redis lost this step's job (the child's parent): re-create the parent run's jobs from
+      // Postgres, then attach the child to the re-created step job. This copy of the job no
+      // longer owns it; its next BullMQ call fails with a missing lock and it stops quietly.
+      deps.logger.warn({ runId: data.runId, jobId }, 'parent step job lost; re-creating it, then starting the child run');
+      await reconcileRun(deps, data.runId);
+      const child = await startRun(deps, request);
+      return { kind: 'wait', childRunId: child.id };
+    }
   }
   if (existing.status === 'completed') {
     return { kind: 'done', childRunId: existing.id, ...(await completeStep(deps, data, attempt, existing.output, { childRunId: existing.id })) };

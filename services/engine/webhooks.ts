@@ -7,7 +7,7 @@ import { and, asc, eq, isNull, sql } from 'drizzle-orm';
 import { Webhook } from 'standardwebhooks';
 import { runEvents } from '../../db/index.js';
 import { webhookJobId } from '../../queues/index.js';
-import { approvalNotice } from './checkpoints.js';
+import { approvalNotice, starterAudience } from './checkpoints.js';
 import type { EngineDeps } from './deps.js';
 import { getEvent } from './queries.js';
 
@@ -21,8 +21,10 @@ export interface WebhookMessage {
 
 /**
  * Build the signed message for run event `seq`, or `undefined` when the run has no webhook URL
- * or the event is gone. For `checkpoint.requested` and `checkpoint.reminded`, `data.approval` carries `decideUrl`(s) with
- * freshly minted (deterministic) tokens, which never touch storage.
+ * or the event is gone. For `checkpoint.requested` and `checkpoint.reminded`, `data.approval`
+ * carries the `decideUrl`(s) the run's starter may hold — its own approver links, none when the
+ * checkpoint refuses self-approval — with freshly minted (deterministic) tokens, which never touch
+ * storage. Other approvers fetch their links with their own key (`GET /v1/approvals/:id/links`).
  */
 export async function webhookMessage(deps: EngineDeps, runId: string, seq: number): Promise<WebhookMessage | undefined> {
   const row = await getEvent(deps, runId, seq);
@@ -36,7 +38,7 @@ export async function webhookMessage(deps: EngineDeps, runId: string, seq: numbe
   };
   if (event.type === 'checkpoint.requested' || event.type === 'checkpoint.reminded') {
     const approval = data.approval as { id?: string } | undefined;
-    if (approval?.id) data.approval = await approvalNotice(deps, approval.id);
+    if (approval?.id) data.approval = await approvalNotice(deps, approval.id, await starterAudience(deps, runId));
   }
   const body = JSON.stringify({ type: event.type, timestamp: event.createdAt.toISOString(), data });
   const id = `msg_${runId}_${seq}`;
