@@ -212,7 +212,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
        * Hosts or CIDRs outgoing requests may reach although they are loopback, link-local,
        * private or cloud-metadata addresses. Outside production loopback is always allowed.
        */
-      allow: Object.freeze([...(production ? [] : DEV_OUTBOUND_ALLOW), ...(e.OUTBOUND_ALLOW ?? [])]),
+      allow: Object.freeze([
+        ...(production ? [] : DEV_OUTBOUND_ALLOW),
+        // The operator's own LLM endpoint may be private (a gateway, a local model server).
+        ...(e.LLM_BASE_URL ? [new URL(e.LLM_BASE_URL).hostname.replace(/^\[|\]$/g, '')] : []),
+        ...(e.OUTBOUND_ALLOW ?? []),
+      ]),
     }),
     /** Variables agents may read through `ctx.env` (each agent sees only its `env:` allow-list). */
     agentEnv: Object.freeze(

@@ -46,6 +46,7 @@ describe('config', function () {
     const config = loadConfig({ BATON_API_KEY: 'k'.repeat(20), DATABASE_URL: 'postgres://x/y', OPENAI_BASE_URL: 'http://fake', LLM_API_KEY: 'sk' });
     expect(config.agentEnv).to.deep.equal({ OPENAI_BASE_URL: 'http://fake' });
     expect(attemptProduction().outbound.allow).to.deep.equal(['10.1.0.0/16']);
+    expect(loadConfig({ LLM_BASE_URL: 'http://llm.internal:8080/v1' }).outbound.allow, 'the configured LLM endpoint is allowed').to.include('llm.internal');
     expect(() => loadConfig({ BATON_SECRETS_KEY: 'short' })).to.throw(ConfigError, /BATON_SECRETS_KEY: expected a 32-byte key/);
   });
 
