@@ -9,7 +9,10 @@
  * At the end it checks, from Postgres and the receiver: every run completed; no step recorded
  * completed twice; every api-step effect arrived under exactly one idempotency key; no job left
  * in `waiting-children` or `active`. It prints the figures and exits non-zero on any shortfall.
+ * Each invocation uses its own queue prefix and database (dropped when it passes), so leftovers
+ * of earlier runs, or another checkout's chaos on the same Redis and Postgres, never mix in.
  */
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -143,7 +146,12 @@ async function main(): Promise<void> {
   if (!Number.isInteger(RUNS) || RUNS < 1) throw new StackError(`--runs: expected a positive integer, got "${values.runs}"`);
   if (!killEveryMs) throw new StackError(`--kill-every: expected a duration such as 2s, got "${values['kill-every']}"`);
   const config = loadConfig();
-  const prefix = `${config.redis.prefix}-chaos`;
+  // Its own queue prefix and database, so that nothing else sharing this Redis and Postgres (an
+  // earlier chaos run's leftovers, another checkout's chaos) runs our jobs or we theirs.
+  const runTag = randomBytes(3).toString('hex');
+  const prefix = `${config.redis.prefix}-chaos-${runTag}`;
+  const databaseUrl = new URL(config.postgres.url);
+  databaseUrl.pathname = `${databaseUrl.pathname.replace(/^\//, '') || 'baton'}_chaos_${runTag}`;
   // The project's settings as configured (its defaults unless the environment says otherwise):
   // chaos proves the configuration a deployment runs with, not a tuned one.
   const settings = {
@@ -152,10 +160,10 @@ async function main(): Promise<void> {
     STALLED_MAX_COUNT: String(config.worker.maxStalledCount),
     RECONCILE_INTERVAL_MS: String(config.worker.reconcileIntervalMs),
   };
-  const env = await stackEnvironment(config, { QUEUE_PREFIX: prefix, LOG_LEVEL: 'fatal', ...settings });
+  const env = await stackEnvironment(config, { QUEUE_PREFIX: prefix, DATABASE_URL: databaseUrl.toString(), LOG_LEVEL: 'fatal', ...settings });
   await checkServices(env);
   const log = (line: string) => process.stdout.write(`${new Date().toISOString().slice(11, 23)}  ${line}\n`);
-  log(`settings: ${JSON.stringify(settings)}`);
+  log(`settings: ${JSON.stringify(settings)}; queue prefix ${prefix}, database ${databaseUrl.pathname.slice(1)}`);
   const startedAt = Date.now();
 
   // Receiver: /flaky fails twice per idempotency key, /effect records every call's key.
@@ -337,8 +345,23 @@ async function main(): Promise<void> {
     await new Promise<void>((r) => receiver.close(() => r()));
     await sql.end({ timeout: 2 });
   }
-  if (failures.length > 0) throw new StackError(`chaos found shortfalls:\n- ${failures.join('\n- ')}`);
+  if (failures.length > 0) {
+    throw new StackError(`chaos found shortfalls (kept for inspection: database ${databaseUrl.pathname.slice(1)}, prefix ${prefix}):\n- ${failures.join('\n- ')}`);
+  }
   log('chaos passed: no run lost, stuck or duplicated');
+  // Passed: drop this run's database and queue keys.
+  const admin = new URL(databaseUrl);
+  admin.pathname = '/postgres';
+  const adminSql = postgres(admin.toString(), { max: 1, onnotice: () => undefined });
+  await adminSql.unsafe(`drop database if exists "${databaseUrl.pathname.slice(1)}" with (force)`).finally(() => adminSql.end({ timeout: 2 }));
+  const redis = new Redis(env.REDIS_URL ?? '');
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
+  redis.disconnect();
 }
 
 main().then(
