@@ -6,7 +6,8 @@
  * - `definition`: the child definition's slug; `version`: pin a version (default: the latest
  *   when the parent step starts, recorded with the step);
  * - `foreach` (optional): JSONata over the step input (`$` is the step input) yielding a list:
- *   one child run per item, run in parallel (bounded by the step's `concurrency`);
+ *   one child run per item, all started at once and run in parallel (each child's own steps
+ *   are bounded by their definitions; there is no cap on the number of children);
  * - `input` (optional): the child's run input, a mapping whose strings may hold `${{ <jsonata> }}`
  *   templates evaluated with `input` (the step input), `item` and `index` (with `foreach`).
  *   Default: the step input (without `foreach`) or the item (with it);
