@@ -13,11 +13,11 @@ import { StepJobData, queueForStepType, type StepJobSpec } from '../queues/index
 import { evaluateExpression, evaluateMapping, type ExpressionScope, type StepSpec } from '../definitions/index.js';
 import { agentVersion } from '../services/store/index.js';
 import {
-  advanceAgentSubruns,
   advanceFanout,
   advanceSubrun,
+  advanceSubruns,
   isParentStep,
-  type AgentSubrunPlan,
+  type SubrunPlan,
   type AttemptRun,
   beginItem,
   beginStep,
@@ -160,7 +160,7 @@ async function planAgentSubruns(
   spec: StepSpec & { kind: 'agent' },
   input: unknown,
   run: AttemptRun,
-): Promise<{ plan: AgentSubrunPlan; mapOutput: (outputs: unknown) => Promise<unknown> }> {
+): Promise<{ plan: SubrunPlan; mapOutput: (outputs: unknown) => Promise<unknown> }> {
   const agent = await agentSpecOf(deps, spec, run);
   if (!agent) throw new AgentError(`orchestrator agent "${spec.agent}" has no catalog entry`);
   const config = implementationOf(deps, agent.implementation).config.parse(agent.config) as SubrunConfig;
@@ -249,7 +249,7 @@ export function createStepProcessor(deps: WorkerDeps) {
         const agentPlan = spec.kind === 'agent' && spec.type === 'orchestrator' ? await planAgentSubruns(deps, spec, start.input, who.run) : undefined;
         for (let pass = 0; pass < MAX_PARENT_PASSES; pass += 1) {
           if (agentPlan) {
-            const state = await advanceAgentSubruns(deps, data, attempt, agentPlan.plan, deps.queues.qualifiedName(queueForStepType(spec.type)), agentPlan.mapOutput);
+            const state = await advanceSubruns(deps, data, attempt, agentPlan.plan, deps.queues.qualifiedName(queueForStepType(spec.type)), agentPlan.mapOutput);
             if (state.kind === 'done') {
               await addReady(data, state);
               return { childRunId: state.childRunId };

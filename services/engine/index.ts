@@ -5,7 +5,6 @@
 export type { EngineDeps } from './deps.js';
 export { startRun, type StartRunRequest, type StartedRun } from './start-run.js';
 export { beginStep, completeStep, failStep, failOrphanedStep, rerunFrom, reportProgress, isParentStep, type StepStart, type StepRecord, type AttemptRun } from './steps.js';
-export { advanceAgentSubruns, type AgentSubrunPlan } from './agent-subruns.js';
 export { finalizeRun, APPROVAL_ABORTED, type FinalizeOutcome } from './finalize.js';
 export {
   openCheckpoint,
@@ -65,4 +64,4 @@ export { createApiKey, type CreatedApiKey } from './api-keys.js';
 export { ensureStepJobs, reconcileRun, reconcileAll, type ReconcileReport } from './reconcile.js';
 export { cancelRun, retryStep, skipStep, resumeRun, cancelChannel, type Actor, type InterventionResult } from './interventions.js';
 export { advanceFanout, beginItem, finishItem, itemJobId, itemsOf, type ItemJobData, type FanoutState, type ItemStart } from './fanout.js';
-export { advanceSubrun, type SubrunState } from './subruns.js';
+export { advanceSubrun, advanceSubruns, type SubrunPlan, type SubrunState } from './subruns.js';
