@@ -20,6 +20,12 @@ export interface Database {
 const CONNECT_TIMEOUT_S = 2;
 
 /**
+ * How long an unused connection stays open, in seconds: a process whose load drops gives its
+ * connections back, so the sum of every pool's *peak* never has to fit at once.
+ */
+const IDLE_TIMEOUT_S = 30;
+
+/**
  * Wait before re-opening a closed connection, in seconds, by consecutive failures: 50 ms
  * doubling to at most 0.5 s, with jitter. postgres.js' default grows to 20 s, which held
  * requests 8–18 s after a Postgres restart.
@@ -35,7 +41,8 @@ function reconnectBackoffS(retries: number): number {
  */
 export function createDatabase(url: string, options: { max?: number; applicationName?: string } = {}): Database {
   const sql = postgres(url, {
-    max: options.max ?? 10,
+    max: options.max ?? 8,
+    idle_timeout: IDLE_TIMEOUT_S,
     onnotice: () => undefined,
     connect_timeout: CONNECT_TIMEOUT_S,
     backoff: reconnectBackoffS,

@@ -80,7 +80,7 @@ const Env = z.object({
     .number({ error: 'expected a positive integer' })
     .int()
     .positive({ error: 'expected a positive integer' })
-    .default(20),
+    .default(8),
   REDIS_URL: z
     .string()
     .regex(/^rediss?:\/\/.+/, { error: 'expected a redis:// or rediss:// connection URL' })
