@@ -4,6 +4,8 @@
  * transaction.
  */
 import { sql } from 'drizzle-orm';
+import type { SerializedError } from '../lib/index.js';
+import { APPROVAL_STATUSES, ATTEMPT_STATUSES, ITEM_STATUSES, RUN_STATUSES, STEP_STATUSES } from './statuses.js';
 import {
   boolean,
   customType,
@@ -88,10 +90,10 @@ export const runs = pgTable(
       .references(() => definitions.id),
     definitionSlug: text('definition_slug').notNull(),
     definitionVersion: integer('definition_version').notNull(),
-    status: text('status').notNull(),
+    status: text('status', { enum: RUN_STATUSES }).notNull(),
     input: jsonb('input').notNull(),
     output: jsonb('output'),
-    error: jsonb('error'),
+    error: jsonb('error').$type<SerializedError>(),
     webhookUrl: text('webhook_url'),
     idempotencyKey: text('idempotency_key'),
     /** Identity that started the run (the API key's subject). */
@@ -140,7 +142,7 @@ export const steps = pgTable(
     stepId: text('step_id').notNull(),
     type: text('type').notNull(),
     agent: text('agent'),
-    status: text('status').notNull(),
+    status: text('status', { enum: STEP_STATUSES }).notNull(),
     needs: text('needs').array().notNull(),
     generation: integer('generation').notNull().default(1),
     /** Attempts started so far (retries and crash re-deliveries each start a new one). */
@@ -149,7 +151,7 @@ export const steps = pgTable(
     /** Input for the next attempt instead of the `with:` mapping (a retry decision's modified input). */
     inputOverride: jsonb('input_override'),
     output: jsonb('output'),
-    error: jsonb('error'),
+    error: jsonb('error').$type<SerializedError>(),
     queuedAt: ts('queued_at'),
     startedAt: ts('started_at'),
     finishedAt: ts('finished_at'),
@@ -170,7 +172,7 @@ export const stepAttempts = pgTable(
     attempt: integer('attempt').notNull(),
     generation: integer('generation').notNull(),
     /** running | completed | failed | timed_out | lost (superseded after a crash) | cancelled */
-    status: text('status').notNull(),
+    status: text('status', { enum: ATTEMPT_STATUSES }).notNull(),
     jobId: text('job_id').notNull(),
     /** Hash of (agent, input) for `cache:` steps; a completed attempt with the same key is reused. */
     cacheKey: text('cache_key'),
@@ -178,7 +180,7 @@ export const stepAttempts = pgTable(
     cacheHit: boolean('cache_hit').notNull().default(false),
     input: jsonb('input'),
     output: jsonb('output'),
-    error: jsonb('error'),
+    error: jsonb('error').$type<SerializedError>(),
     startedAt: ts('started_at').notNull().defaultNow(),
     finishedAt: ts('finished_at'),
   },
@@ -199,11 +201,11 @@ export const stepItems = pgTable(
     generation: integer('generation').notNull(),
     idx: integer('idx').notNull(),
     /** pending → queued → running → completed | failed | cancelled */
-    status: text('status').notNull(),
+    status: text('status', { enum: ITEM_STATUSES }).notNull(),
     item: jsonb('item'),
     input: jsonb('input'),
     output: jsonb('output'),
-    error: jsonb('error'),
+    error: jsonb('error').$type<SerializedError>(),
     attempts: integer('attempts').notNull().default(0),
     startedAt: ts('started_at'),
     finishedAt: ts('finished_at'),
@@ -224,7 +226,7 @@ export const approvals = pgTable(
       .references(() => organizations.id),
     stepId: text('step_id').notNull(),
     generation: integer('generation').notNull(),
-    status: text('status').notNull(),
+    status: text('status', { enum: APPROVAL_STATUSES }).notNull(),
     decision: text('decision'),
     comment: text('comment'),
     decidedBy: text('decided_by'),

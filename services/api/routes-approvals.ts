@@ -7,6 +7,7 @@ import { Router, type Request } from 'express';
 import { z } from 'zod';
 import { ForbiddenError, NotFoundError, ValidationError } from '../../lib/index.js';
 import {
+  APPROVAL_STATUSES,
   approvalNotice,
   approvalResponsesOf,
   approvalSummary,
@@ -27,7 +28,6 @@ const DecisionBody = z.strictObject({
   input: z.unknown().optional(),
 });
 
-const STATUSES = ['pending', 'decided', 'expired', 'cancelled'];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const INTEGRATION_HEADER = 'baton-integration';
 
@@ -45,9 +45,9 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
   const router = Router();
 
   router.get('/v1/approvals', requireApiKey(auth, 'runs:read'), async (req, res) => {
-    const status = req.query.status === undefined ? undefined : String(req.query.status);
-    if (status !== undefined && !STATUSES.includes(status)) {
-      throw new ValidationError(`status must be one of ${STATUSES.join(', ')}`, { field: 'status' });
+    const status = req.query.status === undefined ? undefined : APPROVAL_STATUSES.find((s) => s === String(req.query.status));
+    if (req.query.status !== undefined && status === undefined) {
+      throw new ValidationError(`status must be one of ${APPROVAL_STATUSES.join(', ')}`, { field: 'status' });
     }
     const limit = req.query.limit === undefined ? 50 : Number(req.query.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 200) {

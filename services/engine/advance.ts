@@ -7,24 +7,21 @@ import { steps } from '../../db/index.js';
 import { evaluateCondition, type Definition, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
 import type { StepJobSpec } from '../../queues/index.js';
 import type { RunScope } from './run-scope.js';
+import { isStepFinished, isStepLive } from './statuses.js';
 
 export type StepRow = typeof steps.$inferSelect;
 
-/** Step statuses after which a step never changes again (for this generation). */
-export const FINISHED_STEP_STATUSES: ReadonlySet<string> = new Set(['completed', 'failed', 'skipped', 'cancelled']);
 /**
  * Status of a step that only runs as a compensation (D9): named by another step's `compensate:`,
  * it is left out of the DAG and queued only when the run is aborted.
  */
-export const COMPENSATION_STATUS = 'compensation';
+export const COMPENSATION_STATUS = 'compensation' as const;
 
 /** Ids of the steps that are compensations of other steps. */
 export function compensationSteps(definition: Definition): Set<string> {
   return new Set(definition.steps.flatMap((s) => (s.compensate ? [s.compensate] : [])));
 }
 
-/** Step statuses that have (or should have) a live BullMQ job. */
-export const LIVE_STEP_STATUSES: ReadonlySet<string> = new Set(['queued', 'running', 'waiting']);
 
 /** The job options of a step generation, from its definition. */
 export function jobSpecFor(spec: StepSpec, generation: number): StepJobSpec {
@@ -79,7 +76,7 @@ export async function advance(scope: RunScope, definition: Definition, rows: Ste
       const row = byId.get(spec.id);
       if (!row || row.status !== 'pending') continue;
       const needs = spec.needs.map((id) => byId.get(id));
-      if (needs.some((n) => !n || !FINISHED_STEP_STATUSES.has(n.status))) continue;
+      if (needs.some((n) => !n || !isStepFinished(n.status))) continue;
       const finishedNeeds = needs as StepRow[];
       if (spec.ifSkipped === 'skip' && finishedNeeds.some((n) => n.status === 'skipped')) {
         await setStatus(scope, row, 'skipped', { reason: 'a needed step was skipped' });
@@ -116,6 +113,6 @@ export function liveJobSpecs(definition: Definition, rows: StepRow[]): StepJobSp
   const specs = new Map(definition.steps.map((s) => [s.id, s]));
   return rows.flatMap((r) => {
     const spec = specs.get(r.stepId);
-    return spec && LIVE_STEP_STATUSES.has(r.status) ? [jobSpecFor(spec, r.generation)] : [];
+    return spec && isStepLive(r.status) ? [jobSpecFor(spec, r.generation)] : [];
   });
 }

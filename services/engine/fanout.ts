@@ -81,7 +81,7 @@ export async function advanceFanout(deps: EngineDeps, data: StepJobData, attempt
     const rows = await tx.select().from(stepItems).where(itemsWhere(data)).orderBy(asc(stepItems.idx));
     if (rows.length === 0 && items.length > 0) {
       await tx.insert(stepItems).values(
-        items.map((item, idx) => ({ runId: data.runId, stepId: data.stepId, generation: data.generation, idx, status: 'pending', item: item ?? null })),
+        items.map((item, idx) => ({ runId: data.runId, stepId: data.stepId, generation: data.generation, idx, status: 'pending' as const, item: item ?? null })),
       );
       const first = await queueNext(scope, data, spec.concurrency);
       await scope.emit('step.progress', data.stepId, { attempt, items: items.length, queued: first.length });

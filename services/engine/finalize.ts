@@ -13,6 +13,7 @@ import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { APPROVAL_ABORTED } from './steps.js';
+import { isRunFinished } from './statuses.js';
 
 export type FinalizeOutcome =
   | { kind: 'finished'; status: string }
@@ -49,7 +50,7 @@ async function queueNextCompensation(scope: RunScope, definition: Definition, ro
 export async function finalizeRun(deps: EngineDeps, runId: string): Promise<FinalizeOutcome> {
   return withRun(deps, runId, async (scope) => {
     const { run, tx } = scope;
-    if (run.status === 'completed' || run.status === 'failed' || run.status === 'cancelled') {
+    if (isRunFinished(run.status)) {
       return { kind: 'finished', status: run.status };
     }
     const { spec: definition } = await definitionById(tx, run.definitionId);

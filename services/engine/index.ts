@@ -42,12 +42,11 @@ export { getRunView, runStatus, listEvents, getEvent, listApprovals, type RunEve
 export {
   listRuns,
   getRunManifest,
-  RUN_STATUSES,
   MANIFEST_VERSION,
   type ListRunsOptions,
   type RunListItem,
-  type RunStatus,
 } from './queries.js';
+export * from './statuses.js';
 export {
   planDefinition,
   dryRun,

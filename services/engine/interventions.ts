@@ -15,7 +15,8 @@ import { ConflictError, NotFoundError, type SerializedError } from '../../lib/in
 import { approvals, runs, stepAttempts, stepItems, steps } from '../../db/index.js';
 import { descendantsOf } from '../../definitions/index.js';
 import { queueForStepType, rootJobId, stepJobId, type StepJobSpec, type StepType } from '../../queues/index.js';
-import { advance, LIVE_STEP_STATUSES, loadSteps, type StepRow } from './advance.js';
+import { advance, loadSteps, type StepRow } from './advance.js';
+import { isStepLive } from './statuses.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
@@ -57,7 +58,7 @@ function findStep(rows: StepRow[], stepId: string): StepRow {
 
 /** Jobs of live steps (and of their fan-out items) of `rows`. */
 async function liveJobs(scope: RunScope, rows: StepRow[]): Promise<JobRef[]> {
-  const live = rows.filter((r) => LIVE_STEP_STATUSES.has(r.status));
+  const live = rows.filter((r) => isStepLive(r.status));
   const jobs: JobRef[] = live.map((r) => ({
     id: stepJobId(r.runId, r.stepId, r.generation),
     type: r.type as StepType,

@@ -1,7 +1,7 @@
 /** Read models for the API: runs, their events, approvals. Always scoped to an organization. */
 import { and, asc, desc, eq, gt, inArray, sql } from 'drizzle-orm';
 import { NotFoundError, ValidationError, type SerializedError } from '../../lib/index.js';
-import { approvals, definitions, runEvents, runs, stepAttempts, steps, stepItems, type Db } from '../../db/index.js';
+import { approvals, definitions, runEvents, runs, stepAttempts, steps, stepItems, type ApprovalStatus, type Db, type RunStatus } from '../../db/index.js';
 import { approvalResponsesOf, approvalSummary, type ApprovalRow } from './checkpoints.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
@@ -171,7 +171,7 @@ function decodeCursor(cursor: string): string {
 export async function listApprovals(
   deps: EngineDeps,
   organizationId: string,
-  options: { status?: string; limit?: number; cursor?: string },
+  options: { status?: ApprovalStatus; limit?: number; cursor?: string },
 ): Promise<{ items: Array<Record<string, unknown>>; nextCursor: string | null }> {
   const limit = options.limit ?? 50;
   const after = options.cursor ? decodeCursor(options.cursor) : undefined;
@@ -194,8 +194,6 @@ export async function listApprovals(
 }
 
 /** Run statuses (filter values of `GET /v1/runs`). */
-export const RUN_STATUSES = ['queued', 'running', 'cancelling', 'completed', 'failed', 'cancelled'] as const;
-export type RunStatus = (typeof RUN_STATUSES)[number];
 
 /** Filters and page of {@link listRuns}. */
 export interface ListRunsOptions {

@@ -99,7 +99,7 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
             stepId: s.id,
             type: s.type,
             agent: s.kind === 'agent' ? s.agent : null,
-            status: compensations.has(s.id) ? COMPENSATION_STATUS : 'pending',
+            status: compensations.has(s.id) ? COMPENSATION_STATUS : ('pending' as const),
             needs: s.needs,
           })),
         )

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { and, desc, eq, sql } from 'drizzle-orm';
 import { Redactor, ValidationError, serializeError, type SerializedError } from '../../lib/index.js';
-import { runs, stepAttempts, steps } from '../../db/index.js';
+import { runs, stepAttempts, steps, type AttemptStatus } from '../../db/index.js';
 import { descendantsOf, evaluateMapping, type Definition, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
 import { rootJobId, stepJobId, type StepJobData, type StepJobSpec } from '../../queues/index.js';
 import { advance, compensationSteps, liveJobSpecs, loadSteps, scopeOf, type StepRow } from './advance.js';
@@ -17,6 +17,7 @@ import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { secretsForMapping, unsealRunInput } from './sensitive.js';
+import { isRunActive } from './statuses.js';
 
 /** Error code of a checkpoint step that a person (or its deadline) aborted. */
 export const APPROVAL_ABORTED = 'APPROVAL_ABORTED';
@@ -98,9 +99,6 @@ export function isParentStep(spec: StepSpec): boolean {
   return spec.foreach !== undefined || (spec.kind === 'agent' && spec.type === 'orchestrator');
 }
 
-function isRunActive(status: string): boolean {
-  return status === 'queued' || status === 'running';
-}
 
 /**
  * Claim a step job: start a new attempt (resolving the step's `with:` input) or explain why not.
@@ -298,7 +296,7 @@ async function closeAttempt(
   scope: RunScope,
   data: StepJobData,
   attempt: number,
-  values: { status: string; output?: unknown; error?: SerializedError },
+  values: { status: AttemptStatus; output?: unknown; error?: SerializedError },
 ): Promise<void> {
   await scope.tx
     .update(stepAttempts)
