@@ -279,7 +279,7 @@ export function createStepProcessor(deps: WorkerDeps) {
       }
 
       const output = await runAgent(deps, spec, start.input, who, signal);
-      const record = await completeStep(deps, data, attempt, output);
+      const record = await completeStep(deps, data, attempt, output, {}, start.run);
       await addReady(data, record);
       logger.info({ recorded: record.recorded, next: record.ready.map((r) => r.stepId) }, 'step completed');
       return { attempt, recorded: record.recorded };

@@ -18,7 +18,7 @@ import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { secretsForMapping, unsealRunInput } from './sensitive.js';
-import { completeStep, failStep, type AttemptRun, type StepRecord } from './steps.js';
+import { attemptRun, completeStep, failStep, type AttemptRun, type StepRecord } from './steps.js';
 
 /** An item job's payload. */
 export interface ItemJobData extends StepJobData {
@@ -153,7 +153,7 @@ export async function beginItem(deps: EngineDeps, data: ItemJobData): Promise<It
       spec,
       idempotencyKey: itemJobId(data.runId, data.stepId, data.generation, data.index),
       sensitive,
-      run: { organizationId: run.organizationId, definition: { slug: run.definitionSlug, version: run.definitionVersion }, agentVersions: run.agentVersions },
+      run: attemptRun(run),
     };
   });
 }

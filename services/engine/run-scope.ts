@@ -42,6 +42,11 @@ export type RunEventType =
 /** Terminal run events: SSE streams end after one of these. */
 export const TERMINAL_RUN_EVENTS: ReadonlySet<string> = new Set(['run.completed', 'run.failed', 'run.cancelled']);
 
+/** Whether a run's events are to be delivered as webhooks (`run_events.notify`). */
+export function eventsNotify(run: { webhookUrl: string | null }): boolean {
+  return run.webhookUrl !== null;
+}
+
 /** Handle on a locked run inside its transaction. */
 export interface RunScope {
   tx: Tx;
@@ -69,7 +74,7 @@ export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { 
     emitted,
     async emit(type, stepId, data) {
       seq += 1;
-      await tx.insert(runEvents).values({ runId, seq, type, stepId, data, notify: run.webhookUrl !== null });
+      await tx.insert(runEvents).values({ runId, seq, type, stepId, data, notify: eventsNotify(run) });
       emitted.push(seq);
       return seq;
     },

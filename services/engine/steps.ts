@@ -18,6 +18,7 @@ import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { secretsForMapping, unsealRunInput } from './sensitive.js';
 import { isRunActive } from './statuses.js';
+import { claimQueuedStep, completeRunningStep } from './hot-path.js';
 
 /** Error code of a checkpoint step that a person (or its deadline) aborted. */
 export const APPROVAL_ABORTED = 'APPROVAL_ABORTED';
@@ -46,14 +47,21 @@ export type StepStart =
 /** What an attempt knows of its run: tenant, definition version and pinned agent versions. */
 export interface AttemptRun {
   organizationId: string;
+  /** The definition version's row id (definitions are immutable: cached by id). */
+  definitionId: string;
+  /** Where the run's events go, if anywhere. */
+  webhookUrl: string | null;
   definition: { slug: string; version: number };
   /** Agent versions the run pinned when it started (`{name: version}`). */
   agentVersions: Record<string, number>;
 }
 
-function attemptRun(run: RunScope['run']): AttemptRun {
+/** What an attempt knows of its run, from the run row. */
+export function attemptRun(run: RunScope['run']): AttemptRun {
   return {
     organizationId: run.organizationId,
+    definitionId: run.definitionId,
+    webhookUrl: run.webhookUrl,
     definition: { slug: run.definitionSlug, version: run.definitionVersion },
     agentVersions: run.agentVersions,
   };
@@ -105,6 +113,8 @@ export function isParentStep(spec: StepSpec): boolean {
  * @param jobId - the BullMQ job id, recorded on the attempt.
  */
 export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: string): Promise<StepStart> {
+  const claimed = await claimQueuedStep(deps, data, jobId);
+  if (claimed) return claimed;
   return withRun(deps, data.runId, async (scope) => {
     const at = await locate(deps, scope, data.stepId);
     if (!at) return { kind: 'inactive', reason: `step ${data.stepId} is not part of run ${data.runId}` };
@@ -309,6 +319,7 @@ async function closeAttempt(
 /**
  * Record a step attempt's output and queue the successors that became ready.
  * @param extra - event data added to `step.completed` (e.g. the checkpoint decision).
+ * @param run - the attempt's run, when the caller has it: enables the hot path (hot-path.ts).
  */
 export async function completeStep(
   deps: EngineDeps,
@@ -316,7 +327,12 @@ export async function completeStep(
   attempt: number,
   output: unknown,
   extra: Record<string, unknown> = {},
+  run?: AttemptRun,
 ): Promise<StepRecord> {
+  if (run) {
+    const fast = await completeRunningStep(deps, data, attempt, output, extra, run);
+    if (fast) return fast;
+  }
   return withRun(deps, data.runId, async (scope) => {
     if (!(await fence(scope, data, attempt))) return record(scope, false);
     const at = await locate(deps, scope, data.stepId);

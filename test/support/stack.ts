@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { parseDefinition } from '../../definitions/index.js';
 import { AGENT_TYPES, parseAgentSource, type AgentType, type NamedAgent } from '../../agents/index.js';
-import { silentLogger, type Config, type Logger } from '../../lib/index.js';
+import { createLogger, silentLogger, type Config, type Logger } from '../../lib/index.js';
 import { createDatabase, type Database } from '../../db/index.js';
 import { Queues, createRedis } from '../../queues/index.js';
 import { syncDefinitions } from '../../services/engine/index.js';
@@ -43,7 +43,7 @@ export interface StackOptions {
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const env = await testEnvironment();
   const config = { ...env.config, ...options.config } as Config;
-  const logger = options.logger ?? silentLogger();
+  const logger = options.logger ?? (process.env.TEST_STACK_LOG ? createLogger({ level: process.env.TEST_STACK_LOG, service: 'test' }) : silentLogger());
   const database: Database = createDatabase(config.postgres.url, { max: 10 });
   const producer = createRedis(config.redis.url, 'producer');
   const queues = new Queues(producer, config.redis.prefix, logger);

@@ -1,0 +1,196 @@
+/**
+ * The hot path of a step: claim a queued step, and complete a running one, each in one round
+ * trip to a server-side function (`db/migrations/0006_hot-path.sql`: `baton_claim_step`,
+ * `baton_complete_step`) — the way BullMQ keeps a job transition in one Lua script.
+ *
+ * Together that is 3–4 statements and one fsync per step: one read of the run and the step (and
+ * one of the outputs its `with:` names, when it names any), the claim (committed
+ * asynchronously — see the SQL for why a lost claim is safe) and the completion, which records
+ * the output and queues the successors in the same transaction. No statement reads every step
+ * of the run or an output the step does not name, so a hop costs the same in a long run.
+ *
+ * Each function here answers `undefined` when its case is not the common one (first step of a
+ * run, parent steps, checkpoints, cached steps, decided input, a run cancelling, a fenced
+ * attempt…); the caller then takes the general path (`steps.ts`, under `withRun`), which
+ * handles every case. Both paths take the run's row lock first, so they serialise as before.
+ */
+import { Redactor } from '../../lib/index.js';
+import { evaluateMapping, type Definition, type StepSpec } from '../../definitions/index.js';
+import { rootJobId, stepJobId, type StepJobData } from '../../queues/index.js';
+import { advance, jobSpecFor, loadSteps } from './advance.js';
+import { definitionById } from './definitions-store.js';
+import type { EngineDeps } from './deps.js';
+import { enqueueWebhooks, eventsNotify, withRun } from './run-scope.js';
+import { secretsForMapping, unsealRunInput } from './sensitive.js';
+import type { RunStatus, StepStatus } from './statuses.js';
+import type { AttemptRun, StepRecord, StepStart } from './steps.js';
+
+interface ClaimRow {
+  run_status: RunStatus;
+  organization_id: string;
+  definition_id: string;
+  definition_slug: string;
+  definition_version: number;
+  agent_versions: Record<string, number>;
+  webhook_url: string | null;
+  input: unknown;
+  sealed_input: string | null;
+  status: StepStatus;
+  generation: number;
+  attempts: number;
+  overridden: boolean;
+}
+
+/** What a definition's step needs on the hot path, computed once per (immutable) definition. */
+interface StepPlan {
+  /** Step ids named anywhere in the step's `with:` (a superset of what its mapping reads). */
+  referenced: string[];
+  /** Steps that need this one. */
+  successors: StepSpec[];
+  /** Of those, the ones whose readiness depends on their needs alone (no `when:`). */
+  plain: string[];
+}
+
+const plans = new WeakMap<Definition, Map<string, StepPlan>>();
+
+function planOf(definition: Definition, stepId: string): StepPlan {
+  let byStep = plans.get(definition);
+  if (!byStep) {
+    byStep = new Map();
+    plans.set(definition, byStep);
+  }
+  let plan = byStep.get(stepId);
+  if (!plan) {
+    const spec = definition.steps.find((s) => s.id === stepId);
+    const text = JSON.stringify(spec && 'with' in spec ? (spec.with ?? null) : null);
+    const successors = definition.steps.filter((s) => s.needs.includes(stepId));
+    plan = {
+      referenced: definition.steps.filter((s) => s.id !== stepId && text.includes(s.id)).map((s) => s.id),
+      successors,
+      plain: successors.filter((s) => s.when === undefined).map((s) => s.id),
+    };
+    byStep.set(stepId, plan);
+  }
+  return plan;
+}
+
+/** Whether a step is claimed by the hot path: a leaf agent step that runs its own input. */
+function isPlainStep(spec: StepSpec): boolean {
+  if (spec.kind === 'checkpoint' || spec.kind === 'orchestrator') return false;
+  if (spec.foreach !== undefined || (spec.kind === 'agent' && spec.type === 'orchestrator')) return false;
+  return spec.cacheTtlMs === undefined;
+}
+
+/**
+ * Claim a queued step of a running run for its next attempt, resolving its `with:` input.
+ * @returns the attempt to run, or `undefined` to take the general path (`beginStep`).
+ */
+export async function claimQueuedStep(deps: EngineDeps, data: StepJobData, jobId: string): Promise<StepStart | undefined> {
+  const { sql } = deps.database;
+  const [row] = await sql<ClaimRow[]>`
+    select r.status as run_status, r.organization_id, r.definition_id, r.definition_slug, r.definition_version,
+           r.agent_versions, r.webhook_url, r.input, r.sealed_input,
+           s.status, s.generation, s.attempts, s.input_override is not null as overridden
+      from runs r join steps s on s.run_id = r.id and s.step_id = ${data.stepId}
+     where r.id = ${data.runId}`;
+  if (!row || row.run_status !== 'running' || row.status !== 'queued' || row.generation !== data.generation || row.overridden) return undefined;
+  const { spec: definition } = await definitionById(deps.database.db, row.definition_id);
+  const spec = definition.steps.find((s) => s.id === data.stepId);
+  if (!spec || !isPlainStep(spec)) return undefined;
+
+  const plan = planOf(definition, spec.id);
+  const outputs =
+    plan.referenced.length === 0
+      ? []
+      : await sql<Array<{ step_id: string; status: StepStatus; output: unknown }>>`
+          select step_id, status, output from steps where run_id = ${data.runId} and step_id = any(${plan.referenced})`;
+  const real = unsealRunInput(deps, { id: data.runId, input: row.input, sealedInput: row.sealed_input });
+  let input: unknown;
+  let sensitive: string[];
+  try {
+    const secrets = await secretsForMapping(deps, row.organization_id, spec.with);
+    input = await evaluateMapping(spec.with, {
+      input: real.input,
+      steps: Object.fromEntries(outputs.map((o) => [o.step_id, { output: o.output, status: o.status }])),
+      run: { id: data.runId, definition: row.definition_slug },
+      secrets,
+    });
+    sensitive = [...real.values, ...Object.values(secrets)];
+  } catch {
+    return undefined; // the general path records the mapping failure
+  }
+  const stored = new Redactor(sensitive).redact(input ?? null);
+  const notify = eventsNotify({ webhookUrl: row.webhook_url });
+  const [claimed] = await sql<Array<{ attempt: number; seq: number }>>`
+    select * from baton_claim_step(${data.runId}, ${data.stepId}, ${data.generation}, ${row.attempts}, ${jobId},
+                                   ${jsonText(stored)}::jsonb, ${notify})`;
+  if (!claimed) return undefined;
+  if (notify) await enqueueWebhooks(deps, data.runId, [claimed.seq]);
+  const run: AttemptRun = {
+    organizationId: row.organization_id,
+    definitionId: row.definition_id,
+    definition: { slug: row.definition_slug, version: row.definition_version },
+    agentVersions: row.agent_versions,
+    webhookUrl: row.webhook_url,
+  };
+  const idempotencyKey = stepJobId(data.runId, data.stepId, data.generation);
+  return { kind: 'run', attempt: claimed.attempt, input, spec, idempotencyKey, sensitive, run };
+}
+
+/**
+ * Record a running attempt's output and queue the successors that became ready, in one
+ * transaction. Successors with a `when:` (or whose needs did not all complete) are decided by
+ * the general `advance` right after, in a second transaction.
+ * @param extra - event data added to `step.completed`.
+ * @returns the record, or `undefined` to take the general path (`completeStep`).
+ */
+export async function completeRunningStep(
+  deps: EngineDeps,
+  data: StepJobData,
+  attempt: number,
+  output: unknown,
+  extra: Record<string, unknown>,
+  run: AttemptRun,
+): Promise<StepRecord | undefined> {
+  const { sql } = deps.database;
+  const { spec: definition } = await definitionById(deps.database.db, run.definitionId);
+  const plan = planOf(definition, data.stepId);
+  const json = output === undefined ? null : output;
+  const notify = eventsNotify(run);
+  const [done] = await sql<Array<{ queued: Array<{ stepId: string; generation: number }>; needs_advance: boolean; first_seq: number; last_seq: number; root_generation: number }>>`
+    select * from baton_complete_step(${data.runId}, ${data.stepId}, ${data.generation}, ${attempt},
+                                      ${jsonText(json)}::jsonb, ${jsonText({ attempt, ...extra })}::jsonb,
+                                      ${plan.plain}, ${notify})`;
+  if (!done) return undefined;
+  if (notify) await enqueueWebhooks(deps, data.runId, range(done.first_seq, done.last_seq));
+  const specs = new Map(definition.steps.map((s) => [s.id, s]));
+  const ready = done.queued.flatMap((q) => {
+    const spec = specs.get(q.stepId);
+    return spec ? [jobSpecFor(spec, q.generation)] : [];
+  });
+  let rootId = rootJobId(data.runId, done.root_generation);
+  if (done.needs_advance || plan.plain.length < plan.successors.length) {
+    const more = await advanceRun(deps, data.runId);
+    ready.push(...more.ready);
+    rootId = more.rootJobId;
+  }
+  return { recorded: true, ready, rootJobId: rootId };
+}
+
+/** `advance` on its own, under the run's lock: queue or skip whatever became decidable. */
+async function advanceRun(deps: EngineDeps, runId: string): Promise<Pick<StepRecord, 'ready' | 'rootJobId'>> {
+  return withRun(deps, runId, async (scope) => {
+    const { spec: definition } = await definitionById(scope.tx, scope.run.definitionId);
+    const ready = await advance(scope, definition, await loadSteps(scope));
+    return { ready, rootJobId: rootJobId(runId, scope.run.rootGeneration) };
+  });
+}
+
+/** A value as JSON text for a `::jsonb` parameter (`null` → SQL NULL, as the general path stores it). */
+function jsonText(value: unknown): string | null {
+  return value === null || value === undefined ? null : JSON.stringify(value);
+}
+
+function range(first: number, last: number): number[] {
+  return Array.from({ length: Math.max(0, last - first + 1) }, (_, i) => first + i);
+}
