@@ -78,12 +78,14 @@ export const STEP_BACKOFF = 'baton-step';
 const DAY_S = 24 * 3600;
 
 /**
- * Retention of finished jobs. Long enough that a repeated add of a recent job id is still a
- * no-op and Bull Board shows recent history; Postgres keeps the durable record.
+ * Retention of finished jobs. A completed job leaves Redis at once — Postgres keeps the durable
+ * record (steps, attempts, events), and a repeated add of its id is harmless because every
+ * processor is fenced by Postgres (a finished step's job only acknowledges). Failed jobs stay a
+ * week (at most 10,000 per queue) for Bull Board.
  */
 export const RETENTION = {
-  removeOnComplete: { age: 7 * DAY_S, count: 50_000 },
-  removeOnFail: { age: 30 * DAY_S, count: 50_000 },
+  removeOnComplete: true,
+  removeOnFail: { age: 7 * DAY_S, count: 10_000 },
 } as const;
 
 /**
