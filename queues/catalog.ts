@@ -78,13 +78,14 @@ export const STEP_BACKOFF = 'baton-step';
 const DAY_S = 24 * 3600;
 
 /**
- * Retention of finished jobs. A completed job leaves Redis at once — Postgres keeps the durable
- * record (steps, attempts, events), and a repeated add of its id is harmless because every
- * processor is fenced by Postgres (a finished step's job only acknowledges). Failed jobs stay a
- * week (at most 10,000 per queue) for Bull Board.
+ * Retention of finished jobs: the last 1,000 completed jobs per queue (Bull Board's recent
+ * history) and a week of failed ones (at most 10,000 per queue). Redis therefore holds a fixed
+ * amount of finished work however many runs pass — Postgres keeps the durable record (steps,
+ * attempts, events) — and a repeated add of an id no longer kept is harmless, because every
+ * processor is fenced by Postgres (a finished step's job only acknowledges).
  */
 export const RETENTION = {
-  removeOnComplete: true,
+  removeOnComplete: { count: 1_000 },
   removeOnFail: { age: 7 * DAY_S, count: 10_000 },
 } as const;
 

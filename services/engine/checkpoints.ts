@@ -20,8 +20,8 @@ import { mintDecisionToken, tokenKey } from './approval-tokens.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { APPROVAL_ABORTED } from './finalize.js';
-import { withRun } from './run-scope.js';
-import { completeStep, failStep, rerunFrom, type StepRecord } from './steps.js';
+import { withRun, type RunScope } from './run-scope.js';
+import { completeStepIn, failStepIn, rerunFromIn, type StepRecord, type StepRef } from './steps.js';
 
 export type ApprovalRow = typeof approvals.$inferSelect;
 
@@ -293,7 +293,8 @@ export type CheckpointResolution =
  * fails it with `APPROVAL_ABORTED` (the run ends `cancelled`).
  */
 export async function resolveCheckpoint(deps: EngineDeps, data: StepJobData, attempt: number): Promise<CheckpointResolution> {
-  const outcome = await withRun(deps, data.runId, async ({ tx, run, emit }) => {
+  return withRun(deps, data.runId, async (scope) => {
+    const { tx, run, emit } = scope;
     const [row] = await tx
       .select({ approval: approvals, expired: sql<boolean>`now() >= ${approvals.expiresAt}` })
       .from(approvals)
@@ -303,28 +304,29 @@ export async function resolveCheckpoint(deps: EngineDeps, data: StepJobData, att
     if (!row) throw new NotFoundError(`no approval for step ${data.stepId}`);
     const { approval, expired } = row;
     if (approval.status === 'pending' && !expired) return { kind: 'pending' as const };
-    if (approval.status === 'pending') {
-      const { spec: definition } = await definitionById(tx, run.definitionId);
-      const spec = definition.steps.find((s) => s.id === data.stepId);
-      const onTimeout = spec?.kind === 'checkpoint' ? spec.onTimeout : 'abort';
-      const [expiredRow] = await tx
-        .update(approvals)
-        .set({ status: 'expired', decision: onTimeout, decidedBy: 'system:timeout', decidedAt: sql`now()` })
-        .where(and(eq(approvals.id, approval.id), eq(approvals.status, 'pending')))
-        .returning();
-      await emit('checkpoint.expired', data.stepId, { approval: approvalSummary(expiredRow ?? approval), onTimeout });
-      return { kind: 'decided' as const, approval: expiredRow ?? approval, retryStep: spec?.kind === 'checkpoint' ? spec.retryStep : undefined };
-    }
-    let retryStep: string | undefined;
-    if (approval.decision === 'retry') {
-      const { spec: definition } = await definitionById(tx, run.definitionId);
-      const spec = definition.steps.find((s) => s.id === data.stepId);
-      retryStep = spec?.kind === 'checkpoint' ? spec.retryStep : undefined;
-    }
-    return { kind: 'decided' as const, approval, retryStep };
+    const { spec: definition } = await definitionById(tx, run.definitionId);
+    const spec = definition.steps.find((s) => s.id === data.stepId);
+    if (spec?.kind !== 'checkpoint') throw new NotFoundError(`checkpoint step ${data.stepId} not found`);
+    if (approval.status !== 'pending') return { kind: 'resolved' as const, ...(await applyDecision(deps, scope, data, attempt, approval, spec)) };
+    const [expiredRow] = await tx
+      .update(approvals)
+      .set({ status: 'expired', decision: spec.onTimeout, decidedBy: 'system:timeout', decidedAt: sql`now()` })
+      .where(and(eq(approvals.id, approval.id), eq(approvals.status, 'pending')))
+      .returning();
+    await emit('checkpoint.expired', data.stepId, { approval: approvalSummary(expiredRow ?? approval), onTimeout: spec.onTimeout });
+    return { kind: 'resolved' as const, ...(await applyDecision(deps, scope, data, attempt, expiredRow ?? approval, spec)) };
   });
-  if (outcome.kind === 'pending') return outcome;
-  const { approval, retryStep } = outcome;
+}
+
+/**
+ * Finish a checkpoint step from its settled approval, inside the caller's run scope (the
+ * decision's own transaction, or the woken job's after a deadline): `continue` completes the
+ * step with the decision as its output; `retry` re-runs `retryStep` and its descendants (this
+ * checkpoint included, which then asks again under a new approval); `abort` — or an expired
+ * approval whose `onTimeout` is abort — fails it with `APPROVAL_ABORTED` (the run ends
+ * `cancelled`). A step no longer waiting at `attempt` is fenced out (`recorded: false`).
+ */
+export async function applyDecision(deps: EngineDeps, scope: RunScope, step: StepRef, attempt: number, approval: ApprovalRow, spec: CheckpointStep): Promise<StepRecord> {
   const result = {
     decision: approval.decision,
     comment: approval.comment,
@@ -334,18 +336,13 @@ export async function resolveCheckpoint(deps: EngineDeps, data: StepJobData, att
     /** Modified data sent with the decision (null when none): later steps read `steps.<id>.output.data`. */
     data: approval.data ?? null,
   };
-  if (approval.decision === 'continue') {
-    return { kind: 'resolved', ...(await completeStep(deps, data, attempt, result, { decision: 'continue' })) };
-  }
-  if (approval.decision === 'retry' && retryStep) {
-    const reason = `checkpoint ${data.stepId} asked to retry ${retryStep}`;
+  if (approval.decision === 'continue') return completeStepIn(deps, scope, step, attempt, result, { decision: 'continue' });
+  if (approval.decision === 'retry' && spec.retryStep) {
+    const reason = `checkpoint ${step.stepId} asked to retry ${spec.retryStep}`;
     const override = approval.data === null ? undefined : approval.data;
-    return { kind: 'resolved', ...(await rerunFrom(deps, data, attempt, retryStep, result, reason, override)) };
+    return rerunFromIn(deps, scope, step, attempt, spec.retryStep, result, reason, override);
   }
   const reason = approval.status === 'expired' ? 'the approval deadline passed' : `aborted by ${approval.decidedBy}`;
   const message = approval.comment ? `${reason}: ${approval.comment}` : reason;
-  return {
-    kind: 'resolved',
-    ...(await failStep(deps, data, attempt, { name: 'ApprovalAborted', code: APPROVAL_ABORTED, message }, true)),
-  };
+  return failStepIn(deps, scope, step, attempt, { name: 'ApprovalAborted', code: APPROVAL_ABORTED, message }, true);
 }

@@ -11,12 +11,14 @@
  */
 import { and, eq, isNull, sql } from 'drizzle-orm';
 import { ConflictError, ForbiddenError, GoneError, NotFoundError, ValidationError } from '../../lib/index.js';
-import { approvalResponses, approvalTokens, approvals, integrationReceipts, runs } from '../../db/index.js';
+import { approvalResponses, approvalTokens, approvals, integrationReceipts, runs, steps } from '../../db/index.js';
 import { validateAgainstSchema } from '../../definitions/index.js';
 import { tokenKey, verifyDecisionToken } from './approval-tokens.js';
-import { approvalSummary, getApproval, promoteParked, type ApprovalRow } from './checkpoints.js';
+import { applyDecision, approvalSummary, getApproval, promoteParked, type ApprovalRow } from './checkpoints.js';
+import { definitionById } from './definitions-store.js';
+import type { StepRecord } from './steps.js';
 import type { EngineDeps } from './deps.js';
-import { withRun, type Tx } from './run-scope.js';
+import { withRun, type RunScope, type Tx } from './run-scope.js';
 
 /** Who is responding and how they proved it. */
 export type DecisionAuth =
@@ -103,6 +105,23 @@ async function spendToken(tx: Tx, approval: ApprovalRow, jti: string, identity: 
 }
 
 /**
+ * Finish the waiting checkpoint step of a settled approval (see `applyDecision`).
+ * @returns the step record, or `undefined` when the step no longer waits for this approval.
+ */
+async function finishCheckpoint(deps: EngineDeps, scope: RunScope, approval: ApprovalRow): Promise<StepRecord | undefined> {
+  const [step] = await scope.tx
+    .select({ attempts: steps.attempts })
+    .from(steps)
+    .where(and(eq(steps.runId, approval.runId), eq(steps.stepId, approval.stepId), eq(steps.generation, approval.generation), eq(steps.status, 'waiting')));
+  if (!step) return undefined;
+  const { spec: definition } = await definitionById(scope.tx, scope.run.definitionId);
+  const spec = definition.steps.find((s) => s.id === approval.stepId);
+  if (spec?.kind !== 'checkpoint') return undefined;
+  const ref = { runId: approval.runId, stepId: approval.stepId, generation: approval.generation };
+  return applyDecision(deps, scope, ref, step.attempts, approval, spec);
+}
+
+/**
  * Respond to an approval. `abort` and `retry` settle it at once; `continue` settles it when
  * `required` distinct approvers have continued.
  * @throws {UnauthorizedError} forged or malformed token.
@@ -118,7 +137,8 @@ export async function decideApproval(deps: EngineDeps, request: DecisionRequest)
   if (!found) throw new NotFoundError(`approval ${request.approvalId} not found`);
   const { identity, tokenJti } = await identify(deps, found, request.auth);
 
-  const outcome = await withRun(deps, found.runId, async ({ tx, emit }) => {
+  const outcome = await withRun(deps, found.runId, async (scope): Promise<DecisionOutcome & { record?: StepRecord }> => {
+    const { tx, emit } = scope;
     const [row] = await tx
       .select({ approval: approvals, expired: sql<boolean>`now() >= ${approvals.expiresAt}`, createdBy: runs.createdBy })
       .from(approvals)
@@ -180,7 +200,7 @@ export async function decideApproval(deps: EngineDeps, request: DecisionRequest)
         continues,
         required: approval.required,
       });
-      return { approval, settled: false, continues };
+      return { approval, settled: false, continues, required: approval.required };
     }
     const [won] = await tx
       .update(approvals)
@@ -202,8 +222,17 @@ export async function decideApproval(deps: EngineDeps, request: DecisionRequest)
       decidedBy: identity,
       via: request.auth.via,
     });
-    return { approval: won, settled: true, continues };
+    // The decision finishes its checkpoint step here, in its own transaction: the parked job is
+    // then only promoted, to find its step finished and acknowledge.
+    const record = await finishCheckpoint(deps, scope, won);
+    return { approval: won, settled: true, continues, required: won.required, ...(record ? { record } : {}) };
   });
-  if (outcome.settled) await promoteParked(deps, outcome.approval.jobId);
-  return { ...outcome, required: outcome.approval.required };
+  if (outcome.settled) {
+    if (outcome.record && outcome.record.ready.length > 0) {
+      // Still a child of the root: the parked checkpoint job keeps the root from completing.
+      await deps.queues.addStepJobs(outcome.record.rootJobId, outcome.approval.runId, outcome.record.ready);
+    }
+    await promoteParked(deps, outcome.approval.jobId);
+  }
+  return { approval: outcome.approval, settled: outcome.settled, continues: outcome.continues, required: outcome.approval.required };
 }

@@ -44,6 +44,9 @@ export type StepStart =
   /** Nothing to do: stale generation, run over, or input mapping failed (recorded). */
   | { kind: 'inactive'; reason: string };
 
+/** The step generation a transition is about. */
+export type StepRef = Pick<StepJobData, 'runId' | 'stepId' | 'generation'>;
+
 /** What an attempt knows of its run: tenant, definition version and pinned agent versions. */
 export interface AttemptRun {
   organizationId: string;
@@ -286,7 +289,7 @@ async function evaluateForeach(expression: string, scope: ExpressionScope): Prom
 }
 
 /** Fence: the attempt is the step's current one and both are still open. */
-async function fence(scope: RunScope, data: StepJobData, attempt: number): Promise<boolean> {
+async function fence(scope: RunScope, data: StepRef, attempt: number): Promise<boolean> {
   const open = await scope.tx
     .select({ status: steps.status })
     .from(steps)
@@ -304,7 +307,7 @@ async function fence(scope: RunScope, data: StepJobData, attempt: number): Promi
 
 async function closeAttempt(
   scope: RunScope,
-  data: StepJobData,
+  data: StepRef,
   attempt: number,
   values: { status: AttemptStatus; output?: unknown; error?: SerializedError },
 ): Promise<void> {
@@ -333,22 +336,25 @@ export async function completeStep(
     const fast = await completeRunningStep(deps, data, attempt, output, extra, run);
     if (fast) return fast;
   }
-  return withRun(deps, data.runId, async (scope) => {
-    if (!(await fence(scope, data, attempt))) return record(scope, false);
-    const at = await locate(deps, scope, data.stepId);
-    if (!at) return record(scope, false);
-    const json = output === undefined ? null : output;
-    await closeAttempt(scope, data, attempt, { status: 'completed', output: json });
-    await scope.tx
-      .update(steps)
-      .set({ status: 'completed', output: json, error: null, finishedAt: sql`now()` })
-      .where(and(eq(steps.runId, data.runId), eq(steps.stepId, data.stepId)));
-    at.row.status = 'completed';
-    at.row.output = json;
-    const durationMs = at.row.startedAt ? Date.now() - at.row.startedAt.getTime() : undefined;
-    await scope.emit('step.completed', data.stepId, { attempt, durationMs, ...extra });
-    return record(scope, true, await advance(scope, at.definition, at.rows));
-  });
+  return withRun(deps, data.runId, (scope) => completeStepIn(deps, scope, data, attempt, output, extra));
+}
+
+/** `completeStep` inside an open run scope (the caller's transaction, e.g. a decision's). */
+export async function completeStepIn(deps: EngineDeps, scope: RunScope, data: StepRef, attempt: number, output: unknown, extra: Record<string, unknown> = {}): Promise<StepRecord> {
+  if (!(await fence(scope, data, attempt))) return record(scope, false);
+  const at = await locate(deps, scope, data.stepId);
+  if (!at) return record(scope, false);
+  const json = output === undefined ? null : output;
+  await closeAttempt(scope, data, attempt, { status: 'completed', output: json });
+  await scope.tx
+    .update(steps)
+    .set({ status: 'completed', output: json, error: null, finishedAt: sql`now()` })
+    .where(and(eq(steps.runId, data.runId), eq(steps.stepId, data.stepId)));
+  at.row.status = 'completed';
+  at.row.output = json;
+  const durationMs = at.row.startedAt ? Date.now() - at.row.startedAt.getTime() : undefined;
+  await scope.emit('step.completed', data.stepId, { attempt, durationMs, ...extra });
+  return record(scope, true, await advance(scope, at.definition, at.rows));
 }
 
 /**
@@ -364,29 +370,32 @@ export async function failStep(
   final: boolean,
   retryDelayMs?: number,
 ): Promise<StepRecord> {
-  return withRun(deps, data.runId, async (scope) => {
-    if (!(await fence(scope, data, attempt))) return record(scope, false);
-    const attemptStatus = error.code === 'CANCELLED' ? 'cancelled' : error.code === 'TIMED_OUT' ? 'timed_out' : 'failed';
-    await closeAttempt(scope, data, attempt, { status: attemptStatus, error });
-    const where = and(eq(steps.runId, data.runId), eq(steps.stepId, data.stepId));
-    if (!final) {
-      await scope.tx.update(steps).set({ status: 'queued', error }).where(where);
-      await scope.emit('step.retrying', data.stepId, { attempt, error, ...(retryDelayMs ? { retryDelayMs } : {}) });
-      return record(scope, true);
-    }
-    await scope.tx.update(steps).set({ status: 'failed', error, finishedAt: sql`now()` }).where(where);
-    await scope.emit('step.failed', data.stepId, { attempt, error });
-    if (error.code === APPROVAL_ABORTED && scope.run.status === 'running') {
-      // An abort: nothing new starts; once in-flight steps settle, compensations run (finalize).
-      await scope.tx.update(runs).set({ status: 'cancelling', error }).where(eq(runs.id, data.runId));
-      scope.run.status = 'cancelling';
-      await scope.emit('run.cancelling', null, { error });
-    }
-    const at = await locate(deps, scope, data.stepId);
-    if (!at || at.spec.onError !== 'continue') return record(scope, true);
-    at.row.status = 'failed';
-    return record(scope, true, await advance(scope, at.definition, at.rows));
-  });
+  return withRun(deps, data.runId, (scope) => failStepIn(deps, scope, data, attempt, error, final, retryDelayMs));
+}
+
+/** `failStep` inside an open run scope (the caller's transaction, e.g. a decision's). */
+export async function failStepIn(deps: EngineDeps, scope: RunScope, data: StepRef, attempt: number, error: SerializedError, final: boolean, retryDelayMs?: number): Promise<StepRecord> {
+  if (!(await fence(scope, data, attempt))) return record(scope, false);
+  const attemptStatus = error.code === 'CANCELLED' ? 'cancelled' : error.code === 'TIMED_OUT' ? 'timed_out' : 'failed';
+  await closeAttempt(scope, data, attempt, { status: attemptStatus, error });
+  const where = and(eq(steps.runId, data.runId), eq(steps.stepId, data.stepId));
+  if (!final) {
+    await scope.tx.update(steps).set({ status: 'queued', error }).where(where);
+    await scope.emit('step.retrying', data.stepId, { attempt, error, ...(retryDelayMs ? { retryDelayMs } : {}) });
+    return record(scope, true);
+  }
+  await scope.tx.update(steps).set({ status: 'failed', error, finishedAt: sql`now()` }).where(where);
+  await scope.emit('step.failed', data.stepId, { attempt, error });
+  if (error.code === APPROVAL_ABORTED && scope.run.status === 'running') {
+    // An abort: nothing new starts; once in-flight steps settle, compensations run (finalize).
+    await scope.tx.update(runs).set({ status: 'cancelling', error }).where(eq(runs.id, data.runId));
+    scope.run.status = 'cancelling';
+    await scope.emit('run.cancelling', null, { error });
+  }
+  const at = await locate(deps, scope, data.stepId);
+  if (!at || at.spec.onError !== 'continue') return record(scope, true);
+  at.row.status = 'failed';
+  return record(scope, true, await advance(scope, at.definition, at.rows));
 }
 
 /**
@@ -435,29 +444,32 @@ export async function rerunFrom(
   reason: string,
   inputOverride?: unknown,
 ): Promise<StepRecord> {
-  return withRun(deps, data.runId, async (scope) => {
-    if (!(await fence(scope, data, attempt))) return record(scope, false);
-    const at = await locate(deps, scope, data.stepId);
-    if (!at) return record(scope, false);
-    await closeAttempt(scope, data, attempt, { status: 'completed', output });
-    // The target's next attempt takes the decision's modified input instead of its mapping.
+  return withRun(deps, data.runId, (scope) => rerunFromIn(deps, scope, data, attempt, targetStepId, output, reason, inputOverride));
+}
+
+/** `rerunFrom` inside an open run scope (the caller's transaction, e.g. a decision's). */
+export async function rerunFromIn(deps: EngineDeps, scope: RunScope, data: StepRef, attempt: number, targetStepId: string, output: unknown, reason: string, inputOverride?: unknown): Promise<StepRecord> {
+  if (!(await fence(scope, data, attempt))) return record(scope, false);
+  const at = await locate(deps, scope, data.stepId);
+  if (!at) return record(scope, false);
+  await closeAttempt(scope, data, attempt, { status: 'completed', output });
+  // The target's next attempt takes the decision's modified input instead of its mapping.
+  await scope.tx
+    .update(steps)
+    .set({ inputOverride: inputOverride ?? null })
+    .where(and(eq(steps.runId, data.runId), eq(steps.stepId, targetStepId)));
+  const reset = new Set([targetStepId, ...descendantsOf(at.definition, targetStepId)]);
+  for (const row of at.rows) {
+    if (!reset.has(row.stepId)) continue;
+    row.status = 'pending';
+    row.generation += 1;
     await scope.tx
       .update(steps)
-      .set({ inputOverride: inputOverride ?? null })
-      .where(and(eq(steps.runId, data.runId), eq(steps.stepId, targetStepId)));
-    const reset = new Set([targetStepId, ...descendantsOf(at.definition, targetStepId)]);
-    for (const row of at.rows) {
-      if (!reset.has(row.stepId)) continue;
-      row.status = 'pending';
-      row.generation += 1;
-      await scope.tx
-        .update(steps)
-        .set({ status: 'pending', generation: row.generation, error: null, finishedAt: null })
-        .where(and(eq(steps.runId, row.runId), eq(steps.stepId, row.stepId)));
-      await scope.emit('step.retrying', row.stepId, { generation: row.generation, reason });
-    }
-    return record(scope, true, await advance(scope, at.definition, at.rows));
-  });
+      .set({ status: 'pending', generation: row.generation, error: null, finishedAt: null })
+      .where(and(eq(steps.runId, row.runId), eq(steps.stepId, row.stepId)));
+    await scope.emit('step.retrying', row.stepId, { generation: row.generation, reason });
+  }
+  return record(scope, true, await advance(scope, at.definition, at.rows));
 }
 
 /** Longest `step.progress` message kept, in characters. */
