@@ -29,6 +29,17 @@ export interface StepJobSpec {
   maxDelayMs: number;
 }
 
+/**
+ * A job to add after a transaction commits (see `Queues.addAll`):
+ * - `step`: a step generation's job, child of the run's root job `rootId`;
+ * - `item`: a fan-out item's job (`<step job id>.i<index>`), child of its step's job;
+ * - `webhook`: the webhook delivery of run event `seq`.
+ */
+export type JobRequest =
+  | { kind: 'step'; runId: string; rootId: string; spec: StepJobSpec }
+  | { kind: 'item'; runId: string; parentJobId: string; spec: StepJobSpec; index: number }
+  | { kind: 'webhook'; runId: string; seq: number };
+
 /** A job as the reconciler sees it: its state (or `missing`), name and raw payload. */
 export interface JobInspection {
   queue: QueueName;
@@ -137,60 +148,75 @@ export class Queues {
   }
 
   /**
+   * Add jobs in one Redis round trip (one `MULTI` through `FlowProducer.addBulk`). Step and item
+   * jobs must be added while a job of their family is still active (the caller's own step job,
+   * or the root), so their parent cannot complete in between. An id that exists is left as is.
+   */
+  async addAll(requests: readonly JobRequest[]): Promise<void> {
+    if (requests.length === 0) return;
+    await this.flows.addBulk(requests.map((r) => this.flowOf(r)));
+  }
+
+  private flowOf(r: JobRequest): FlowJob {
+    switch (r.kind) {
+      case 'step': {
+        const job = stepJob(r.runId, r.spec);
+        return { ...job, opts: { ...job.opts, parent: { id: r.rootId, queue: this.runsQueueQualifiedName } } };
+      }
+      case 'item': {
+        const queueName = queueForStepType(r.spec.type);
+        const { stepId, generation, backoffMs, maxDelayMs, attempts } = r.spec;
+        return {
+          name: 'item',
+          queueName,
+          data: { runId: r.runId, stepId, generation, backoffMs, maxDelayMs, index: r.index },
+          opts: {
+            jobId: `${r.parentJobId}.i${r.index}`,
+            parent: { id: r.parentJobId, queue: this.qualifiedName(queueName) },
+            attempts,
+            backoff: { type: STEP_BACKOFF },
+            ignoreDependencyOnFailure: true,
+            ...RETENTION,
+          },
+        };
+      }
+      case 'webhook':
+        return {
+          name: 'deliver',
+          queueName: 'webhooks',
+          data: { runId: r.runId, seq: r.seq },
+          opts: { jobId: webhookJobId(r.runId, r.seq), attempts: 10, backoff: { type: 'exponential', delay: 1000 }, ...RETENTION },
+        };
+    }
+  }
+
+  /**
    * Add step jobs as children of the run's root job `rootId`. Must be called while the caller's own
    * child job (or the root itself) is still active, so the root cannot complete in between.
    * A job id that already exists is left untouched.
    */
   async addStepJobs(rootId: string, runId: string, specs: StepJobSpec[]): Promise<void> {
-    await Promise.all(
-      specs.map((s) => {
-        const job = stepJob(runId, s);
-        return this.get(job.queueName as QueueName).add(job.name, job.data, {
-          ...job.opts,
-          parent: { id: rootId, queue: this.runsQueueQualifiedName },
-        });
-      }),
-    );
+    await this.addAll(specs.map((spec) => ({ kind: 'step' as const, runId, rootId, spec })));
   }
+
 
   /**
    * Add fan-out item jobs (`<step job id>.i<index>`) as children of the step's job, in the step's
    * queue, with the step's retry policy. Must be called while a job of that family is active.
    */
   async addItemJobs(parentJobId: string, step: StepJobSpec & { runId: string }, indexes: number[]): Promise<void> {
-    const queueName = queueForStepType(step.type);
-    await Promise.all(
-      indexes.map((index) =>
-        this.get(queueName).add(
-          'item',
-          { runId: step.runId, stepId: step.stepId, generation: step.generation, backoffMs: step.backoffMs, maxDelayMs: step.maxDelayMs, index },
-          {
-            jobId: `${parentJobId}.i${index}`,
-            parent: { id: parentJobId, queue: this.qualifiedName(queueName) },
-            attempts: step.attempts,
-            backoff: { type: STEP_BACKOFF },
-            ignoreDependencyOnFailure: true,
-            ...RETENTION,
-          },
-        ),
-      ),
-    );
+    await this.addAll(indexes.map((index) => ({ kind: 'item' as const, runId: step.runId, parentJobId, spec: step, index })));
   }
+
 
   /**
    * Enqueue the webhook deliveries of run events `seqs` (one job per event, retried with backoff),
    * in one round trip. An existing job id is left untouched.
    */
   async addWebhookDeliveries(runId: string, seqs: number[]): Promise<void> {
-    if (seqs.length === 0) return;
-    await this.get('webhooks').addBulk(
-      seqs.map((seq) => ({
-        name: 'deliver',
-        data: { runId, seq },
-        opts: { jobId: webhookJobId(runId, seq), attempts: 10, backoff: { type: 'exponential', delay: 1000 }, ...RETENTION },
-      })),
-    );
+    await this.addAll(seqs.map((seq) => ({ kind: 'webhook' as const, runId, seq })));
   }
+
 
   /** The state, name and payload of job `id` in `queue`. */
   async inspectJob(queue: QueueName, id: string): Promise<JobInspection> {

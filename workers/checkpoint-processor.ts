@@ -35,10 +35,7 @@ export function createCheckpointProcessor(deps: WorkerDeps) {
     const jobId = job.id ?? '';
     const start = await beginStep(deps, data, jobId);
     if (start.kind === 'inactive') return { ignored: start.reason };
-    if (start.kind === 'finished') {
-      await deps.queues.addStepJobs(start.rootJobId, data.runId, start.live);
-      return { alreadyFinished: true };
-    }
+    if (start.kind === 'finished') return { alreadyFinished: true };
     if (start.kind === 'cached') return { ignored: 'checkpoints are never cached' };
     const { attempt } = start;
     try {
@@ -59,7 +56,6 @@ export function createCheckpointProcessor(deps: WorkerDeps) {
         await park(Math.max(Date.now(), state.approval.expiresAt.getTime()) + CLOCK_SKEW_MARGIN_MS, state.approval.id);
         return {};
       }
-      await deps.queues.addStepJobs(resolution.rootJobId, data.runId, resolution.ready);
       return { resolved: true };
     } catch (err) {
       if (isControlFlow(err) || isInfrastructureError(err)) throw err;

@@ -24,7 +24,6 @@ import {
   completeStep,
   failStep,
   finishItem,
-  type StepRecord,
 } from '../services/engine/index.js';
 import { buildAgentContext } from './agent-context.js';
 import type { WorkerDeps } from './deps.js';
@@ -184,36 +183,26 @@ async function planAgentSubruns(
   };
 }
 
-function specOf(data: StepJobData, spec: StepSpec): StepJobSpec & { runId: string } {
-  return { runId: data.runId, stepId: data.stepId, type: spec.type, generation: data.generation, attempts: spec.retry.attempts, backoffMs: data.backoffMs, maxDelayMs: data.maxDelayMs };
-}
-
 /** Build the processor for `agent-*` queues (step jobs and fan-out `item` jobs). */
 export function createStepProcessor(deps: WorkerDeps) {
-  const addReady = (data: StepJobData, record: Pick<StepRecord, 'ready' | 'rootJobId'>) =>
-    deps.queues.addStepJobs(record.rootJobId, data.runId, record.ready);
-
   const processItem = async (job: Job, signal?: AbortSignal): Promise<Record<string, unknown>> => {
     const parsed = ItemJobData.safeParse(job.data);
     if (!parsed.success) throw new ValidationError(`job ${job.id}: invalid item payload`);
     const data = parsed.data;
     const start = await beginItem(deps, data);
     if (start.kind === 'inactive') return { ignored: start.reason };
-    const parentJobId = (job.id ?? '').replace(/\.i\d+$/, '');
     const logger = deps.logger.child({ runId: data.runId, stepId: data.stepId, item: data.index, jobId: job.id });
     let sensitive: string[] = start.sensitive;
     try {
       const who: Attempt = { runId: data.runId, stepId: data.stepId, generation: data.generation, attempt: start.attempt, idempotencyKey: start.idempotencyKey, run: start.run, logger, sensitive: start.sensitive };
       sensitive = who.sensitive;
       const output = await runAgent(deps, start.spec, start.input, who, signal);
-      const next = await finishItem(deps, data, { output });
-      await deps.queues.addItemJobs(parentJobId, specOf(data, start.spec), next);
+      await finishItem(deps, data, { output });
       return { index: data.index };
     } catch (err) {
       if (isControlFlow(err) || isInfrastructureError(err)) throw redactError(err, sensitive);
       const plan = planFailure(redactError(err, sensitive), job);
-      const next = await finishItem(deps, data, { error: plan.error, final: plan.final });
-      await deps.queues.addItemJobs(parentJobId, specOf(data, start.spec), next);
+      await finishItem(deps, data, { error: plan.error, final: plan.final });
       logger[plan.final ? 'error' : 'warn']({ err, final: plan.final }, 'item attempt failed');
       throw plan.rethrow;
     }
@@ -230,10 +219,8 @@ export function createStepProcessor(deps: WorkerDeps) {
       case 'waiting':
         return { ignored: 'step is waiting for approval' };
       case 'finished':
-        await deps.queues.addStepJobs(start.rootJobId, data.runId, start.live);
         return { alreadyFinished: true };
       case 'cached':
-        await addReady(data, start);
         return { cacheHit: true };
       case 'run':
       case 'resume':
@@ -250,24 +237,14 @@ export function createStepProcessor(deps: WorkerDeps) {
         for (let pass = 0; pass < MAX_PARENT_PASSES; pass += 1) {
           if (agentPlan) {
             const state = await advanceSubruns(deps, data, attempt, agentPlan.plan, deps.queues.qualifiedName(queueForStepType(spec.type)), agentPlan.mapOutput);
-            if (state.kind === 'done') {
-              await addReady(data, state);
-              return { childRunId: state.childRunId };
-            }
+            if (state.kind === 'done') return { childRunId: state.childRunId };
           } else if (spec.kind === 'orchestrator') {
             const state = await advanceSubrun(deps, data, attempt, spec, start.input, deps.queues.qualifiedName(queueForStepType(spec.type)));
-            if (state.kind === 'done') {
-              await addReady(data, state);
-              return { childRunId: state.childRunId };
-            }
+            if (state.kind === 'done') return { childRunId: state.childRunId };
           } else {
             const items = Array.isArray(start.input) ? (start.input as unknown[]) : [];
             const state = await advanceFanout(deps, data, attempt, spec, items);
-            if (state.kind === 'done') {
-              await addReady(data, state);
-              return { items: items.length };
-            }
-            await deps.queues.addItemJobs(jobId, specOf(data, spec), state.indexes);
+            if (state.kind === 'done') return { items: items.length };
           }
           if (await job.moveToWaitingChildren(token ?? '')) throw new WaitingChildrenError();
         }
@@ -280,14 +257,12 @@ export function createStepProcessor(deps: WorkerDeps) {
 
       const output = await runAgent(deps, spec, start.input, who, signal);
       const record = await completeStep(deps, data, attempt, output, {}, start.run);
-      await addReady(data, record);
-      logger.info({ recorded: record.recorded, next: record.ready.map((r) => r.stepId) }, 'step completed');
+      logger.info({ recorded: record.recorded, next: record.queued }, 'step completed');
       return { attempt, recorded: record.recorded };
     } catch (err) {
       if (isControlFlow(err) || isInfrastructureError(err)) throw redactError(err, who.sensitive);
       const plan = planFailure(redactError(err, who.sensitive), job);
-      const record = await failStep(deps, data, attempt, plan.error, plan.final, plan.retryDelayMs);
-      await addReady(data, record);
+      await failStep(deps, data, attempt, plan.error, plan.final, plan.retryDelayMs);
       logger[plan.final ? 'error' : 'warn']({ err, final: plan.final, retryDelayMs: plan.retryDelayMs }, 'step attempt failed');
       throw plan.rethrow;
     }

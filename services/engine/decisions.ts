@@ -227,12 +227,8 @@ export async function decideApproval(deps: EngineDeps, request: DecisionRequest)
     const record = await finishCheckpoint(deps, scope, won);
     return { approval: won, settled: true, continues, required: won.required, ...(record ? { record } : {}) };
   });
-  if (outcome.settled) {
-    if (outcome.record && outcome.record.ready.length > 0) {
-      // Still a child of the root: the parked checkpoint job keeps the root from completing.
-      await deps.queues.addStepJobs(outcome.record.rootJobId, outcome.approval.runId, outcome.record.ready);
-    }
-    await promoteParked(deps, outcome.approval.jobId);
-  }
+  // withRun has added the successors' jobs (as children of the root, which the parked
+  // checkpoint job keeps from completing); now wake that job to acknowledge.
+  if (outcome.settled) await promoteParked(deps, outcome.approval.jobId);
   return { approval: outcome.approval, settled: outcome.settled, continues: outcome.continues, required: outcome.approval.required };
 }

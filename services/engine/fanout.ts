@@ -13,12 +13,12 @@ import { Redactor, type SerializedError } from '../../lib/index.js';
 import { stepItems } from '../../db/index.js';
 import { evaluateMapping, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
 import { stepJobId, type StepJobData } from '../../queues/index.js';
-import { loadSteps, scopeOf } from './advance.js';
+import { jobSpecFor, loadSteps, scopeOf } from './advance.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { secretsForMapping, unsealRunInput } from './sensitive.js';
-import { attemptRun, completeStep, failStep, type AttemptRun, type StepRecord } from './steps.js';
+import { attemptRun, completeStep, failStep, type AttemptRun, type StepRecord, type StepRef } from './steps.js';
 
 /** An item job's payload. */
 export interface ItemJobData extends StepJobData {
@@ -48,7 +48,21 @@ async function stoppedByFailure(scope: RunScope, data: StepJobData): Promise<boo
   return definition.steps.find((s) => s.id === data.stepId)?.onError !== 'continue';
 }
 
-/** Queue up to `slots` pending items (lowest index first); returns their indexes. */
+/**
+ * Enqueue the jobs of items `indexes` (after commit) as children of their step's job, with the
+ * step's retry policy.
+ */
+async function enqueueItems(scope: RunScope, data: StepRef, indexes: readonly number[]): Promise<void> {
+  if (indexes.length === 0) return;
+  const { spec: definition } = await definitionById(scope.tx, scope.run.definitionId);
+  const spec = definition.steps.find((s) => s.id === data.stepId);
+  if (!spec) return;
+  const parentJobId = stepJobId(data.runId, data.stepId, data.generation);
+  const jobSpec = jobSpecFor(spec, data.generation);
+  scope.enqueue(...indexes.map((index) => ({ kind: 'item' as const, runId: data.runId, parentJobId, spec: jobSpec, index })));
+}
+
+/** Queue up to `slots` pending items (lowest index first) and enqueue their jobs; returns their indexes. */
 async function queueNext(scope: RunScope, data: StepJobData, slots: number): Promise<number[]> {
   if (slots <= 0) return [];
   const next = await scope.tx
@@ -61,12 +75,13 @@ async function queueNext(scope: RunScope, data: StepJobData, slots: number): Pro
   if (ids.length > 0) {
     await scope.tx.update(stepItems).set({ status: 'queued' }).where(and(itemsWhere(data), inArray(stepItems.idx, ids)));
   }
+  await enqueueItems(scope, data, ids);
   return ids;
 }
 
 /** What the step job should do next. */
 export type FanoutState =
-  /** Items are in flight: make sure these item jobs exist under the step job, then wait. */
+  /** Items are in flight (their jobs enqueued under the step job, if lost): wait for them. */
   | { kind: 'wait'; indexes: number[] }
   /** Every item finished: the step was recorded; add `ready` under the root and ack. */
   | ({ kind: 'done' } & StepRecord);
@@ -91,7 +106,10 @@ export async function advanceFanout(deps: EngineDeps, data: StepJobData, attempt
     const failed = rows.filter((r) => r.status === 'failed');
     const stopping = failed.length > 0 && spec.onError !== 'continue';
     const inFlight = open.filter((r) => r.status !== 'pending');
-    if (inFlight.length > 0) return { kind: 'wait' as const, indexes: inFlight.map((r) => r.idx) };
+    if (inFlight.length > 0) {
+      await enqueueItems(scope, data, inFlight.map((r) => r.idx)); // re-added only if lost
+      return { kind: 'wait' as const, indexes: inFlight.map((r) => r.idx) };
+    }
     if (open.length > 0 && !stopping) {
       // Nothing in flight but items left (e.g. Redis lost the jobs): start the window again.
       return { kind: 'wait' as const, indexes: await queueNext(scope, data, spec.concurrency) };
@@ -160,10 +178,10 @@ export async function beginItem(deps: EngineDeps, data: ItemJobData): Promise<It
 
 /**
  * Record an item's result. A completed item — or one failed for good while the step continues on
- * error — frees a slot: the next pending item is queued and returned, to be added as a sibling
- * job while this item's job is still active.
+ * error — frees a slot: the next pending item is queued, its job added as a sibling while this
+ * item's job is still active.
  * @param final - for failures: no attempt will follow.
- * @returns indexes of items to add now.
+ * @returns indexes of the items queued now.
  */
 export async function finishItem(
   deps: EngineDeps,

@@ -20,10 +20,10 @@ import { rootJobId, stepJobId, type StepJobData } from '../../queues/index.js';
 import { advance, jobSpecFor, loadSteps } from './advance.js';
 import { definitionById } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
-import { enqueueWebhooks, eventsNotify, withRun } from './run-scope.js';
+import { applyEffects, eventsNotify, withRun } from './run-scope.js';
 import { secretsForMapping, unsealRunInput } from './sensitive.js';
 import type { RunStatus, StepStatus } from './statuses.js';
-import type { AttemptRun, StepRecord, StepStart } from './steps.js';
+import { enqueueSteps, type AttemptRun, type StepRecord, type StepStart } from './steps.js';
 
 interface ClaimRow {
   run_status: RunStatus;
@@ -125,7 +125,7 @@ export async function claimQueuedStep(deps: EngineDeps, data: StepJobData, jobId
     select * from baton_claim_step(${data.runId}, ${data.stepId}, ${data.generation}, ${row.attempts}, ${jobId},
                                    ${jsonText(stored)}::jsonb, ${notify})`;
   if (!claimed) return undefined;
-  if (notify) await enqueueWebhooks(deps, data.runId, [claimed.seq]);
+  if (notify) await applyEffects(deps, data.runId, [], [claimed.seq]);
   const run: AttemptRun = {
     organizationId: row.organization_id,
     definitionId: row.definition_id,
@@ -162,27 +162,25 @@ export async function completeRunningStep(
                                       ${jsonText(json)}::jsonb, ${jsonText({ attempt, ...extra })}::jsonb,
                                       ${plan.plain}, ${notify})`;
   if (!done) return undefined;
-  if (notify) await enqueueWebhooks(deps, data.runId, range(done.first_seq, done.last_seq));
   const specs = new Map(definition.steps.map((s) => [s.id, s]));
-  const ready = done.queued.flatMap((q) => {
+  const rootId = rootJobId(data.runId, done.root_generation);
+  const jobs = done.queued.flatMap((q) => {
     const spec = specs.get(q.stepId);
-    return spec ? [jobSpecFor(spec, q.generation)] : [];
+    return spec ? [{ kind: 'step' as const, runId: data.runId, rootId, spec: jobSpecFor(spec, q.generation) }] : [];
   });
-  let rootId = rootJobId(data.runId, done.root_generation);
-  if (done.needs_advance || plan.plain.length < plan.successors.length) {
-    const more = await advanceRun(deps, data.runId);
-    ready.push(...more.ready);
-    rootId = more.rootJobId;
-  }
-  return { recorded: true, ready, rootJobId: rootId };
+  await applyEffects(deps, data.runId, jobs, notify ? range(done.first_seq, done.last_seq) : []);
+  const queued = done.queued.map((q) => q.stepId);
+  if (done.needs_advance || plan.plain.length < plan.successors.length) queued.push(...(await advanceRun(deps, data.runId)));
+  return { recorded: true, queued };
 }
 
 /** `advance` on its own, under the run's lock: queue or skip whatever became decidable. */
-async function advanceRun(deps: EngineDeps, runId: string): Promise<Pick<StepRecord, 'ready' | 'rootJobId'>> {
+async function advanceRun(deps: EngineDeps, runId: string): Promise<string[]> {
   return withRun(deps, runId, async (scope) => {
     const { spec: definition } = await definitionById(scope.tx, scope.run.definitionId);
     const ready = await advance(scope, definition, await loadSteps(scope));
-    return { ready, rootJobId: rootJobId(runId, scope.run.rootGeneration) };
+    enqueueSteps(scope, ready);
+    return ready.map((r) => r.stepId);
   });
 }
 

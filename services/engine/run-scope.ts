@@ -1,8 +1,10 @@
 /**
  * The per-run critical section. Every change to a run's state happens inside `withRun`:
  * one Postgres transaction holding the run's row lock (`SELECT … FOR UPDATE`), in which
- * events are appended with the next per-run sequence number. After the commit, each event is
- * handed to the `webhooks` queue when the run has a `webhookUrl`.
+ * events are appended with the next per-run sequence number, and the jobs the change calls for
+ * are collected (`enqueue`). After the commit — never before, so no job can see state that
+ * might roll back — `withRun` applies those effects: the jobs in one Redis round trip, then
+ * the webhook deliveries of the events when the run has a `webhookUrl`.
  *
  * The row lock is what makes readiness decisions race-free: two predecessors finishing at
  * once serialise here, so their common successor is queued exactly once (SPEC R3).
@@ -10,6 +12,7 @@
 import { eq } from 'drizzle-orm';
 import { NotFoundError } from '../../lib/index.js';
 import { runEvents, runs, type Db } from '../../db/index.js';
+import type { JobRequest } from '../../queues/index.js';
 import type { EngineDeps } from './deps.js';
 
 /** A drizzle transaction. */
@@ -57,21 +60,28 @@ export interface RunScope {
    * @returns the event's per-run sequence number.
    */
   emit(type: RunEventType, stepId: string | null, data: Record<string, unknown>): Promise<number>;
+  /** Add jobs once the transaction commits (steps and items: while the caller's job is active). */
+  enqueue(...requests: JobRequest[]): void;
 }
 
 /**
  * Open a scope on a run inside an existing transaction: lock its row and prepare `emit`.
  * Call `flush()` before the transaction ends to persist the new sequence number.
  */
-export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { emitted: number[]; flush(): Promise<void> }> {
+export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { emitted: number[]; jobs: JobRequest[]; flush(): Promise<void> }> {
   const [run] = await tx.select().from(runs).where(eq(runs.id, runId)).for('update');
   if (!run) throw new NotFoundError(`run ${runId} not found`);
   let seq = run.eventSeq;
   const emitted: number[] = [];
+  const jobs: JobRequest[] = [];
   return {
     tx,
     run,
     emitted,
+    jobs,
+    enqueue(...requests) {
+      jobs.push(...requests);
+    },
     async emit(type, stepId, data) {
       seq += 1;
       await tx.insert(runEvents).values({ runId, seq, type, stepId, data, notify: eventsNotify(run) });
@@ -85,23 +95,35 @@ export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { 
 }
 
 /**
- * Run `fn` under the run's lock, then (after commit) enqueue webhook deliveries for the events
- * it emitted.
+ * Run `fn` under the run's lock, then (after commit) apply its effects (see module doc).
  * @throws {NotFoundError} when the run does not exist.
+ * @throws the Redis error when its jobs could not be added: the state change is committed, and
+ *   the caller's job, retried, finds it and adds them again (every add is idempotent by job id).
  */
 export async function withRun<T>(deps: EngineDeps, runId: string, fn: (scope: RunScope) => Promise<T>): Promise<T> {
   let emitted: number[] = [];
-  let webhookUrl: string | null = null;
+  let jobs: JobRequest[] = [];
+  let notify = false;
   const result = await deps.database.db.transaction(async (tx) => {
     const scope = await openRunScope(tx, runId);
-    webhookUrl = scope.run.webhookUrl;
+    notify = eventsNotify(scope.run);
     const out = await fn(scope);
     await scope.flush();
     emitted = scope.emitted;
+    jobs = scope.jobs;
     return out;
   });
-  if (webhookUrl) await enqueueWebhooks(deps, runId, emitted);
+  await applyEffects(deps, runId, jobs, notify ? emitted : []);
   return result;
+}
+
+/**
+ * What a committed transition calls for in Redis: its jobs (one round trip), then the webhook
+ * deliveries of its events. Shared by `withRun` and the hot path.
+ */
+export async function applyEffects(deps: EngineDeps, runId: string, jobs: readonly JobRequest[], webhookSeqs: number[]): Promise<void> {
+  await deps.queues.addAll(jobs);
+  if (webhookSeqs.length > 0) await enqueueWebhooks(deps, runId, webhookSeqs);
 }
 
 /**

@@ -38,9 +38,9 @@ export type StepStart =
    */
   | { kind: 'resume'; attempt: number; spec: StepSpec; input: unknown; idempotencyKey: string; sensitive: string[]; run: AttemptRun }
   /** The output came from the cache (D5): recorded; add `ready` under `rootJobId` and ack. */
-  | { kind: 'cached'; ready: StepJobSpec[]; rootJobId: string }
+  | { kind: 'cached' }
   /** Already completed or skipped: make sure the jobs its successors need exist, then ack. */
-  | { kind: 'finished'; live: StepJobSpec[]; rootJobId: string }
+  | { kind: 'finished' }
   /** Nothing to do: stale generation, run over, or input mapping failed (recorded). */
   | { kind: 'inactive'; reason: string };
 
@@ -70,18 +70,24 @@ export function attemptRun(run: RunScope['run']): AttemptRun {
   };
 }
 
-/** Outcome of recording a result. */
+/** Outcome of recording a result (the successors' jobs are enqueued by the engine itself). */
 export interface StepRecord {
   /** False when the attempt was fenced out (a newer attempt owns the step). */
   recorded: boolean;
-  /** Steps that became ready: add their jobs (as children of the root) before acking. */
-  ready: StepJobSpec[];
-  /** The run's current root job, parent of the jobs in `ready`. */
-  rootJobId: string;
+  /** Steps queued by this transition (their jobs are added after the commit). */
+  queued: string[];
 }
 
+/** Enqueue `ready` as children of the run's current root (after commit) and say what happened. */
 function record(scope: RunScope, recorded: boolean, ready: StepJobSpec[] = []): StepRecord {
-  return { recorded, ready, rootJobId: rootJobId(scope.run.id, scope.run.rootGeneration) };
+  enqueueSteps(scope, ready);
+  return { recorded, queued: ready.map((r) => r.stepId) };
+}
+
+/** Enqueue step jobs as children of the run's current root job, once the transaction commits. */
+export function enqueueSteps(scope: RunScope, specs: readonly StepJobSpec[]): void {
+  const rootId = rootJobId(scope.run.id, scope.run.rootGeneration);
+  scope.enqueue(...specs.map((spec) => ({ kind: 'step' as const, runId: scope.run.id, rootId, spec })));
 }
 
 interface Located {
@@ -124,7 +130,8 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
     const { row, spec, rows, definition } = at;
     if (row.generation !== data.generation) return { kind: 'inactive', reason: `generation ${data.generation} is stale` };
     if (row.status === 'completed' || row.status === 'skipped') {
-      return { kind: 'finished', live: liveJobSpecs(definition, rows), rootJobId: rootJobId(scope.run.id, scope.run.rootGeneration) };
+      enqueueSteps(scope, liveJobSpecs(definition, rows));
+      return { kind: 'finished' };
     }
     const compensating = scope.run.status === 'cancelling' && compensationSteps(definition).has(row.stepId);
     if (!isRunActive(scope.run.status) && !compensating) return { kind: 'inactive', reason: `run is ${scope.run.status}` };
@@ -233,7 +240,8 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
         row.status = 'completed';
         row.output = hit.output;
         await scope.emit('step.completed', row.stepId, { attempt, cacheHit: true });
-        return { kind: 'cached', ready: await advance(scope, definition, rows), rootJobId: rootJobId(scope.run.id, scope.run.rootGeneration) };
+        enqueueSteps(scope, await advance(scope, definition, rows));
+        return { kind: 'cached' };
       }
     }
     return { kind: 'run', attempt, input, spec, idempotencyKey, sensitive, run: attemptRun(scope.run) };
