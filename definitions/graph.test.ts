@@ -34,7 +34,7 @@ describe('definitions: the needs graph at depth', function () {
     expect(descendantsOf(def, 's0').size).to.equal(LENGTH - 1);
     expect(successorsOf(def, 's0')).to.deep.equal(['s1']);
     // The default output is the one leaf.
-    expect(Object.keys(def.output)).to.deep.equal([id(LENGTH - 1)]);
+    expect(Object.keys(def.output as Record<string, string>)).to.deep.equal([id(LENGTH - 1)]);
   });
 
   it('still checks ancestry in a deep chain: a reference to a step that is not upstream is refused', function () {

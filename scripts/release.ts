@@ -10,8 +10,7 @@ import { loadAgentCatalogEntries } from '../agents/index.js';
 import { createLogger, loadConfig, projectRoot, type Config, type Logger } from '../lib/index.js';
 import { createDatabase, ensureDatabase, runMigrations, seedMarketPrices, seedOrganization } from '../db/index.js';
 import { loadDefinitionsDir } from '../definitions/index.js';
-import { syncDefinitions, type SyncReport } from '../services/engine/index.js';
-import { agentTypesOf, seedAgents, type AgentSeedReport } from '../services/store/index.js';
+import { agentTypesOf, seedAgents, syncDefinitions, type AgentSeedReport, type SyncReport } from '../services/store/index.js';
 
 /** What a release did. */
 export interface ReleaseReport {

@@ -20,7 +20,10 @@ const ALLOWED: Record<Module, readonly string[]> = {
   queues: ['lib'],
   definitions: ['lib', 'agents/types'],
   agents: ['lib'],
-  /** Read models and CRUD outside the run lifecycle: secrets, agents, assets, deliverables. */
+  /**
+   * Read models and CRUD outside the run lifecycle: run, event and approval listings, stored
+   * definitions, agents, secrets, assets, deliverables, API keys, integrations. Never the engine.
+   */
   'services/store': ['lib', 'db', 'definitions', 'agents/types'],
   'services/engine': ['lib', 'db', 'queues', 'definitions', 'services/store', 'agents/types'],
   'services/api': ['lib', 'db', 'queues', 'definitions', 'services/engine', 'services/store', 'agents/types'],

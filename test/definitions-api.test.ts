@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { expect } from 'chai';
 import { api, startStack, waitFor, waitForRun, type Stack } from './support/stack.js';
 import { sleepAgent, uniqueSlug } from './support/test-agents.js';
-import type { DefinitionVersionView } from '../services/engine/index.js';
+import type { DefinitionVersionView } from '../services/store/index.js';
 
 interface ErrorBody {
   error: { code: string; message: string; field?: string; details?: { problems?: Array<Record<string, unknown>> } };

@@ -1,7 +1,8 @@
 /** Administration (`admin` scope): API keys with identities and roles; inbound integrations. */
 import { Router } from 'express';
 import { z } from 'zod';
-import { createApiKey, createIntegration, type EngineDeps } from '../engine/index.js';
+import { type EngineDeps } from '../engine/index.js';
+import { createApiKey, createIntegration } from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { parseBody } from './validate.js';
 

@@ -6,17 +6,8 @@
 import { Router, type Request } from 'express';
 import { z } from 'zod';
 import { ForbiddenError, NotFoundError, ValidationError } from '../../lib/index.js';
-import {
-  approvalNotice,
-  approvalResponsesOf,
-  approvalSummary,
-  decideApproval,
-  getApproval,
-  listApprovals,
-  verifyIntegrationMessage,
-  type DecisionAuth,
-  type EngineDeps,
-} from '../engine/index.js';
+import { approvalNotice, decideApproval, type DecisionAuth, type EngineDeps } from '../engine/index.js';
+import { approvalResponsesOf, approvalSummary, getApproval, listApprovals, verifyIntegrationMessage } from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { parseBody } from './validate.js';
 

@@ -6,21 +6,18 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { NotFoundError, ValidationError } from '../../lib/index.js';
 import { SLUG_PATTERN } from '../../definitions/index.js';
+import { TERMINAL_RUN_EVENTS, dryRun, startRun, type EngineDeps } from '../engine/index.js';
 import {
   RUN_STATUSES,
-  TERMINAL_RUN_EVENTS,
-  dryRun,
   getRunManifest,
   getRunView,
   listEvents,
   listRuns,
   runStatus,
-  startRun,
-  type EngineDeps,
   type ListRunsOptions,
   type RunEventView,
   type RunStatus,
-} from '../engine/index.js';
+} from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import type { RunEventHub } from './event-hub.js';
 import { parseBody } from './validate.js';
