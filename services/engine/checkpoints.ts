@@ -17,7 +17,7 @@ import { evaluateMapping, renderTemplate, type CheckpointStep } from '../../defi
 import { stepJobId, type StepJobData } from '../../queues/index.js';
 import { loadSteps, scopeOf } from './advance.js';
 import { mintDecisionToken, tokenKey } from './approval-tokens.js';
-import { definitionById } from './definitions-store.js';
+import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { APPROVAL_ABORTED } from './finalize.js';
 import { withRun } from './run-scope.js';

@@ -14,7 +14,7 @@ import { stepItems } from '../../db/index.js';
 import { evaluateMapping, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
 import { stepJobId, type StepJobData } from '../../queues/index.js';
 import { loadSteps, scopeOf } from './advance.js';
-import { definitionById } from './definitions-store.js';
+import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { secretsForMapping, unsealRunInput } from './sensitive.js';

@@ -9,7 +9,7 @@ import { steps } from '../../db/index.js';
 import { evaluateMapping, type Definition } from '../../definitions/index.js';
 import type { StepJobSpec } from '../../queues/index.js';
 import { COMPENSATION_STATUS, advance, jobSpecFor, liveJobSpecs, loadSteps, scopeOf, type StepRow } from './advance.js';
-import { definitionById } from './definitions-store.js';
+import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { APPROVAL_ABORTED } from './steps.js';

@@ -16,7 +16,7 @@ import { approvals, runs, stepAttempts, stepItems, steps } from '../../db/index.
 import { descendantsOf } from '../../definitions/index.js';
 import { queueForStepType, rootJobId, stepJobId, type StepJobSpec, type StepType } from '../../queues/index.js';
 import { advance, LIVE_STEP_STATUSES, loadSteps, type StepRow } from './advance.js';
-import { definitionById } from './definitions-store.js';
+import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 
