@@ -24,7 +24,7 @@ import {
   type StepSpec,
 } from './schema.js';
 
-/** Options for {@link parseDefinition} and {@link parseDefinitionObject}. */
+/** Options for `parseDefinition` and `parseDefinitionObject` (load.ts), as the rules need them. */
 export interface DefinitionLoadOptions {
   /** Where the definition comes from; prefixes every error message (a path or a label). */
   file: string;
