@@ -71,10 +71,10 @@ export function describeSchemaErrors(
 ): { field: string; message: string } {
   const list = errors ?? [];
   const describe = (error: ErrorObject): { field: string; text: string } => {
-    const missing = error.keyword === 'required' ? String((error.params as { missingProperty?: unknown }).missingProperty ?? '') : '';
+    const missing = error.keyword === 'required' ? (error.params as { missingProperty?: string }).missingProperty ?? '' : '';
     const extra =
       error.keyword === 'additionalProperties'
-        ? String((error.params as { additionalProperty?: unknown }).additionalProperty ?? '')
+        ? (error.params as { additionalProperty?: string }).additionalProperty ?? ''
         : '';
     const path = [dotted(error.instancePath), missing || extra].filter((part) => part !== '').join('.');
     const field = path === '' ? prefix : `${prefix}.${path}`;

@@ -129,7 +129,7 @@ export function moduleCodeResolver(modules: ReadonlyMap<string, StepModule>): (r
       }
       return Promise.resolve(module.code);
     } catch (err) {
-      return Promise.reject(err as Error);
+      return Promise.reject(err);
     }
   };
 }

@@ -1,7 +1,8 @@
 /**
- * Orchestration definitions: the YAML DSL (`schema.ts`), its loader and validator (`load.ts`),
- * the `${{ }}` expression evaluator (`expressions.ts`) and run-input validation
- * (`json-schema.ts`).
+ * Orchestration definitions: the YAML DSL (`schema.ts`), its loader (`load.ts`) with its
+ * cross-field rules (`rules.ts`) and problem messages (`problems.ts`), the `needs` graph and DAG
+ * helpers (`graph.ts`), the `${{ }}` expression evaluator (`expressions.ts`) and run-input
+ * validation (`json-schema.ts`).
  */
 export type {
   AgentStep,
@@ -35,13 +36,7 @@ export {
   toPlainJson,
 } from './expressions.js';
 export { validateAgainstSchema, validateInput } from './json-schema.js';
-export type { DefinitionLoadOptions, DefinitionProblem, StepGraph } from './load.js';
-export {
-  ancestorsOf,
-  descendantsOf,
-  loadDefinitionsDir,
-  parseDefinition,
-  parseDefinitionObject,
-  successorsOf,
-  topologicalOrder,
-} from './load.js';
+export type { DefinitionLoadOptions, DefinitionProblem } from './load.js';
+export { loadDefinitionsDir, parseDefinition, parseDefinitionObject } from './load.js';
+export type { StepGraph } from './graph.js';
+export { ancestorsOf, descendantsOf, successorsOf, topologicalOrder } from './graph.js';

@@ -4,7 +4,7 @@
  * This module holds the zod schema of the document's *shape* (strict objects, so unknown keys are
  * errors; durations parsed to milliseconds) and the TypeScript types of a loaded
  * {@link Definition}. Cross-field rules (known agents, `needs`, cycles, expressions, JSON
- * Schemas) are checked by `load.ts`.
+ * Schemas) are checked by `rules.ts`, called from the loader in `load.ts`.
  */
 import { z } from 'zod';
 import { parseDurationMs } from '../lib/index.js';

@@ -454,7 +454,7 @@ export function createOutboundHttp(policy: OutboundPolicy, options: OutboundHttp
     let headers: Record<string, string> = { ...(request.headers ?? {}) };
     if (encoded?.contentType && !hasHeader(headers, 'content-type')) headers['content-type'] = encoded.contentType;
     if (options.userAgent && !hasHeader(headers, 'user-agent')) headers['user-agent'] = options.userAgent;
-    let body = encoded?.bytes;
+    const body = encoded?.bytes;
 
     const deadline = AbortSignal.timeout(request.timeoutMs);
     const abort = signal ? AbortSignal.any([signal, deadline]) : deadline;

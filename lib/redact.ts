@@ -263,8 +263,8 @@ function walkInput(root: SchemaObject, schema: unknown, value: unknown, path: (s
   if (Array.isArray(value)) {
     return value.map((item: unknown, index) => {
       const itemSchemas = schemas.flatMap((s) => {
-        if (Array.isArray(s.prefixItems) && index < s.prefixItems.length) return [s.prefixItems[index]];
-        if (Array.isArray(s.items)) return index < s.items.length ? [s.items[index]] : [s.additionalItems];
+        if (Array.isArray(s.prefixItems) && index < s.prefixItems.length) return [s.prefixItems[index] as unknown];
+        if (Array.isArray(s.items)) return index < s.items.length ? [s.items[index] as unknown] : [s.additionalItems];
         return [s.items];
       });
       return walkInput(root, { allOf: itemSchemas.filter(isObject) }, item, [...path, index], sealed);

@@ -1,7 +1,13 @@
 /**
- * Graceful shutdown registry. Resources register a close function as they are acquired;
- * `run()` closes them in reverse order, each bounded by the overall deadline.
- * Only entry files install signal handlers (see `installSignalHandlers`).
+ * Graceful shutdown and process ownership for entry files.
+ *
+ * - {@link ShutdownRegistry}: resources register a close function as they are acquired; `run()`
+ *   closes them in reverse order, each bounded by the overall deadline.
+ * - {@link installSignalHandlers}: the one SIGTERM/SIGINT policy of every entry.
+ * - {@link runEntry}: the one way an entry's `main` ends the process (exit codes, the error line).
+ *
+ * Nothing here reaches for the global `process`: an entry file hands it over as a
+ * {@link ProcessHost}, so only entry files own signals and exit (test/architecture.test.ts).
  */
 import type { Logger } from './logger.js';
 
@@ -52,4 +58,87 @@ export class ShutdownRegistry {
     }
     return clean;
   }
+}
+
+/** The part of `process` an entry file hands to {@link installSignalHandlers} and {@link runEntry}. */
+export interface ProcessHost {
+  on(event: 'SIGTERM' | 'SIGINT', listener: (signal: NodeJS.Signals) => void): unknown;
+  exit(code: number): never;
+  stderr: { write(text: string): unknown };
+}
+
+/** Options of {@link installSignalHandlers}. */
+export interface SignalHandlerOptions {
+  logger: Logger;
+  /** Deadline for closing everything after the first signal, in milliseconds (`SHUTDOWN_TIMEOUT_MS`). */
+  timeoutMs: number;
+  /**
+   * Exit code after a clean shutdown: 0 for a server (a signal is how it is meant to stop), 130
+   * for a one-shot command that was interrupted. An unclean shutdown exits 1.
+   */
+  cleanExitCode?: number;
+}
+
+/** Exit code for a second signal: stop now (128 + SIGINT, the shell's convention). */
+export const SECOND_SIGNAL_EXIT_CODE = 130;
+
+/**
+ * Install the shutdown policy for SIGTERM and SIGINT. The first signal logs `shutting down`,
+ * runs `registry` within `timeoutMs` and exits with `cleanExitCode` (default 0) when everything
+ * closed in time, 1 otherwise. A second signal exits {@link SECOND_SIGNAL_EXIT_CODE} at once.
+ */
+export function installSignalHandlers(
+  host: ProcessHost,
+  registry: Pick<ShutdownRegistry, 'run'>,
+  options: SignalHandlerOptions,
+): void {
+  const { logger, timeoutMs, cleanExitCode = 0 } = options;
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      host.exit(SECOND_SIGNAL_EXIT_CODE);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    void registry.run(timeoutMs).then((clean) => host.exit(clean ? cleanExitCode : 1));
+  };
+  host.on('SIGTERM', stop);
+  host.on('SIGINT', stop);
+}
+
+/** Options of {@link runEntry}. */
+export interface RunEntryOptions {
+  /**
+   * Exit 0 as soon as `main` resolves (one-shot commands, which may leave pools and timers
+   * behind). Servers leave it off: their `main` resolves once they serve, and they end through
+   * {@link installSignalHandlers}.
+   */
+  exitOnSuccess?: boolean;
+  /** Exit 2 with `<name>: timed out after N s` if `main` has not settled by then, in milliseconds. */
+  deadlineMs?: number;
+}
+
+/**
+ * Run an entry's `main`. When it rejects, write `<name>: <message>` to stderr and exit 1 (the
+ * message of an `Error`, or the thrown value as text); see {@link RunEntryOptions} for success
+ * and deadlines.
+ */
+export function runEntry(host: ProcessHost, name: string, main: () => Promise<void>, options: RunEntryOptions = {}): void {
+  if (options.deadlineMs !== undefined) {
+    const seconds = options.deadlineMs / 1000;
+    setTimeout(() => {
+      host.stderr.write(`${name}: timed out after ${seconds} s\n`);
+      host.exit(2);
+    }, options.deadlineMs).unref();
+  }
+  main().then(
+    () => {
+      if (options.exitOnSuccess) host.exit(0);
+    },
+    (err: unknown) => {
+      host.stderr.write(`${name}: ${err instanceof Error ? err.message : String(err)}\n`);
+      host.exit(1);
+    },
+  );
 }

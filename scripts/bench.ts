@@ -16,9 +16,9 @@
  * `main`) against the same function in-process. `--only kpi` / `--only function` runs one phase.
  */
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../lib/index.js';
+import { loadConfig, runEntry, type ShutdownRegistry } from '../lib/index.js';
 import { benchFunctionRuntime } from './bench-function.js';
-import { StackError, checkServices, stackEnvironment, startLocalStack } from './local-stack.js';
+import { StackError, checkServices, stackEnvironment, startLocalStack, stopOnSignal } from './local-stack.js';
 
 const POST_CONCURRENCY = 20;
 
@@ -51,12 +51,13 @@ async function main(): Promise<void> {
   const CALLS = Number(values.calls);
   if (!Number.isInteger(CALLS) || CALLS < 1) throw new StackError(`--calls: expected a positive integer, got "${values.calls}"`);
   const log = (line: string) => process.stdout.write(`${line}\n`);
-  if (values.only !== 'function') await benchKpiRuns(values.runs, values.approvers, log);
+  const shutdown = stopOnSignal(process, 'bench', loadConfig());
+  if (values.only !== 'function') await benchKpiRuns(values.runs, values.approvers, log, shutdown);
   if (values.only !== 'kpi') await benchFunctionRuntime(loadConfig(), CALLS, log);
 }
 
 /** The KPI-run phases (the real stack). */
-async function benchKpiRuns(runs: string, approvers: string, log: (line: string) => void): Promise<void> {
+async function benchKpiRuns(runs: string, approvers: string, log: (line: string) => void, shutdown: ShutdownRegistry): Promise<void> {
   const values = { runs, approvers };
   const RUNS = Number(values.runs);
   if (!Number.isInteger(RUNS) || RUNS < 1) throw new StackError(`--runs: expected a positive integer, got "${values.runs}"`);
@@ -66,6 +67,7 @@ async function benchKpiRuns(runs: string, approvers: string, log: (line: string)
   const env = await stackEnvironment(config, { QUEUE_PREFIX: `${config.redis.prefix}-bench`, LOG_LEVEL: 'error' });
   await checkServices(env);
   const stack = await startLocalStack(env, 2, log);
+  shutdown.register('local stack', () => stack.stop());
   const headers = { authorization: `Bearer ${env.BATON_API_KEY}`, 'content-type': 'application/json' };
   const call = async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> => {
     const res = await fetch(`${stack.baseUrl}${path}`, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
@@ -176,10 +178,4 @@ async function benchKpiRuns(runs: string, approvers: string, log: (line: string)
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runEntry(process, 'bench failed', main, { exitOnSuccess: true });

@@ -20,9 +20,9 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
 import { QUEUE_NAMES, Queues, createRedis } from '../queues/index.js';
-import { loadConfig, parseDurationMs, projectRoot, silentLogger } from '../lib/index.js';
+import { loadConfig, parseDurationMs, projectRoot, runEntry, silentLogger } from '../lib/index.js';
 import { exited, spawnProcess } from './procfile.js';
-import { StackError, checkServices, listen, readBody, stackEnvironment, startLocalStack } from './local-stack.js';
+import { StackError, checkServices, listen, readBody, stackEnvironment, startLocalStack, stopOnSignal } from './local-stack.js';
 
 const CHILD = `
 slug: chaos-child
@@ -146,6 +146,7 @@ async function main(): Promise<void> {
   if (!Number.isInteger(RUNS) || RUNS < 1) throw new StackError(`--runs: expected a positive integer, got "${values.runs}"`);
   if (!killEveryMs) throw new StackError(`--kill-every: expected a duration such as 2s, got "${values['kill-every']}"`);
   const config = loadConfig();
+  const shutdown = stopOnSignal(process, 'chaos', config);
   // Its own queue prefix and database, so that nothing else sharing this Redis and Postgres (an
   // earlier chaos run's leftovers, another checkout's chaos) runs our jobs or we theirs.
   const runTag = randomBytes(3).toString('hex');
@@ -194,6 +195,7 @@ async function main(): Promise<void> {
   const receiverUrl = `http://127.0.0.1:${await listen(receiver)}`;
 
   const stack = await startLocalStack(env, 3, log);
+  shutdown.register('local stack', () => stack.stop());
   const headers = { authorization: `Bearer ${env.BATON_API_KEY}`, 'content-type': 'application/json' };
   const call = async <T>(method: string, path: string, body?: string, contentType = 'application/json') => {
     const res = await fetch(`${stack.baseUrl}${path}`, { method, headers: { ...headers, 'content-type': contentType }, ...(body === undefined ? {} : { body }) });
@@ -364,10 +366,4 @@ async function main(): Promise<void> {
   redis.disconnect();
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`chaos failed: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runEntry(process, 'chaos failed', main, { exitOnSuccess: true });

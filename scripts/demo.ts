@@ -11,8 +11,8 @@ import { createServer } from 'node:http';
 import { createParser } from 'eventsource-parser';
 import { Webhook } from 'standardwebhooks';
 import type { SymbolKpis } from '../agents/index.js';
-import { loadConfig } from '../lib/index.js';
-import { StackError, checkServices, listen, readBody, stackEnvironment, startLocalStack, type LocalStack } from './local-stack.js';
+import { loadConfig, runEntry } from '../lib/index.js';
+import { StackError, checkServices, listen, readBody, stackEnvironment, startLocalStack, stopOnSignal, type LocalStack } from './local-stack.js';
 
 const DEMO_TIMEOUT_MS = 180_000;
 const startedAt = Date.now();
@@ -70,7 +70,9 @@ function latencies(events: StreamEvent[], needs: Record<string, string[]>): stri
 }
 
 async function main(): Promise<void> {
-  const env = await stackEnvironment(loadConfig());
+  const config = loadConfig();
+  const shutdown = stopOnSignal(process, 'demo', config);
+  const env = await stackEnvironment(config);
   const base = env.BATON_PUBLIC_URL ?? '';
   const headers = { authorization: `Bearer ${env.BATON_API_KEY}`, 'content-type': 'application/json' };
 
@@ -112,6 +114,8 @@ async function main(): Promise<void> {
   let stack: LocalStack | undefined;
   try {
     stack = await startLocalStack(env, 2, say);
+    const started = stack;
+    shutdown.register('local stack', () => started.stop());
     const input = { symbols: ['AAPL', 'MSFT'], from: '2005-01-01', to: '2009-12-31', publishUrl: `${receiverUrl}/publish` };
     const created = await fetch(`${base}/v1/runs`, {
       method: 'POST',
@@ -172,16 +176,4 @@ async function main(): Promise<void> {
   say('stopped web and workers; demo passed');
 }
 
-const timer = setTimeout(() => {
-  process.stderr.write(`demo: timed out after ${DEMO_TIMEOUT_MS / 1000} s\n`);
-  process.exit(2);
-}, DEMO_TIMEOUT_MS);
-timer.unref();
-
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`\ndemo failed: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runEntry(process, 'demo failed', main, { exitOnSuccess: true, deadlineMs: DEMO_TIMEOUT_MS });

@@ -8,8 +8,28 @@ import type { AddressInfo } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
-import type { Config } from '../lib/index.js';
+import {
+  SECOND_SIGNAL_EXIT_CODE,
+  ShutdownRegistry,
+  createLogger,
+  installSignalHandlers,
+  type Config,
+  type ProcessHost,
+} from '../lib/index.js';
 import { exited, spawnProcess } from './procfile.js';
+
+/**
+ * For a command that starts a local stack: when it is interrupted (SIGTERM/SIGINT), close what
+ * it registers (its stack's processes, first of all) instead of leaving them running, and exit
+ * {@link SECOND_SIGNAL_EXIT_CODE}; a second signal exits at once.
+ * @param host - the entry's `process` (only entry files own signals).
+ */
+export function stopOnSignal(host: ProcessHost, service: string, config: Config): ShutdownRegistry {
+  const logger = createLogger({ level: config.log.level, service });
+  const shutdown = new ShutdownRegistry(logger);
+  installSignalHandlers(host, shutdown, { logger, timeoutMs: config.shutdown.timeoutMs, cleanExitCode: SECOND_SIGNAL_EXIT_CODE });
+  return shutdown;
+}
 
 /** A failure the user can act on; its message is printed as is. */
 export class StackError extends Error {}

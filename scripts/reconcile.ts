@@ -2,7 +2,7 @@
  * `npm run reconcile`: re-create from Postgres every job an unfinished run needs and Redis does
  * not have (the same work the periodic `reconcile` job does), print what it did, and exit.
  */
-import { createLogger, loadConfig } from '../lib/index.js';
+import { createLogger, loadConfig, runEntry } from '../lib/index.js';
 import { createDatabase } from '../db/index.js';
 import { Queues, createRedis } from '../queues/index.js';
 import { reconcileAll } from '../services/engine/index.js';
@@ -23,10 +23,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`baton reconcile: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runEntry(process, 'baton reconcile', main, { exitOnSuccess: true });

@@ -7,11 +7,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadAgentCatalogEntries } from '../agents/index.js';
-import { createLogger, loadConfig, projectRoot, type Config, type Logger } from '../lib/index.js';
+import { createLogger, loadConfig, projectRoot, runEntry, type Config, type Logger } from '../lib/index.js';
 import { createDatabase, ensureDatabase, runMigrations, seedMarketPrices, seedOrganization } from '../db/index.js';
 import { loadDefinitionsDir } from '../definitions/index.js';
-import { syncDefinitions, type SyncReport } from '../services/engine/index.js';
-import { agentTypesOf, seedAgents, type AgentSeedReport } from '../services/store/index.js';
+import { agentTypesOf, seedAgents, syncDefinitions, type AgentSeedReport, type SyncReport } from '../services/store/index.js';
 
 /** What a release did. */
 export interface ReleaseReport {
@@ -54,9 +53,4 @@ async function main(): Promise<void> {
 }
 
 const isEntry = /release\.(js|ts)$/.test(process.argv[1] ?? '');
-if (isEntry) {
-  main().catch((err: unknown) => {
-    process.stderr.write(`baton release: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  });
-}
+if (isEntry) runEntry(process, 'baton release', main);

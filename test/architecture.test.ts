@@ -20,7 +20,10 @@ const ALLOWED: Record<Module, readonly string[]> = {
   queues: ['lib'],
   definitions: ['lib', 'agents/types'],
   agents: ['lib'],
-  /** Read models and CRUD outside the run lifecycle: secrets, agents, assets, deliverables. */
+  /**
+   * Read models and CRUD outside the run lifecycle: run, event and approval listings, stored
+   * definitions, agents, secrets, assets, deliverables, API keys, integrations. Never the engine.
+   */
   'services/store': ['lib', 'db', 'definitions', 'agents/types'],
   'services/engine': ['lib', 'db', 'queues', 'definitions', 'services/store', 'agents/types'],
   'services/api': ['lib', 'db', 'queues', 'definitions', 'services/engine', 'services/store', 'agents/types'],
@@ -29,6 +32,10 @@ const ALLOWED: Record<Module, readonly string[]> = {
 
 /** Composition roots: they build concrete clients, may import registries, and own the process. */
 const ENTRY_FILES = new Set(['services/api/main.ts', 'workers/main.ts']);
+/** Command entries (`npm run …`): they own the process too, but are outside the layering table. */
+const SCRIPT_ENTRIES = new Set(['scripts/release.ts', 'scripts/reconcile.ts', 'scripts/demo.ts', 'scripts/bench.ts', 'scripts/chaos.ts']);
+/** The one signal-handler installer and exit path; entries hand it `process`. */
+const SHUTDOWN_FILE = 'lib/shutdown.ts';
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -44,6 +51,7 @@ function moduleOf(file: string): Module | undefined {
 }
 
 const files = [...new Set(MODULES.flatMap((m) => sourceFiles(join(ROOT, m))))];
+const scriptFiles = sourceFiles(join(ROOT, 'scripts'));
 
 /** A file's code without comments (so prose in TSDoc is not mistaken for code). */
 function codeOf(file: string): string {
@@ -122,6 +130,30 @@ describe('architecture', function () {
     }
     expect(env, 'process.env readers').to.deep.equal([]);
     expect(proc, 'process.on/exit outside entry files').to.deep.equal([]);
+  });
+
+  it('installs signal handlers and exits only through lib/shutdown.ts, handed `process` by entry files', function () {
+    const direct: string[] = [];
+    const handedOver: string[] = [];
+    const withoutRunEntry: string[] = [];
+    for (const file of [...files, ...scriptFiles]) {
+      const rel = relative(ROOT, file);
+      const code = codeOf(file);
+      // Nobody calls them directly: entries, too, go through the one installer and exit path.
+      if (/\bprocess\.(on|once|off|exit)\(|\bprocess\.exitCode\b/.test(code)) direct.push(rel);
+      const isEntry = ENTRY_FILES.has(rel) || SCRIPT_ENTRIES.has(rel);
+      if (/\(\s*process\s*[,)]/.test(code) && !isEntry) handedOver.push(rel);
+      if (isEntry && !/\brunEntry\(\s*process\s*,/.test(code)) withoutRunEntry.push(rel);
+    }
+    expect(direct, 'files calling process.on/once/off/exit themselves').to.deep.equal([]);
+    expect(handedOver, 'non-entry files passing `process` on').to.deep.equal([]);
+    expect(withoutRunEntry, 'entries not ending through runEntry').to.deep.equal([]);
+    const shutdown = codeOf(join(ROOT, SHUTDOWN_FILE));
+    expect(shutdown, `${SHUTDOWN_FILE} reaches for the global process`).not.to.match(/\bprocess\./);
+    expect(shutdown).to.match(/host\.on\('SIGTERM'/);
+    for (const entry of ['services/api/main.ts', 'workers/main.ts']) {
+      expect(codeOf(join(ROOT, entry)), entry).to.match(/\binstallSignalHandlers\(\s*process\s*,/);
+    }
   });
 
   it('has no `any` in production code', function () {

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { expect } from 'chai';
 import { api, startStack, waitFor, waitForRun, type Stack } from './support/stack.js';
 import { sleepAgent, uniqueSlug } from './support/test-agents.js';
-import type { DefinitionVersionView } from '../services/engine/index.js';
+import type { DefinitionVersionView } from '../services/store/index.js';
 
 interface ErrorBody {
   error: { code: string; message: string; field?: string; details?: { problems?: Array<Record<string, unknown>> } };
@@ -139,7 +139,7 @@ describe('definitions API', function () {
     expect(syntax.status).to.equal(400);
     expect(syntax.body.error.code).to.equal('DEFINITION_INVALID');
     expect(syntax.body.error.message).to.match(/^request\.yaml:\d+:\d+: YAML syntax error/);
-    expect(syntax.body.error.details?.problems).to.be.an('array').that.is.not.empty;
+    expect(syntax.body.error.details?.problems).to.be.an('array').with.lengthOf.above(0);
 
     // `version` is omitted and injected: the positions still refer to the lines as sent.
     const slug = uniqueSlug('invalid');

@@ -244,6 +244,7 @@ steps:
       const { body } = await api<{ id: string }>(stack, 'POST', '/v1/runs', { definition: slug, input: {} });
       const runId = body.id;
       let decidedWhileActive: number | undefined;
+      // eslint-disable-next-line @typescript-eslint/unbound-method -- called back with the job as `this`
       const park = Job.prototype.moveToDelayed;
       // Decide in the window between the approval's commit and the job parking (the real
       // moveToDelayed still runs afterwards). Promote finds no delayed job then.

@@ -11,7 +11,7 @@ import { parseDefinition } from '../definitions/index.js';
 import { planDefinition } from '../services/engine/index.js';
 import { api, runEvents, startStack, storeDefinition, waitFor, waitForRun, type Stack } from './support/stack.js';
 import { sleepAgent, uniqueSlug } from './support/test-agents.js';
-import type { RunListItem } from '../services/engine/index.js';
+import type { RunListItem } from '../services/store/index.js';
 
 interface ErrorBody {
   error: { code: string; message: string; field?: string };

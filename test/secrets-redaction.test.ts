@@ -101,7 +101,7 @@ steps:
     const queue = new Queue('agent-function', { connection: stack.deps.queues.connection, prefix: stack.config.redis.prefix });
     try {
       const job = await queue.getJob(stepJobId(runId, 'leak', 1));
-      surfaces['bullmq'] = JSON.stringify({ data: job?.data, failedReason: job?.failedReason, stacktrace: job?.stacktrace });
+      surfaces['bullmq'] = JSON.stringify({ data: job?.data as unknown, failedReason: job?.failedReason, stacktrace: job?.stacktrace });
     } finally {
       await queue.close();
     }

@@ -8,13 +8,13 @@ import {
   REMIND_JOB,
   beginStep,
   failStep,
-  getApproval,
   openCheckpoint,
   promoteParked,
   remindApproval,
   resolveCheckpoint,
   scheduleReminders,
 } from '../services/engine/index.js';
+import { getApproval } from '../services/store/index.js';
 import type { WorkerDeps } from './deps.js';
 import { isControlFlow, isInfrastructureError, planFailure } from './failure.js';
 import { parseStepJob } from './step-processor.js';

@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { AGENT_TYPES, type AgentType } from '../agents/index.js';
-import { ConfigError, ShutdownRegistry, createLogger, loadConfig } from '../lib/index.js';
+import { ConfigError, ShutdownRegistry, createLogger, installSignalHandlers, loadConfig, runEntry } from '../lib/index.js';
 import { createDatabase } from '../db/index.js';
 import { Queues, createRedis } from '../queues/index.js';
 import { createAgentLayer } from './agent-layer.js';
@@ -48,22 +48,7 @@ async function main(): Promise<void> {
   shutdown.register('workers', () => pool.close());
   logger.info({ agentTypes, prefix: config.redis.prefix }, 'worker ready');
 
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting now');
-      process.exit(130);
-    }
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    void shutdown.run(config.shutdown.timeoutMs).then((clean) => process.exit(clean ? 0 : 1));
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  installSignalHandlers(process, shutdown, { logger, timeoutMs: config.shutdown.timeoutMs });
 }
 
-main().catch((err: unknown) => {
-  const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`baton worker: ${message}\n`);
-  process.exit(1);
-});
+runEntry(process, 'baton worker', main);

@@ -9,7 +9,7 @@ import { DelayedError, WaitingChildrenError, type Job } from 'bullmq';
 import { z } from 'zod';
 import { validateModuleInput, type AgentContext, type AgentImplementation, type AgentSpec, type SubrunConfig } from '../agents/index.js';
 import { AgentError, CancelledError, OutputTooLargeError, Redactor, TimedOutError, ValidationError, type Logger } from '../lib/index.js';
-import { StepJobData, queueForStepType, type StepJobSpec } from '../queues/index.js';
+import { StepJobData, queueForStepType } from '../queues/index.js';
 import { evaluateExpression, evaluateMapping, type ExpressionScope, type StepSpec } from '../definitions/index.js';
 import { agentVersion } from '../services/store/index.js';
 import {

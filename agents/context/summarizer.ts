@@ -160,10 +160,10 @@ export function describeJson(value: unknown): string {
       const keys = Object.keys(v);
       return `a record with ${keys.length} field${keys.length === 1 ? '' : 's'}`;
     }
-    return String(v);
+    return typeof v === 'string' ? v : (JSON.stringify(v) ?? typeof v);
   };
   if (Array.isArray(value)) {
-    const first = value[0];
+    const first: unknown = value[0];
     const head = `A list of ${value.length} item${value.length === 1 ? '' : 's'}.`;
     return first === undefined ? head : `${head} The first: ${describeJson(first)}`;
   }

@@ -129,10 +129,17 @@ export interface QuickJsErrorShape {
   retryAfterMs?: unknown;
 }
 
+/** The `message` of a thrown value as text (`throw { message: 42 }` → `42`). */
+function messageOf(message: unknown): string {
+  if (typeof message === 'string') return message;
+  if (message === undefined || message === null) return 'unknown error';
+  return JSON.stringify(message) ?? typeof message;
+}
+
 /** A JS exception raised inside the isolate, already converted to host values. */
 export class SandboxThrow extends Error {
   constructor(readonly thrown: QuickJsErrorShape | string) {
-    super(typeof thrown === 'string' ? thrown : String(thrown.message ?? 'unknown error'));
+    super(typeof thrown === 'string' ? thrown : messageOf(thrown.message));
   }
 }
 
@@ -149,7 +156,7 @@ export function unwrap(context: QuickJSContext, result: ReturnType<QuickJSContex
 export function dumpError(context: QuickJSContext, handle: QuickJSHandle): QuickJsErrorShape | string {
   try {
     const dumped: unknown = context.dump(handle);
-    if (dumped !== null && typeof dumped === 'object') return dumped as QuickJsErrorShape;
+    if (dumped !== null && typeof dumped === 'object') return dumped;
     return String(dumped);
   } finally {
     handle.dispose();

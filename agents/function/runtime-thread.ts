@@ -403,7 +403,7 @@ function installHost(call: Call, context: QuickJSContext): void {
     const copy = body ? new Uint8Array(body) : undefined;
     post(
       { type: 'host', callId: call.message.callId, id, op: name, payload: text, ...(copy ? { bytes: copy } : {}) },
-      copy ? [copy.buffer as ArrayBuffer] : [],
+      copy ? [copy.buffer] : [],
     );
     return deferred.handle;
   });

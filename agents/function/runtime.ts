@@ -357,7 +357,7 @@ export function createFunctionRuntime(options: FunctionRuntimeOptions): Function
       try {
         checked = checkLimits(limits, maxTimeoutMs, maxMemoryMb);
       } catch (err) {
-        return Promise.reject(err as Error);
+        return Promise.reject(err);
       }
       if (context.signal.aborted) return Promise.reject(new CancelledError('function was cancelled'));
       let inputJson: string | undefined;
@@ -477,7 +477,7 @@ async function serveHost(job: Job, message: HostMessage): Promise<ReplyMessage> 
           title: text(d.title, 'ctx.deliverables.create: title'),
           kind: text(d.kind, 'ctx.deliverables.create: kind'),
           content: d.content,
-          ...(assetIds ? { assetIds: assetIds as string[] } : {}),
+          ...(assetIds ? { assetIds: assetIds } : {}),
         });
         return reply(JSON.stringify({ id: created.id }));
       }

@@ -70,7 +70,7 @@ const Statement = z
       issue.addIssue({ code: 'custom', path: ['params'], message: err instanceof Error ? err.message : String(err) });
       return;
     }
-    const properties = Object.keys((statement.params.properties ?? {}) as Record<string, unknown>);
+    const properties = Object.keys((statement.params.properties ?? {}));
     const order = statement.paramOrder ?? properties;
     order.forEach((name, index) => {
       if (!properties.includes(name)) {
@@ -135,7 +135,7 @@ export function prepareStatement(input: unknown, config: SqlConfig): { name: str
     throw new ValidationError(`statement: unknown statement "${name}"; known statements: ${known}`, { field: 'statement' });
   }
   assertMatchesSchema(statement.params, parsed.params, 'params');
-  const order = statement.paramOrder ?? Object.keys((statement.params.properties ?? {}) as Record<string, unknown>);
+  const order = statement.paramOrder ?? Object.keys((statement.params.properties ?? {}));
   const values = order.map((key) => toParameter(parsed.params[key], `params.${key}`));
   return { name, statement, values };
 }

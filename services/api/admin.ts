@@ -3,7 +3,7 @@
  * password so a browser can log in). `runs` and `checkpoints` are read-only: their jobs are
  * driven by Postgres, and a "promote" of a parked checkpoint must go through a decision.
  */
-import type { NextFunction, Request, Response } from 'express';
+import type { NextFunction, Request, Response, Router } from 'express';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
@@ -35,5 +35,6 @@ export function adminRouter(queues: Queues, auth: ApiKeyAuthenticator) {
     }
     next();
   };
-  return [guard, serverAdapter.getRouter()] as const;
+  // @bull-board/express types its router as `any`; it is an express Router.
+  return [guard, serverAdapter.getRouter() as Router] as const;
 }

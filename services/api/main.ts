@@ -3,7 +3,7 @@
  * streams and clients within SHUTDOWN_TIMEOUT_MS; a second signal exits at once.
  */
 import { parseAgentSource } from '../../agents/index.js';
-import { ShutdownRegistry, createLogger, loadConfig } from '../../lib/index.js';
+import { ShutdownRegistry, createLogger, installSignalHandlers, loadConfig, runEntry } from '../../lib/index.js';
 import { createDatabase } from '../../db/index.js';
 import { Queues, createRedis } from '../../queues/index.js';
 import { createApp } from './app.js';
@@ -40,19 +40,7 @@ async function main(): Promise<void> {
   });
   logger.info({ port: config.http.port, publicUrl: config.http.publicUrl }, 'api listening');
 
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) process.exit(130);
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    void shutdown.run(config.shutdown.timeoutMs).then((clean) => process.exit(clean ? 0 : 1));
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  installSignalHandlers(process, shutdown, { logger, timeoutMs: config.shutdown.timeoutMs });
 }
 
-main().catch((err: unknown) => {
-  const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`baton web: ${message}\n`);
-  process.exit(1);
-});
+runEntry(process, 'baton web', main);

@@ -1,7 +1,7 @@
 /** Administration (`admin` scope): API keys with identities and roles; inbound integrations. */
 import { Router } from 'express';
 import { z } from 'zod';
-import { createApiKey, createIntegration, type EngineDeps } from '../engine/index.js';
+import { createApiKey, createIntegration, type StoreDeps } from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { parseBody } from './validate.js';
 
@@ -20,7 +20,7 @@ const CreateIntegrationBody = z.strictObject({
   roles: z.array(Role).default([]),
 });
 
-export function adminApiRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Router {
+export function adminApiRouter(deps: Pick<StoreDeps, 'database'>, auth: ApiKeyAuthenticator): Router {
   const router = Router();
 
   router.post('/v1/api-keys', requireApiKey(auth, 'admin'), async (req, res) => {

@@ -6,20 +6,10 @@
 import { Router, type Request } from 'express';
 import { z } from 'zod';
 import { ForbiddenError, NotFoundError, ValidationError } from '../../lib/index.js';
-import {
-  APPROVAL_STATUSES,
-  approvalNotice,
-  approvalResponsesOf,
-  approvalSummary,
-  decideApproval,
-  getApproval,
-  listApprovals,
-  verifyIntegrationMessage,
-  type DecisionAuth,
-  type EngineDeps,
-} from '../engine/index.js';
+import { APPROVAL_STATUSES, approvalNotice, decideApproval, type DecisionAuth, type EngineDeps } from '../engine/index.js';
+import { approvalResponsesOf, approvalSummary, getApproval, listApprovals, verifyIntegrationMessage } from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
-import { parseBody } from './validate.js';
+import { parseBody, queryString } from './validate.js';
 
 const DecisionBody = z.strictObject({
   decision: z.string().min(1),
@@ -31,8 +21,8 @@ const DecisionBody = z.strictObject({
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const INTEGRATION_HEADER = 'baton-integration';
 
-function approvalIdParam(value: unknown): string {
-  const id = String(value ?? '');
+function approvalIdParam(value: string | string[] | undefined): string {
+  const id = typeof value === 'string' ? value : '';
   if (!UUID.test(id)) throw new NotFoundError(`approval ${id} not found`);
   return id;
 }
@@ -45,15 +35,17 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
   const router = Router();
 
   router.get('/v1/approvals', requireApiKey(auth, 'runs:read'), async (req, res) => {
-    const status = req.query.status === undefined ? undefined : APPROVAL_STATUSES.find((s) => s === String(req.query.status));
-    if (req.query.status !== undefined && status === undefined) {
+    const statusText = queryString(req, 'status');
+    const status = statusText === undefined ? undefined : APPROVAL_STATUSES.find((s) => s === statusText);
+    if (statusText !== undefined && status === undefined) {
       throw new ValidationError(`status must be one of ${APPROVAL_STATUSES.join(', ')}`, { field: 'status' });
     }
-    const limit = req.query.limit === undefined ? 50 : Number(req.query.limit);
+    const limitText = queryString(req, 'limit');
+    const limit = limitText === undefined ? 50 : Number(limitText);
     if (!Number.isInteger(limit) || limit < 1 || limit > 200) {
       throw new ValidationError('limit must be an integer from 1 to 200', { field: 'limit' });
     }
-    const cursor = req.query.cursor === undefined ? undefined : String(req.query.cursor);
+    const cursor = queryString(req, 'cursor');
     res.json(
       await listApprovals(deps, principalOf(req).organizationId, {
         limit,
@@ -64,9 +56,10 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
   });
 
   router.get('/v1/approvals/:id', requireApiKey(auth, 'runs:read'), async (req, res) => {
-    const approval = await getApproval(deps, approvalIdParam(req.params.id));
+    const approvalId = approvalIdParam(req.params.id);
+    const approval = await getApproval(deps, approvalId);
     if (!approval || approval.organizationId !== principalOf(req).organizationId) {
-      throw new NotFoundError(`approval ${req.params.id} not found`);
+      throw new NotFoundError(`approval ${approvalId} not found`);
     }
     const responses = await approvalResponsesOf(deps, [approval.id]);
     res.json({ ...approvalSummary(approval), responses: responses.get(approval.id) ?? [] });
@@ -79,9 +72,10 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
    */
   router.get('/v1/approvals/:id/links', requireApiKey(auth, 'approvals:decide'), async (req, res) => {
     const principal = principalOf(req);
-    const approval = await getApproval(deps, approvalIdParam(req.params.id));
+    const approvalId = approvalIdParam(req.params.id);
+    const approval = await getApproval(deps, approvalId);
     if (!approval || approval.organizationId !== principal.organizationId) {
-      throw new NotFoundError(`approval ${req.params.id} not found`);
+      throw new NotFoundError(`approval ${approvalId} not found`);
     }
     const notice = await approvalNotice(deps, approval.id, { identity: principal.subject, roles: principal.roles });
     const links = notice.decideUrls as unknown[];

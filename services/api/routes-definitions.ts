@@ -5,14 +5,14 @@
 import express, { Router, type Request } from 'express';
 import { NotFoundError, ValidationError } from '../../lib/index.js';
 import { SLUG_PATTERN } from '../../definitions/index.js';
+import { type EngineDeps } from '../engine/index.js';
 import {
   createDefinition,
   definitionVersions,
   getDefinitionVersion,
   listDefinitions,
   type DefinitionBody,
-  type EngineDeps,
-} from '../engine/index.js';
+} from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 
 /** Content types read as YAML text. */

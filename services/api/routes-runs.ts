@@ -6,24 +6,19 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { NotFoundError, ValidationError } from '../../lib/index.js';
 import { SLUG_PATTERN } from '../../definitions/index.js';
+import { RUN_STATUSES, TERMINAL_RUN_EVENTS, dryRun, startRun, type EngineDeps, type RunStatus } from '../engine/index.js';
 import {
-  RUN_STATUSES,
-  TERMINAL_RUN_EVENTS,
-  dryRun,
   getRunManifest,
   getRunView,
   listEvents,
   listRuns,
   runStatus,
-  startRun,
-  type EngineDeps,
   type ListRunsOptions,
   type RunEventView,
-  type RunStatus,
-} from '../engine/index.js';
+} from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import type { RunEventHub } from './event-hub.js';
-import { parseBody } from './validate.js';
+import { parseBody, queryString } from './validate.js';
 
 const StartRunBody = z.strictObject({
   definition: z.string().min(1).max(200),
@@ -55,14 +50,6 @@ function dryRunFlag(value: unknown): boolean {
   if (value === 'true' || value === '1' || value === '') return true;
   if (value === 'false' || value === '0') return false;
   throw new ValidationError('dryRun must be true or false', { field: 'dryRun' });
-}
-
-/** One optional query string parameter (a repeated parameter is refused). */
-function queryString(req: Request, field: string): string | undefined {
-  const value = req.query[field];
-  if (value === undefined) return undefined;
-  if (typeof value !== 'string') throw new ValidationError(`${field} must be given once`, { field });
-  return value;
 }
 
 const ISO_TIMESTAMP =

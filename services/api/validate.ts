@@ -1,4 +1,5 @@
 /** Request validation with zod, reported as `ValidationError` naming the first bad field. */
+import type { Request } from 'express';
 import type { z } from 'zod';
 import { ValidationError } from '../../lib/index.js';
 
@@ -14,4 +15,15 @@ export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.infe
   const field = [...(issue?.path ?? []), ...keys.slice(0, 1)].map(String).join('.') || 'body';
   const message = issue?.code === 'unrecognized_keys' ? `unknown field "${keys.join('", "')}"` : (issue?.message ?? 'invalid body');
   throw new ValidationError(`${field}: ${message}`, { field });
+}
+
+/**
+ * One optional query string parameter.
+ * @throws {ValidationError} naming `field` when it is repeated (`?status=a&status=b`) or nested.
+ */
+export function queryString(req: Request, field: string): string | undefined {
+  const value = req.query[field];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') throw new ValidationError(`${field} must be given once`, { field });
+  return value;
 }

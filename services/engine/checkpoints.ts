@@ -9,21 +9,20 @@
  *   deadline's `onTimeout`, judged by Postgres `now()`).
  */
 import { randomUUID } from 'node:crypto';
-import { and, asc, eq, inArray, isNull, sql } from 'drizzle-orm';
+import { and, eq, isNull, sql } from 'drizzle-orm';
 import { ErrorCode as BullErrorCode } from 'bullmq';
 import { NotFoundError } from '../../lib/index.js';
-import { apiKeys, approvalResponses, approvalTokens, approvals, runs, steps } from '../../db/index.js';
+import { apiKeys, approvalTokens, approvals, runs, steps } from '../../db/index.js';
 import { evaluateMapping, renderTemplate, type CheckpointStep } from '../../definitions/index.js';
 import { stepJobId, type StepJobData } from '../../queues/index.js';
 import { loadSteps, scopeOf } from './advance.js';
 import { mintDecisionToken, tokenKey } from './approval-tokens.js';
-import { definitionById } from './definitions-store.js';
+import { approvalSummary, definitionById, getApproval, type ApprovalRow } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { APPROVAL_ABORTED } from './finalize.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { completeStepIn, failStepIn, rerunFromIn, type StepRecord, type StepRef } from './steps.js';
 
-export type ApprovalRow = typeof approvals.$inferSelect;
 
 /** Decisions a checkpoint may offer (D7). */
 export const SUPPORTED_DECISIONS = ['continue', 'retry', 'abort'] as const;
@@ -146,60 +145,6 @@ export async function remindApproval(deps: EngineDeps, runId: string, approvalId
     });
     return true;
   });
-}
-
-/** Public, token-free view of an approval (events, API). */
-export function approvalSummary(a: ApprovalRow): Record<string, unknown> {
-  return {
-    id: a.id,
-    runId: a.runId,
-    stepId: a.stepId,
-    status: a.status,
-    prompt: a.prompt,
-    show: a.show,
-    decisions: a.decisions,
-    approvers: a.approvers,
-    required: a.required,
-    selfApproval: a.selfApproval,
-    modify: a.modify,
-    attempt: a.generation,
-    expiresAt: a.expiresAt.toISOString(),
-    createdAt: a.createdAt.toISOString(),
-    decision: a.decision,
-    comment: a.comment,
-    decidedBy: a.decidedBy,
-    decidedVia: a.decidedVia,
-    data: a.data,
-    decidedAt: a.decidedAt?.toISOString() ?? null,
-  };
-}
-
-/** Every response to the given approvals (who, when, how, comment, modifications), oldest first. */
-export async function approvalResponsesOf(deps: EngineDeps, approvalIds: string[]): Promise<Map<string, Array<Record<string, unknown>>>> {
-  const byApproval = new Map<string, Array<Record<string, unknown>>>(approvalIds.map((id) => [id, []]));
-  if (approvalIds.length === 0) return byApproval;
-  const rows = await deps.database.db
-    .select()
-    .from(approvalResponses)
-    .where(inArray(approvalResponses.approvalId, approvalIds))
-    .orderBy(asc(approvalResponses.createdAt));
-  for (const r of rows) {
-    byApproval.get(r.approvalId)?.push({
-      approver: r.approver,
-      via: r.via,
-      decision: r.decision,
-      comment: r.comment,
-      data: r.data,
-      at: r.createdAt.toISOString(),
-    });
-  }
-  return byApproval;
-}
-
-/** Read an approval's current row. */
-export async function getApproval(deps: EngineDeps, approvalId: string): Promise<ApprovalRow | undefined> {
-  const [row] = await deps.database.db.select().from(approvals).where(eq(approvals.id, approvalId));
-  return row;
 }
 
 /** Who a notification is for: an identity and the approver roles it holds. */

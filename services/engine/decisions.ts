@@ -14,8 +14,8 @@ import { ConflictError, ForbiddenError, GoneError, NotFoundError, ValidationErro
 import { approvalResponses, approvalTokens, approvals, integrationReceipts, runs, steps } from '../../db/index.js';
 import { validateAgainstSchema } from '../../definitions/index.js';
 import { tokenKey, verifyDecisionToken } from './approval-tokens.js';
-import { applyDecision, approvalSummary, getApproval, promoteParked, type ApprovalRow } from './checkpoints.js';
-import { definitionById } from './definitions-store.js';
+import { applyDecision, promoteParked } from './checkpoints.js';
+import { approvalSummary, definitionById, getApproval, type ApprovalRow } from '../store/index.js';
 import type { StepRecord } from './steps.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope, type Tx } from './run-scope.js';

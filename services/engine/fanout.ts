@@ -14,7 +14,7 @@ import { stepItems } from '../../db/index.js';
 import { evaluateMapping, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
 import { stepJobId, type StepJobData } from '../../queues/index.js';
 import { jobSpecFor, loadSteps, scopeOf } from './advance.js';
-import { definitionById } from './definitions-store.js';
+import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { secretsForMapping, unsealRunInput } from './sensitive.js';
@@ -123,7 +123,7 @@ export async function advanceFanout(deps: EngineDeps, data: StepJobData, attempt
     const first = failures[0]?.error as SerializedError | null;
     // Items that all failed for one stated reason (e.g. MISSING_SECRET) fail the step with it, so
     // callers see the cause; mixed or unclassified (INTERNAL) failures stay ITEM_FAILED.
-    const codes = new Set(failures.map((r) => (r.error as SerializedError | null)?.code));
+    const codes = new Set(failures.map((r) => (r.error)?.code));
     const [only] = codes;
     const code = codes.size === 1 && typeof only === 'string' && only !== 'INTERNAL' ? only : 'ITEM_FAILED';
     const error: SerializedError = {

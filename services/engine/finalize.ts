@@ -9,7 +9,7 @@ import { steps } from '../../db/index.js';
 import { evaluateMapping, type Definition } from '../../definitions/index.js';
 import type { StepJobSpec } from '../../queues/index.js';
 import { COMPENSATION_STATUS, advance, jobSpecFor, liveJobSpecs, loadSteps, scopeOf, type StepRow } from './advance.js';
-import { definitionById } from './definitions-store.js';
+import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { APPROVAL_ABORTED } from './steps.js';
@@ -65,7 +65,7 @@ export async function finalizeRun(deps: EngineDeps, runId: string): Promise<Fina
 
     const specs = new Map(definition.steps.map((s) => [s.id, s]));
     const failures = rows.filter((r) => r.status === 'failed' && specs.get(r.stepId)?.onError !== 'continue');
-    const aborted = failures.find((r) => (r.error as SerializedError | null)?.code === APPROVAL_ABORTED);
+    const aborted = failures.find((r) => (r.error)?.code === APPROVAL_ABORTED);
     let status: 'completed' | 'failed' | 'cancelled' = failures.length === 0 ? 'completed' : 'failed';
     if (aborted || run.status === 'cancelling') status = 'cancelled';
     let output: unknown = null;
@@ -78,7 +78,7 @@ export async function finalizeRun(deps: EngineDeps, runId: string): Promise<Fina
         error = { name: 'OutputMappingError', code: 'OUTPUT_MAPPING_FAILED', message: (err as Error).message };
       }
     } else if (run.status === 'cancelling' && !aborted) {
-      error = (run.error as SerializedError | null) ?? { name: 'RunCancelled', code: 'CANCELLED', message: 'cancelled' };
+      error = (run.error) ?? { name: 'RunCancelled', code: 'CANCELLED', message: 'cancelled' };
     } else {
       const first = aborted ?? failures[0];
       const cause = first?.error as SerializedError | null;

@@ -18,7 +18,7 @@ import { Redactor } from '../../lib/index.js';
 import { evaluateMapping, type Definition, type StepSpec } from '../../definitions/index.js';
 import { rootJobId, stepJobId, type StepJobData } from '../../queues/index.js';
 import { advance, jobSpecFor, loadSteps } from './advance.js';
-import { definitionById } from './definitions-store.js';
+import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { applyEffects, eventsNotify, withRun } from './run-scope.js';
 import { secretsForMapping, unsealRunInput } from './sensitive.js';

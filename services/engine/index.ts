@@ -1,6 +1,8 @@
 /**
  * The run engine: the one place where runs start, advance, decide and finish. The API
  * (`services/api/`) and the workers (`workers/`) both call it; neither holds engine logic.
+ * Read models and CRUD (run and event listings, definitions, API keys, integrations) are in
+ * `services/store/`.
  */
 export type { EngineDeps } from './deps.js';
 export { startRun, type StartRunRequest, type StartedRun } from './start-run.js';
@@ -9,43 +11,18 @@ export { finalizeRun, APPROVAL_ABORTED, type FinalizeOutcome } from './finalize.
 export {
   openCheckpoint,
   resolveCheckpoint,
-  getApproval,
   scheduleReminders,
   remindApproval,
-  approvalResponsesOf,
   REMIND_JOB,
   approvalNotice,
   mayReceiveLink,
   starterAudience,
   type LinkAudience,
-  approvalSummary,
   promoteParked,
   SUPPORTED_DECISIONS,
   type CheckpointState,
 } from './checkpoints.js';
 export { decideApproval, type DecisionAuth, type DecisionRequest, type DecisionOutcome } from './decisions.js';
-export { syncDefinitions, findDefinition, definitionById, type StoredDefinition, type SyncReport } from './definitions-store.js';
-export {
-  createDefinition,
-  createDefinitionVersion,
-  listDefinitions,
-  definitionVersions,
-  getDefinitionVersion,
-  stepSummaries,
-  type DefinitionBody,
-  type DefinitionListItem,
-  type DefinitionStepSummary,
-  type DefinitionVersionItem,
-  type DefinitionVersionView,
-} from './definitions-store.js';
-export { getRunView, runStatus, listEvents, getEvent, listApprovals, type RunEventView } from './queries.js';
-export {
-  listRuns,
-  getRunManifest,
-  MANIFEST_VERSION,
-  type ListRunsOptions,
-  type RunListItem,
-} from './queries.js';
 export * from './statuses.js';
 export {
   planDefinition,
@@ -58,8 +35,6 @@ export {
 } from './plan.js';
 export { TERMINAL_RUN_EVENTS, type RunEventType } from './run-scope.js';
 export { webhookMessage, markWebhookDelivered, sweepWebhookOutbox } from './webhooks.js';
-export { createIntegration, verifyIntegrationMessage, type IntegrationRow, type VerifiedMessage } from './integrations.js';
-export { createApiKey, type CreatedApiKey } from './api-keys.js';
 export { ensureStepJobs, reconcileRun, reconcileAll, type ReconcileReport } from './reconcile.js';
 export { cancelRun, retryStep, skipStep, resumeRun, cancelChannel, type Actor, type InterventionResult } from './interventions.js';
 export { advanceFanout, beginItem, finishItem, itemJobId, itemsOf, type ItemJobData, type FanoutState, type ItemStart } from './fanout.js';

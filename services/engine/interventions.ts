@@ -17,7 +17,7 @@ import { descendantsOf } from '../../definitions/index.js';
 import { queueForStepType, rootJobId, stepJobId, type StepJobSpec, type StepType } from '../../queues/index.js';
 import { advance, loadSteps, type StepRow } from './advance.js';
 import { isStepLive } from './statuses.js';
-import { definitionById } from './definitions-store.js';
+import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 

@@ -3,7 +3,7 @@
  * do, computed from the definition alone. Nothing is written to Postgres or Redis.
  */
 import { topologicalOrder, validateInput, type Approver, type CheckpointDecision, type Definition } from '../../definitions/index.js';
-import { findDefinition } from './definitions-store.js';
+import { findDefinition } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 
 /** A step of a plan. */

@@ -57,7 +57,7 @@ import {
 } from '../../queues/index.js';
 import { advance, jobSpecFor, liveJobSpecs, loadSteps } from './advance.js';
 import { promoteParked } from './checkpoints.js';
-import { definitionById } from './definitions-store.js';
+import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { itemsOf } from './fanout.js';
 import { withRun } from './run-scope.js';

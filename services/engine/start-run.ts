@@ -6,7 +6,7 @@ import { runs, steps } from '../../db/index.js';
 import { validateInput } from '../../definitions/index.js';
 import { rootJobId } from '../../queues/index.js';
 import { COMPENSATION_STATUS, advance, compensationSteps } from './advance.js';
-import { findDefinition } from './definitions-store.js';
+import { findDefinition } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { enqueueWebhooks, openRunScope } from './run-scope.js';
 import { sealRunInput } from './sensitive.js';

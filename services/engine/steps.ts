@@ -13,7 +13,7 @@ import { runs, stepAttempts, steps, type AttemptStatus } from '../../db/index.js
 import { descendantsOf, evaluateMapping, type Definition, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
 import { rootJobId, stepJobId, type StepJobData, type StepJobSpec } from '../../queues/index.js';
 import { advance, compensationSteps, liveJobSpecs, loadSteps, scopeOf, type StepRow } from './advance.js';
-import { definitionById } from './definitions-store.js';
+import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { secretsForMapping, unsealRunInput } from './sensitive.js';

@@ -103,7 +103,7 @@ export async function advanceSubruns(
   const children = keys.map((key) => byKey.get(key)).filter((r) => r !== undefined);
   const failed = children.find((c) => c.status === 'failed' || c.status === 'cancelled');
   if (failed) {
-    const cause = failed.error as SerializedError | null;
+    const cause = failed.error;
     const error: SerializedError = {
       name: 'ChildRunFailed',
       code: 'CHILD_RUN_FAILED',

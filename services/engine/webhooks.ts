@@ -9,7 +9,7 @@ import { runEvents } from '../../db/index.js';
 import { webhookJobId } from '../../queues/index.js';
 import { approvalNotice, starterAudience } from './checkpoints.js';
 import type { EngineDeps } from './deps.js';
-import { getEvent } from './queries.js';
+import { getEvent } from '../store/index.js';
 
 /** A signed webhook message, ready to POST. */
 export interface WebhookMessage {

@@ -12,6 +12,7 @@ export const ASSET_NAME_MAX_CHARS = 255;
 /** A MIME type `type/subtype` with optional parameters (RFC 2045 §5.1 tokens). */
 const MIME_TYPE = /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+(?:\s*;\s*[a-z0-9!#$&^_.+-]+=(?:[a-z0-9!#$&^_.+-]+|"[^"\\\r\n]*"))*$/i;
 /** C0 controls and DEL, refused in names and titles (they break headers and terminals). */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /** Where an asset or deliverable comes from. */

@@ -9,8 +9,7 @@ import { AGENT_TYPES, parseAgentSource, type AgentType, type NamedAgent } from '
 import { createLogger, silentLogger, type Config, type Logger } from '../../lib/index.js';
 import { createDatabase, type Database } from '../../db/index.js';
 import { Queues, createRedis } from '../../queues/index.js';
-import { syncDefinitions } from '../../services/engine/index.js';
-import { agentTypesOf } from '../../services/store/index.js';
+import { agentTypesOf, syncDefinitions } from '../../services/store/index.js';
 import { createAgentLayer } from '../../workers/agent-layer.js';
 import { createApp } from '../../services/api/app.js';
 import { RunEventHub } from '../../services/api/event-hub.js';

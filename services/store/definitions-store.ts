@@ -8,8 +8,8 @@ import { isMap, isScalar, parseDocument, type Document } from 'yaml';
 import { ConflictError, DefinitionError, NotFoundError } from '../../lib/index.js';
 import { definitions, type Db } from '../../db/index.js';
 import { parseDefinition, parseDefinitionObject, SLUG_PATTERN, type Definition } from '../../definitions/index.js';
-import type { EngineDeps } from './deps.js';
-import { agentTypesOf } from '../store/index.js';
+import type { StoreDeps } from './deps.js';
+import { agentTypesOf } from './agents.js';
 
 export type DefinitionRow = typeof definitions.$inferSelect;
 
@@ -272,7 +272,7 @@ export async function createDefinitionVersion(
  *   concurrent request created that version first.
  */
 export async function createDefinition(
-  deps: EngineDeps,
+  deps: StoreDeps,
   organizationId: string,
   body: DefinitionBody,
 ): Promise<DefinitionVersionView> {

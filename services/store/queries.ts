@@ -2,10 +2,10 @@
 import { and, asc, desc, eq, gt, inArray, sql } from 'drizzle-orm';
 import { NotFoundError, ValidationError, type SerializedError } from '../../lib/index.js';
 import { approvals, definitions, runEvents, runs, stepAttempts, steps, stepItems, type ApprovalStatus, type Db, type RunStatus } from '../../db/index.js';
-import { approvalResponsesOf, approvalSummary, type ApprovalRow } from './checkpoints.js';
+import { approvalResponsesOf, approvalSummary, type ApprovalRow } from './approvals.js';
 import { definitionById } from './definitions-store.js';
-import type { EngineDeps } from './deps.js';
-import { listAssets, listDeliverables } from '../store/index.js';
+import type { StoreDeps } from './deps.js';
+import { listAssets, listDeliverables } from './assets.js';
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
@@ -31,7 +31,7 @@ async function stepsInDefinitionOrder(db: Db, run: typeof runs.$inferSelect) {
 }
 
 /** Public view of a run (`GET /v1/runs/:id`). */
-export async function getRunView(deps: EngineDeps, organizationId: string, runId: string): Promise<Record<string, unknown>> {
+export async function getRunView(deps: Pick<StoreDeps, 'database'>, organizationId: string, runId: string): Promise<Record<string, unknown>> {
   const { db } = deps.database;
   const run = await runOfOrganization(db, organizationId, runId);
   const stepRows = await stepsInDefinitionOrder(db, run);
@@ -76,7 +76,7 @@ export async function getRunView(deps: EngineDeps, organizationId: string, runId
  * run's orchestrator steps started.
  */
 async function runLinks(
-  deps: EngineDeps,
+  deps: Pick<StoreDeps, 'database'>,
   run: typeof runs.$inferSelect,
 ): Promise<{ parent: { runId: string; stepId: string | null } | null; children: Array<{ id: string; stepId: string | null; definition: string; status: string }> }> {
   const children = await deps.database.db
@@ -88,13 +88,13 @@ async function runLinks(
 }
 
 /** Approvals (every attempt) with every response: who, when, how, comment, modifications. */
-async function withResponses(deps: EngineDeps, rows: ApprovalRow[]): Promise<Array<Record<string, unknown>>> {
+async function withResponses(deps: Pick<StoreDeps, 'database'>, rows: ApprovalRow[]): Promise<Array<Record<string, unknown>>> {
   const responses = await approvalResponsesOf(deps, rows.map((r) => r.id));
   return rows.map((r) => ({ ...approvalSummary(r), responses: responses.get(r.id) ?? [] }));
 }
 
 /** Run status only (used by the SSE stream). */
-export async function runStatus(deps: EngineDeps, organizationId: string, runId: string): Promise<string> {
+export async function runStatus(deps: Pick<StoreDeps, 'database'>, organizationId: string, runId: string): Promise<string> {
   const [run] = await deps.database.db
     .select({ status: runs.status })
     .from(runs)
@@ -116,7 +116,7 @@ export interface RunEventView {
  * A run's events with `seq > afterSeq`, oldest first.
  * @param limit - at most this many events.
  */
-export async function listEvents(deps: EngineDeps, runId: string, afterSeq = 0, limit = 1000): Promise<RunEventView[]> {
+export async function listEvents(deps: Pick<StoreDeps, 'database'>, runId: string, afterSeq = 0, limit = 1000): Promise<RunEventView[]> {
   const rows = await deps.database.db
     .select()
     .from(runEvents)
@@ -127,7 +127,7 @@ export async function listEvents(deps: EngineDeps, runId: string, afterSeq = 0, 
 }
 
 /** One event by sequence number. */
-export async function getEvent(deps: EngineDeps, runId: string, seq: number) {
+export async function getEvent(deps: Pick<StoreDeps, 'database'>, runId: string, seq: number) {
   const [row] = await deps.database.db
     .select({ event: runEvents, webhookUrl: runs.webhookUrl })
     .from(runEvents)
@@ -169,7 +169,7 @@ function decodeCursor(cursor: string): string {
  * @throws {ValidationError} for a malformed cursor (field `cursor`).
  */
 export async function listApprovals(
-  deps: EngineDeps,
+  deps: Pick<StoreDeps, 'database'>,
   organizationId: string,
   options: { status?: ApprovalStatus; limit?: number; cursor?: string },
 ): Promise<{ items: Array<Record<string, unknown>>; nextCursor: string | null }> {
@@ -234,7 +234,7 @@ export interface RunListItem {
  * @throws {ValidationError} for a malformed cursor (field `cursor`).
  */
 export async function listRuns(
-  deps: EngineDeps,
+  deps: Pick<StoreDeps, 'database'>,
   organizationId: string,
   options: ListRunsOptions = {},
 ): Promise<{ items: RunListItem[]; nextCursor: string | null }> {
@@ -278,7 +278,7 @@ export async function listRuns(
       startedAt: iso(r.startedAt),
       finishedAt: iso(r.finishedAt),
       // Written by the engine only, as serializeError(…) records.
-      error: r.error as SerializedError | null,
+      error: r.error,
     })),
     nextCursor,
   };
@@ -297,7 +297,7 @@ export const MANIFEST_VERSION = 1;
  * part may be slightly ahead of an earlier one (never the reverse).
  * @throws {NotFoundError} when the run does not exist in the organization.
  */
-export async function getRunManifest(deps: EngineDeps, organizationId: string, runId: string): Promise<Record<string, unknown>> {
+export async function getRunManifest(deps: Pick<StoreDeps, 'database'>, organizationId: string, runId: string): Promise<Record<string, unknown>> {
   const { db } = deps.database;
   const run = await runOfOrganization(db, organizationId, runId);
   const [definition] = await db

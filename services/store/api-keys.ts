@@ -1,7 +1,7 @@
 /** API keys: identities with scopes and approver roles, stored as SHA-256 hashes (SPEC S1). */
 import { randomBytes } from 'node:crypto';
 import { apiKeys, hashApiKey } from '../../db/index.js';
-import type { EngineDeps } from './deps.js';
+import type { StoreDeps } from './deps.js';
 
 /** A newly created key; `key` is shown once and never stored. */
 export interface CreatedApiKey {
@@ -17,7 +17,7 @@ export interface CreatedApiKey {
  * @param request.subject - the identity it acts as, e.g. `user:alice` (matched by `approvers: [{user: alice}]`).
  */
 export async function createApiKey(
-  deps: EngineDeps,
+  deps: Pick<StoreDeps, 'database'>,
   organizationId: string,
   request: { name: string; subject: string; scopes: string[]; roles: string[] },
 ): Promise<CreatedApiKey> {

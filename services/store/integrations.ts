@@ -9,7 +9,7 @@ import { and, eq, isNull } from 'drizzle-orm';
 import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 import { ConflictError, NotFoundError, UnauthorizedError } from '../../lib/index.js';
 import { integrations } from '../../db/index.js';
-import type { EngineDeps } from './deps.js';
+import type { StoreDeps } from './deps.js';
 
 export type IntegrationRow = typeof integrations.$inferSelect;
 
@@ -25,7 +25,7 @@ export interface VerifiedMessage {
  * @throws {ConflictError} when the organization already has an integration of that name.
  */
 export async function createIntegration(
-  deps: EngineDeps,
+  deps: Pick<StoreDeps, 'database'>,
   organizationId: string,
   request: { name: string; roles: string[] },
 ): Promise<IntegrationRow> {
@@ -46,7 +46,7 @@ export async function createIntegration(
  * @throws {UnauthorizedError} bad signature, missing headers, or timestamp outside the tolerance.
  */
 export async function verifyIntegrationMessage(
-  deps: EngineDeps,
+  deps: Pick<StoreDeps, 'database'>,
   integrationId: string,
   rawBody: Buffer,
   headers: Record<string, string | undefined>,
