@@ -29,24 +29,4 @@ export default defineConfig(
     files: ['**/*.test.ts', 'test/**/*.ts'],
     rules: { '@typescript-eslint/require-await': 'off' },
   },
-  {
-    // Files being rewritten on another branch (issue 8, items 1-8): these findings are listed in
-    // that work's report and are fixed there. Remove each entry when its file is lint-clean.
-    //   services/engine/checkpoints.ts:136,296 and decisions.ts:121 unbound-method
-    //     (`withRun(…, async ({ tx, emit }) => …)` destructures the run scope's `emit` method;
-    //     run-scope.ts could declare it `emit: (…) => void` or `this: void`)
-    //   services/engine/steps.ts:277 no-unsafe-return (`Array.isArray(unknown)` yields `any[]`)
-    //   workers/checkpoint-processor.ts:66, step-processor.ts:214,288 no-unsafe-argument
-    //     (BullMQ `Job<any>` handed to typed processors; the typed job catalog removes it)
-    files: ['services/engine/checkpoints.ts', 'services/engine/decisions.ts'],
-    rules: { '@typescript-eslint/unbound-method': 'off' },
-  },
-  {
-    files: ['services/engine/steps.ts'],
-    rules: { '@typescript-eslint/no-unsafe-return': 'off' },
-  },
-  {
-    files: ['workers/checkpoint-processor.ts', 'workers/step-processor.ts'],
-    rules: { '@typescript-eslint/no-unsafe-argument': 'off' },
-  },
 );

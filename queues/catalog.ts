@@ -41,9 +41,74 @@ export const StepJobData = z.object({
 });
 export type StepJobData = z.infer<typeof StepJobData>;
 
+/** A fan-out item's job (agent queues, name `item`), child of its step's job. */
+export const ItemJobData = StepJobData.extend({ index: z.number().int().nonnegative() });
+export type ItemJobData = z.infer<typeof ItemJobData>;
+
+/** A checkpoint's reminder (queue `checkpoints`, name `remind`, delayed; nothing waits for it). */
+export const RemindJobData = z.object({ approvalId: z.uuid(), runId: z.uuid(), beforeMs: z.number().int().positive() });
+export type RemindJobData = z.infer<typeof RemindJobData>;
+
+/** The periodic reconciliation (queue `runs`, name `reconcile`, from a job scheduler). */
+export const ReconcileJobData = z.object({});
+export type ReconcileJobData = z.infer<typeof ReconcileJobData>;
+
 /** A webhook delivery of one run event. */
 export const WebhookJobData = z.object({ runId: z.uuid(), seq: z.number().int().positive() });
 export type WebhookJobData = z.infer<typeof WebhookJobData>;
+
+/**
+ * Every kind of job Baton runs, with its payload schema and where it lives:
+ * - `run`: a run's root job (`runs`), waiting for its step jobs;
+ * - `reconcile`: the periodic reconciliation (`runs`);
+ * - `step`: an agent step's job (an agent queue), child of the root;
+ * - `item`: a fan-out item's job (the step's agent queue), child of its step's job;
+ * - `checkpoint`: a checkpoint step's job (`checkpoints`), parked until decided;
+ * - `remind`: a checkpoint's reminder (`checkpoints`);
+ * - `webhook`: a webhook delivery (`webhooks`).
+ * The cancel message (pub/sub, not a job) is {@link CancelMessage}.
+ */
+export const JOB_PAYLOADS = {
+  run: RunJobData,
+  reconcile: ReconcileJobData,
+  step: StepJobData,
+  item: ItemJobData,
+  checkpoint: StepJobData,
+  remind: RemindJobData,
+  webhook: WebhookJobData,
+} as const satisfies Record<string, z.ZodType>;
+
+export type JobKind = keyof typeof JOB_PAYLOADS;
+export type JobPayload<K extends JobKind> = z.infer<(typeof JOB_PAYLOADS)[K]>;
+
+/** Job names that are not step ids (step jobs are named after their step). */
+export const JOB_NAMES = { run: 'run', reconcile: 'reconcile', item: 'item', remind: 'remind', webhook: 'deliver' } as const;
+
+/**
+ * The kind of a job from its queue and name.
+ * @returns `undefined` for a name that no kind of that queue has.
+ */
+export function jobKindOf(queue: QueueName, name: string): JobKind | undefined {
+  switch (queue) {
+    case 'runs':
+      return name === JOB_NAMES.run ? 'run' : name === JOB_NAMES.reconcile ? 'reconcile' : undefined;
+    case 'checkpoints':
+      return name === JOB_NAMES.remind ? 'remind' : 'checkpoint';
+    case 'webhooks':
+      return name === JOB_NAMES.webhook ? 'webhook' : undefined;
+    default:
+      return name === JOB_NAMES.item ? 'item' : 'step';
+  }
+}
+
+/** A request to stop jobs, published to every worker (`cancelChannel`). */
+export const CancelMessage = z.object({ jobIds: z.array(z.string()), reason: z.string() });
+export type CancelMessage = z.infer<typeof CancelMessage>;
+
+/** Redis channel (under the queue prefix) on which workers receive job cancellations. */
+export function cancelChannel(prefix: string): string {
+  return `${prefix}:cancel-jobs`;
+}
 
 /**
  * Deterministic step job id `<runId>.<stepId>.<generation>` (SPEC R3): a repeated add of the
@@ -61,6 +126,11 @@ export function rootJobId(runId: string, rootGeneration: number): string {
   return rootGeneration <= 1 ? runId : `${runId}.r${rootGeneration}`;
 }
 
+/** Job id of a fan-out item: `<run>.<step>.<generation>.i<index>`. */
+export function itemJobId(runId: string, stepId: string, generation: number, index: number): string {
+  return `${stepJobId(runId, stepId, generation)}.i${index}`;
+}
+
 /** Webhook delivery job id `wh.<runId>.<seq>`: one delivery job per event. */
 export function webhookJobId(runId: string, seq: number): string {
   return `wh.${runId}.${seq}`;
@@ -71,9 +141,6 @@ export function webhookJobId(runId: string, seq: number): string {
  * nothing left to wait for: its completion moves the parent to `wait` (every worker answers it).
  */
 export const NUDGE_JOB = 'nudge';
-
-/** Name of the custom backoff strategy registered on every step worker. */
-export const STEP_BACKOFF = 'baton-step';
 
 const DAY_S = 24 * 3600;
 

@@ -2,14 +2,15 @@
  * Producers: the `Queue` instances and `FlowProducer` of one process, and the typed ways to add
  * Baton's jobs. Every step job is a child of its run's root job with an explicit failure policy.
  */
-import { FlowProducer, Queue, type FlowJob, type JobState, type JobsOptions } from 'bullmq';
+import { ErrorCode as BullErrorCode, FlowProducer, Queue, type FlowJob, type JobState, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../lib/index.js';
 import {
+  JOB_NAMES,
   NUDGE_JOB,
+  cancelChannel,
   QUEUE_NAMES,
   RETENTION,
-  STEP_BACKOFF,
   queueForStepType,
   stepJobId,
   webhookJobId,
@@ -17,6 +18,7 @@ import {
   type StepJobData,
   type StepType,
 } from './catalog.js';
+import { STEP_BACKOFF } from './workers.js';
 
 /** What the engine needs to enqueue one step generation. */
 export interface StepJobSpec {
@@ -38,7 +40,9 @@ export interface StepJobSpec {
 export type JobRequest =
   | { kind: 'step'; runId: string; rootId: string; spec: StepJobSpec }
   | { kind: 'item'; runId: string; parentJobId: string; spec: StepJobSpec; index: number }
-  | { kind: 'webhook'; runId: string; seq: number };
+  | { kind: 'webhook'; runId: string; seq: number }
+  /** A checkpoint's reminder, run `delayMs` from now (id `remind.<approval>.<beforeMs>`). */
+  | { kind: 'remind'; approvalId: string; runId: string; beforeMs: number; delayMs: number };
 
 /** A job as the reconciler sees it: its state (or `missing`), name and raw payload. */
 export interface JobInspection {
@@ -167,7 +171,7 @@ export class Queues {
         const queueName = queueForStepType(r.spec.type);
         const { stepId, generation, backoffMs, maxDelayMs, attempts } = r.spec;
         return {
-          name: 'item',
+          name: JOB_NAMES.item,
           queueName,
           data: { runId: r.runId, stepId, generation, backoffMs, maxDelayMs, index: r.index },
           opts: {
@@ -180,9 +184,23 @@ export class Queues {
           },
         };
       }
+      case 'remind':
+        return {
+          name: JOB_NAMES.remind,
+          queueName: 'checkpoints',
+          data: { approvalId: r.approvalId, runId: r.runId, beforeMs: r.beforeMs },
+          opts: {
+            jobId: `remind.${r.approvalId}.${r.beforeMs}`,
+            delay: r.delayMs,
+            attempts: 5,
+            backoff: { type: 'exponential', delay: 1000 },
+            removeOnComplete: true,
+            removeOnFail: { age: 7 * 24 * 3600 },
+          },
+        };
       case 'webhook':
         return {
-          name: 'deliver',
+          name: JOB_NAMES.webhook,
           queueName: 'webhooks',
           data: { runId: r.runId, seq: r.seq },
           opts: { jobId: webhookJobId(r.runId, r.seq), attempts: 10, backoff: { type: 'exponential', delay: 1000 }, ...RETENTION },
@@ -217,6 +235,49 @@ export class Queues {
     await this.addAll(seqs.map((seq) => ({ kind: 'webhook' as const, runId, seq })));
   }
 
+
+  /**
+   * Wake delayed job `id` of `queue` now (a parked checkpoint). A job that is not delayed (not
+   * parked yet, or already woken) is left alone.
+   */
+  async promote(queue: QueueName, id: string): Promise<void> {
+    const job = await this.get(queue).getJob(id);
+    try {
+      await job?.promote();
+    } catch (err) {
+      if ((err as { code?: number }).code !== BullErrorCode.JobNotInState) throw err;
+    }
+  }
+
+  /** Whether job `id` exists in `queue` (in any state). */
+  async has(queue: QueueName, id: string): Promise<boolean> {
+    return (await this.get(queue).getJob(id)) !== undefined;
+  }
+
+  /**
+   * Stop jobs: remove the ones not running (a removed child releases its parent) and broadcast
+   * a cancel (`CancelMessage`) for the active ones, whose workers abort their AbortSignal.
+   */
+  async stopJobs(jobs: ReadonlyArray<{ queue: QueueName; id: string }>, reason: string): Promise<void> {
+    const active: string[] = [];
+    for (const ref of jobs) {
+      const job = await this.get(ref.queue).getJob(ref.id);
+      if (!job) continue;
+      const state = await job.getState();
+      if (state === 'active') {
+        active.push(ref.id);
+        continue;
+      }
+      if (state === 'completed' || state === 'failed') continue;
+      try {
+        await job.remove();
+      } catch {
+        // It became active (locked) between our look and the removal: cancel it instead.
+        active.push(ref.id);
+      }
+    }
+    if (active.length > 0) await this.connection.publish(cancelChannel(this.prefix), JSON.stringify({ jobIds: active, reason }));
+  }
 
   /** The state, name and payload of job `id` in `queue`. */
   async inspectJob(queue: QueueName, id: string): Promise<JobInspection> {

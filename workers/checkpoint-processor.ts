@@ -1,11 +1,10 @@
 /**
- * Processor of the `checkpoints` queue (SPEC A1): open the approval, park the job in BullMQ's
- * delayed state until its deadline, and when woken (decision or deadline) apply the outcome.
+ * Handlers of the `checkpoints` queue (SPEC A1): a checkpoint step's job opens its approval and
+ * parks in BullMQ's delayed state until its deadline. A decision finishes the step in its own
+ * transaction and promotes the job, which then only finds its step finished; a deadline wakes
+ * it to apply `onTimeout`. Reminders are delayed jobs of the same queue.
  */
-import { DelayedError, type Job } from 'bullmq';
-import { z } from 'zod';
 import {
-  REMIND_JOB,
   beginStep,
   failStep,
   openCheckpoint,
@@ -15,53 +14,52 @@ import {
   scheduleReminders,
 } from '../services/engine/index.js';
 import { getApproval } from '../services/store/index.js';
+import type { Directive, JobHandler } from '../queues/index.js';
 import type { WorkerDeps } from './deps.js';
-import { isControlFlow, isInfrastructureError, planFailure } from './failure.js';
-import { parseStepJob } from './step-processor.js';
+import { ack, isInfrastructureError, planFailure } from './failure.js';
 
 /** Extra wait when the worker's clock wakes the job before Postgres' deadline, in milliseconds. */
 const CLOCK_SKEW_MARGIN_MS = 1000;
 
-const RemindJobData = z.object({ approvalId: z.uuid(), runId: z.uuid(), beforeMs: z.number().int().positive() });
+/** Handle a checkpoint reminder: emit `checkpoint.reminded` if still pending. */
+export function createRemindHandler(deps: WorkerDeps): JobHandler<'remind'> {
+  return async ({ data }) => ack({ reminded: await remindApproval(deps, data.runId, data.approvalId, data.beforeMs) });
+}
 
-/** Build the processor for the `checkpoints` queue (checkpoint steps and their reminders). */
-export function createCheckpointProcessor(deps: WorkerDeps) {
-  return async (job: Job, token?: string): Promise<Record<string, unknown>> => {
-    if (job.name === REMIND_JOB) {
-      const remind = RemindJobData.parse(job.data);
-      return { reminded: await remindApproval(deps, remind.runId, remind.approvalId, remind.beforeMs) };
-    }
-    const data = parseStepJob(job);
-    const jobId = job.id ?? '';
-    const start = await beginStep(deps, data, jobId);
-    if (start.kind === 'inactive') return { ignored: start.reason };
-    if (start.kind === 'finished') return { alreadyFinished: true };
-    if (start.kind === 'cached') return { ignored: 'checkpoints are never cached' };
+/** Handle a checkpoint step's job. */
+export function createCheckpointHandler(deps: WorkerDeps): JobHandler<'checkpoint'> {
+  return async (job) => {
+    const { data } = job;
+    const start = await beginStep(deps, data, job.id);
+    if (start.kind === 'inactive') return ack({ ignored: start.reason });
+    if (start.kind === 'finished') return ack({ alreadyFinished: true });
+    if (start.kind === 'cached') return ack({ ignored: 'checkpoints are never cached' });
     const { attempt } = start;
     try {
-      const park = async (untilMs: number, approvalId: string): Promise<never> => {
-        await job.moveToDelayed(untilMs, token);
+      const park = (untilMs: number, approvalId: string): Directive => ({
+        kind: 'park',
+        untilMs,
         // A decision committed while we were still active found nothing to promote: do it now.
-        const again = await getApproval(deps, approvalId);
-        if (again && again.status !== 'pending') await promoteParked(deps, jobId);
-        throw new DelayedError();
-      };
+        afterParking: async () => {
+          const again = await getApproval(deps, approvalId);
+          if (again && again.status !== 'pending') await promoteParked(deps, job.id);
+        },
+      });
       const state = await openCheckpoint(deps, data, attempt);
       if (state.approval.status === 'pending' && !state.expired) {
         await scheduleReminders(deps, state.approval, state.remindMs);
-        await park(state.approval.expiresAt.getTime(), state.approval.id);
+        return park(state.approval.expiresAt.getTime(), state.approval.id);
       }
       const resolution = await resolveCheckpoint(deps, data, attempt);
       if (resolution.kind === 'pending') {
-        await park(Math.max(Date.now(), state.approval.expiresAt.getTime()) + CLOCK_SKEW_MARGIN_MS, state.approval.id);
-        return {};
+        return park(Math.max(Date.now(), state.approval.expiresAt.getTime()) + CLOCK_SKEW_MARGIN_MS, state.approval.id);
       }
-      return { resolved: true };
+      return ack({ resolved: true });
     } catch (err) {
-      if (isControlFlow(err) || isInfrastructureError(err)) throw err;
+      if (isInfrastructureError(err)) throw err;
       const plan = planFailure(err, job);
       await failStep(deps, data, attempt, plan.error, plan.final, plan.retryDelayMs);
-      throw plan.rethrow;
+      return plan.directive;
     }
   };
 }

@@ -1,15 +1,13 @@
 /**
- * Processor of the agent queues. A step job claims its step, runs its agent, records the result
- * and queues the successors that became ready (as children of the root, while still active).
- * Parent steps run their children as BullMQ child jobs and wait in `waiting-children`:
+ * Handlers of the agent queues' jobs. A step job claims its step, runs its agent and records the
+ * result; the engine queues the successors that became ready (as children of the root, while
+ * this job is still active). Parent steps run their children as BullMQ child jobs and wait:
  * - a `foreach:` step adds one `item` job per item (sliding window of `concurrency`);
  * - an `orchestrator` step starts a child run whose root job is its child.
  */
-import { DelayedError, WaitingChildrenError, type Job } from 'bullmq';
-import { z } from 'zod';
 import { validateModuleInput, type AgentContext, type AgentImplementation, type AgentSpec, type SubrunConfig } from '../agents/index.js';
 import { AgentError, CancelledError, OutputTooLargeError, Redactor, TimedOutError, ValidationError, type Logger } from '../lib/index.js';
-import { StepJobData, queueForStepType } from '../queues/index.js';
+import { queueForStepType, type JobHandler } from '../queues/index.js';
 import { evaluateExpression, evaluateMapping, type ExpressionScope, type StepSpec } from '../definitions/index.js';
 import { agentVersion } from '../services/store/index.js';
 import {
@@ -27,21 +25,7 @@ import {
 } from '../services/engine/index.js';
 import { buildAgentContext } from './agent-context.js';
 import type { WorkerDeps } from './deps.js';
-import { isControlFlow, isInfrastructureError, planFailure } from './failure.js';
-
-/** Parse a job's payload; a malformed payload can never succeed. */
-export function parseStepJob(job: Job): StepJobData {
-  const parsed = StepJobData.safeParse(job.data);
-  if (!parsed.success) throw new ValidationError(`job ${job.id}: invalid payload: ${parsed.error.message}`);
-  return parsed.data;
-}
-
-const ItemJobData = StepJobData.extend({ index: z.number().int().nonnegative() });
-
-/** Passes of check → add children → wait before re-checking later. */
-const MAX_PARENT_PASSES = 5;
-/** Delay before a parent step with no pending children checks again, in milliseconds. */
-const PARENT_RECHECK_MS = 1000;
+import { ack, isInfrastructureError, planFailure } from './failure.js';
 
 /** The named agent version a step runs (pinned by the run; code-registered agents have none). */
 async function agentSpecOf(deps: WorkerDeps, spec: StepSpec, run: AttemptRun): Promise<AgentSpec | undefined> {
@@ -183,88 +167,82 @@ async function planAgentSubruns(
   };
 }
 
-/** Build the processor for `agent-*` queues (step jobs and fan-out `item` jobs). */
-export function createStepProcessor(deps: WorkerDeps) {
-  const processItem = async (job: Job, signal?: AbortSignal): Promise<Record<string, unknown>> => {
-    const parsed = ItemJobData.safeParse(job.data);
-    if (!parsed.success) throw new ValidationError(`job ${job.id}: invalid item payload`);
-    const data = parsed.data;
+/** Handle a fan-out item's job: run the step's agent on one item. */
+export function createItemHandler(deps: WorkerDeps): JobHandler<'item'> {
+  return async (job) => {
+    const { data } = job;
     const start = await beginItem(deps, data);
-    if (start.kind === 'inactive') return { ignored: start.reason };
+    if (start.kind === 'inactive') return ack({ ignored: start.reason });
     const logger = deps.logger.child({ runId: data.runId, stepId: data.stepId, item: data.index, jobId: job.id });
-    let sensitive: string[] = start.sensitive;
+    const who: Attempt = { runId: data.runId, stepId: data.stepId, generation: data.generation, attempt: start.attempt, idempotencyKey: start.idempotencyKey, run: start.run, logger, sensitive: start.sensitive };
     try {
-      const who: Attempt = { runId: data.runId, stepId: data.stepId, generation: data.generation, attempt: start.attempt, idempotencyKey: start.idempotencyKey, run: start.run, logger, sensitive: start.sensitive };
-      sensitive = who.sensitive;
-      const output = await runAgent(deps, start.spec, start.input, who, signal);
+      const output = await runAgent(deps, start.spec, start.input, who, job.signal);
       await finishItem(deps, data, { output });
-      return { index: data.index };
+      return ack({ index: data.index });
     } catch (err) {
-      if (isControlFlow(err) || isInfrastructureError(err)) throw redactError(err, sensitive);
-      const plan = planFailure(redactError(err, sensitive), job);
+      if (isInfrastructureError(err)) throw redactError(err, who.sensitive);
+      const plan = planFailure(redactError(err, who.sensitive), job);
       await finishItem(deps, data, { error: plan.error, final: plan.final });
       logger[plan.final ? 'error' : 'warn']({ err, final: plan.final }, 'item attempt failed');
-      throw plan.rethrow;
+      return plan.directive;
     }
   };
+}
 
-  return async (job: Job, token?: string, signal?: AbortSignal): Promise<Record<string, unknown>> => {
-    if (job.name === 'item') return processItem(job, signal);
-    const data = parseStepJob(job);
-    const jobId = job.id ?? '';
-    const start = await beginStep(deps, data, jobId);
+/**
+ * Handle a step's job (agent queues): claim the step, run its agent, record the result — the
+ * engine enqueues the successors. Parent steps run their children as BullMQ child jobs and wait
+ * for them (`wait-children`): a fan-out's items, or the child runs of a sub-orchestration.
+ */
+export function createStepHandler(deps: WorkerDeps): JobHandler<'step'> {
+  return async (job) => {
+    const { data } = job;
+    const start = await beginStep(deps, data, job.id);
     switch (start.kind) {
       case 'inactive':
-        return { ignored: start.reason };
+        return ack({ ignored: start.reason });
       case 'waiting':
-        return { ignored: 'step is waiting for approval' };
+        return ack({ ignored: 'step is waiting for approval' });
       case 'finished':
-        return { alreadyFinished: true };
+        return ack({ alreadyFinished: true });
       case 'cached':
-        return { cacheHit: true };
+        return ack({ cacheHit: true });
       case 'run':
       case 'resume':
         break;
     }
 
     const { spec, attempt } = start;
-    const logger = deps.logger.child({ runId: data.runId, stepId: data.stepId, attempt, jobId });
+    const logger = deps.logger.child({ runId: data.runId, stepId: data.stepId, attempt, jobId: job.id });
     const who: Attempt = { runId: data.runId, stepId: data.stepId, generation: data.generation, attempt, idempotencyKey: start.idempotencyKey, run: start.run, logger, sensitive: start.sensitive };
     try {
-      // Parent steps: make sure their children exist, then wait for them.
       if (isParentStep(spec)) {
-        const agentPlan = spec.kind === 'agent' && spec.type === 'orchestrator' ? await planAgentSubruns(deps, spec, start.input, who.run) : undefined;
-        for (let pass = 0; pass < MAX_PARENT_PASSES; pass += 1) {
-          if (agentPlan) {
-            const state = await advanceSubruns(deps, data, attempt, agentPlan.plan, deps.queues.qualifiedName(queueForStepType(spec.type)), agentPlan.mapOutput);
-            if (state.kind === 'done') return { childRunId: state.childRunId };
-          } else if (spec.kind === 'orchestrator') {
-            const state = await advanceSubrun(deps, data, attempt, spec, start.input, deps.queues.qualifiedName(queueForStepType(spec.type)));
-            if (state.kind === 'done') return { childRunId: state.childRunId };
-          } else {
-            const items = Array.isArray(start.input) ? (start.input as unknown[]) : [];
-            const state = await advanceFanout(deps, data, attempt, spec, items);
-            if (state.kind === 'done') return { items: items.length };
-          }
-          if (await job.moveToWaitingChildren(token ?? '')) throw new WaitingChildrenError();
+        // Make sure the children exist, then wait for them (the handler runs again when they are done).
+        const parentQueue = deps.queues.qualifiedName(queueForStepType(spec.type));
+        if (spec.kind === 'agent' && spec.type === 'orchestrator') {
+          const agentPlan = await planAgentSubruns(deps, spec, start.input, who.run);
+          const state = await advanceSubruns(deps, data, attempt, agentPlan.plan, parentQueue, agentPlan.mapOutput);
+          return state.kind === 'done' ? ack({ childRunId: state.childRunId }) : { kind: 'wait-children' };
         }
-        // Children unfinished but none attached (e.g. a child run re-created without us after
-        // Redis lost data): look again shortly, without spending an attempt.
-        logger.warn('parent step has no pending children; checking again in 1 s');
-        await job.moveToDelayed(Date.now() + PARENT_RECHECK_MS, token);
-        throw new DelayedError();
+        if (spec.kind === 'orchestrator') {
+          const state = await advanceSubrun(deps, data, attempt, spec, start.input, parentQueue);
+          return state.kind === 'done' ? ack({ childRunId: state.childRunId }) : { kind: 'wait-children' };
+        }
+        const items = Array.isArray(start.input) ? (start.input as unknown[]) : [];
+        const state = await advanceFanout(deps, data, attempt, spec, items);
+        return state.kind === 'done' ? ack({ items: items.length }) : { kind: 'wait-children' };
       }
 
-      const output = await runAgent(deps, spec, start.input, who, signal);
+      const output = await runAgent(deps, spec, start.input, who, job.signal);
       const record = await completeStep(deps, data, attempt, output, {}, start.run);
       logger.info({ recorded: record.recorded, next: record.queued }, 'step completed');
-      return { attempt, recorded: record.recorded };
+      return ack({ attempt, recorded: record.recorded });
     } catch (err) {
-      if (isControlFlow(err) || isInfrastructureError(err)) throw redactError(err, who.sensitive);
+      if (isInfrastructureError(err)) throw redactError(err, who.sensitive);
       const plan = planFailure(redactError(err, who.sensitive), job);
       await failStep(deps, data, attempt, plan.error, plan.final, plan.retryDelayMs);
       logger[plan.final ? 'error' : 'warn']({ err, final: plan.final, retryDelayMs: plan.retryDelayMs }, 'step attempt failed');
-      throw plan.rethrow;
+      return plan.directive;
     }
   };
 }

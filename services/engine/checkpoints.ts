@@ -10,7 +10,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { and, eq, isNull, sql } from 'drizzle-orm';
-import { ErrorCode as BullErrorCode } from 'bullmq';
 import { NotFoundError } from '../../lib/index.js';
 import { apiKeys, approvalTokens, approvals, runs, steps } from '../../db/index.js';
 import { evaluateMapping, renderTemplate, type CheckpointStep } from '../../definitions/index.js';
@@ -106,24 +105,18 @@ export async function openCheckpoint(deps: EngineDeps, data: StepJobData, attemp
   });
 }
 
-/** A reminder job of the `checkpoints` queue (not a child of the run: nothing waits for it). */
-export const REMIND_JOB = 'remind';
-
 /**
  * Schedule the approval's reminders as delayed jobs, `remindMs` before its deadline (job id
  * `remind.<approval>.<ms>`, so scheduling again is a no-op). Reminders already due are skipped.
  */
 export async function scheduleReminders(deps: EngineDeps, approval: ApprovalRow, remindMs: number[]): Promise<void> {
-  const queue = deps.queues.get('checkpoints');
-  for (const beforeMs of remindMs) {
-    const delay = approval.expiresAt.getTime() - beforeMs - Date.now();
-    if (delay <= 0) continue;
-    await queue.add(
-      REMIND_JOB,
-      { approvalId: approval.id, runId: approval.runId, beforeMs },
-      { jobId: `remind.${approval.id}.${beforeMs}`, delay, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } },
-    );
-  }
+  const now = Date.now();
+  await deps.queues.addAll(
+    remindMs.flatMap((beforeMs) => {
+      const delayMs = approval.expiresAt.getTime() - beforeMs - now;
+      return delayMs > 0 ? [{ kind: 'remind' as const, approvalId: approval.id, runId: approval.runId, beforeMs, delayMs }] : [];
+    }),
+  );
 }
 
 /**
@@ -218,12 +211,7 @@ export async function approvalNotice(deps: EngineDeps, approvalId: string, audie
  * parking and promotes itself, so the decision is not lost (research/bullmq-design.md §2.3).
  */
 export async function promoteParked(deps: EngineDeps, jobId: string): Promise<void> {
-  const job = await deps.queues.get('checkpoints').getJob(jobId);
-  try {
-    await job?.promote();
-  } catch (err) {
-    if ((err as { code?: number }).code !== BullErrorCode.JobNotInState) throw err;
-  }
+  await deps.queues.promote('checkpoints', jobId);
 }
 
 /** What the woken checkpoint job should do. */

@@ -12,23 +12,13 @@ import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import { Redactor, type SerializedError } from '../../lib/index.js';
 import { stepItems } from '../../db/index.js';
 import { evaluateMapping, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
-import { stepJobId, type StepJobData } from '../../queues/index.js';
+import { itemJobId, stepJobId, type ItemJobData, type StepJobData } from '../../queues/index.js';
 import { jobSpecFor, loadSteps, scopeOf } from './advance.js';
 import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { secretsForMapping, unsealRunInput } from './sensitive.js';
 import { attemptRun, completeStep, failStep, type AttemptRun, type StepRecord, type StepRef } from './steps.js';
-
-/** An item job's payload. */
-export interface ItemJobData extends StepJobData {
-  index: number;
-}
-
-/** Job id of a fan-out item: `<run>.<step>.<generation>.i<index>`. */
-export function itemJobId(runId: string, stepId: string, generation: number, index: number): string {
-  return `${stepJobId(runId, stepId, generation)}.i${index}`;
-}
 
 type ItemRow = typeof stepItems.$inferSelect;
 

@@ -13,7 +13,6 @@ export {
   resolveCheckpoint,
   scheduleReminders,
   remindApproval,
-  REMIND_JOB,
   approvalNotice,
   mayReceiveLink,
   starterAudience,
@@ -36,6 +35,6 @@ export {
 export { TERMINAL_RUN_EVENTS, type RunEventType } from './run-scope.js';
 export { webhookMessage, markWebhookDelivered, sweepWebhookOutbox } from './webhooks.js';
 export { ensureStepJobs, reconcileRun, reconcileAll, type ReconcileReport } from './reconcile.js';
-export { cancelRun, retryStep, skipStep, resumeRun, cancelChannel, type Actor, type InterventionResult } from './interventions.js';
-export { advanceFanout, beginItem, finishItem, itemJobId, itemsOf, type ItemJobData, type FanoutState, type ItemStart } from './fanout.js';
+export { cancelRun, retryStep, skipStep, resumeRun, type Actor, type InterventionResult } from './interventions.js';
+export { advanceFanout, beginItem, finishItem, itemsOf, type FanoutState, type ItemStart } from './fanout.js';
 export { advanceSubrun, advanceSubruns, type SubrunPlan, type SubrunState } from './subruns.js';

@@ -14,7 +14,7 @@ import { and, eq, inArray, sql } from 'drizzle-orm';
 import { ConflictError, NotFoundError, type SerializedError } from '../../lib/index.js';
 import { approvals, runs, stepAttempts, stepItems, steps } from '../../db/index.js';
 import { descendantsOf } from '../../definitions/index.js';
-import { queueForStepType, rootJobId, stepJobId, type StepJobSpec, type StepType } from '../../queues/index.js';
+import { queueForStepType, rootJobId, stepJobId, type QueueName, type StepJobSpec, type StepType } from '../../queues/index.js';
 import { advance, loadSteps, type StepRow } from './advance.js';
 import { isStepLive } from './statuses.js';
 import { definitionById } from '../store/index.js';
@@ -28,16 +28,11 @@ export interface Actor {
   subject: string;
 }
 
-/** Redis channel (under the queue prefix) on which workers receive job cancellations. */
-export function cancelChannel(prefix: string): string {
-  return `${prefix}:cancel-jobs`;
-}
-
 /** A job to stop after the commit. */
 interface JobRef {
   id: string;
   type: StepType | 'item';
-  queue: string;
+  queue: QueueName;
 }
 
 /** Outcome of an intervention. */
@@ -87,27 +82,7 @@ async function liveJobs(scope: RunScope, rows: StepRow[]): Promise<JobRef[]> {
  * cancel for the active ones.
  */
 export async function stopJobs(deps: EngineDeps, jobs: JobRef[], reason: string): Promise<void> {
-  const active: string[] = [];
-  for (const ref of jobs) {
-    const job = await deps.queues.get(ref.queue as Parameters<EngineDeps['queues']['get']>[0]).getJob(ref.id);
-    if (!job) continue;
-    const state = await job.getState();
-    if (state === 'active') {
-      active.push(ref.id);
-      continue;
-    }
-    if (state === 'completed' || state === 'failed') continue;
-    try {
-      await job.remove();
-    } catch (err) {
-      // It became active (locked) between our look and the removal: cancel it instead.
-      deps.logger.debug({ err, jobId: ref.id }, 'job could not be removed; cancelling it');
-      active.push(ref.id);
-    }
-  }
-  if (active.length > 0) {
-    await deps.queues.connection.publish(cancelChannel(deps.config.redis.prefix), JSON.stringify({ jobIds: active, reason }));
-  }
+  await deps.queues.stopJobs(jobs, reason);
 }
 
 /**

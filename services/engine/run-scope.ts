@@ -59,9 +59,9 @@ export interface RunScope {
    * Append an event (same transaction as the state change it describes).
    * @returns the event's per-run sequence number.
    */
-  emit(type: RunEventType, stepId: string | null, data: Record<string, unknown>): Promise<number>;
+  emit: (type: RunEventType, stepId: string | null, data: Record<string, unknown>) => Promise<number>;
   /** Add jobs once the transaction commits (steps and items: while the caller's job is active). */
-  enqueue(...requests: JobRequest[]): void;
+  enqueue: (...requests: JobRequest[]) => void;
 }
 
 /**

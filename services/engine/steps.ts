@@ -293,7 +293,7 @@ async function evaluateForeach(expression: string, scope: ExpressionScope): Prom
   const value = await evaluateMapping(`\${{ ${expression} }}`, scope);
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value)) throw new ValidationError(`foreach must yield a list, got ${typeof value}`, { field: 'foreach' });
-  return value;
+  return value as unknown[];
 }
 
 /** Fence: the attempt is the step's current one and both are still open. */
