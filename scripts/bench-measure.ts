@@ -19,9 +19,14 @@ export function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 }
 
-/** `load average 1.23 / 1.10 / 0.98 (1, 5, 15 min), 2 cores`. */
+/** The load averages over 1, 5 and 15 minutes: `1.23 / 1.10 / 0.98`. */
+export function loadAverages(): string {
+  return loadavg().map((l) => l.toFixed(2)).join(' / ');
+}
+
+/** `load average 1.23 / 1.10 / 0.98 (1/5/15 min), 2 cores`. */
 export function loadLine(): string {
-  return `load average ${loadavg().map((l) => l.toFixed(2)).join(' / ')} (1/5/15 min), ${availableParallelism()} cores`;
+  return `load average ${loadAverages()} (1/5/15 min), ${availableParallelism()} cores`;
 }
 
 /** Sleep `ms` milliseconds. */
@@ -92,19 +97,58 @@ export async function prefixKeys(redis: Redis, prefix: string): Promise<string[]
   return keys;
 }
 
+/** Keys BullMQ keeps once per queue (`<prefix>:<queue>:<name>`); any other name is a job's. */
+const QUEUE_KEYS = new Set(['events', 'completed', 'failed', 'wait', 'paused', 'active', 'delayed', 'prioritized', 'meta', 'id', 'marker', 'stalled', 'stalled-check', 'waiting-children', 'repeat', 'limiter', 'pc', 'de']);
+
 /**
- * Bytes Redis holds for the keys of `prefix`: the sum of `MEMORY USAGE <key> SAMPLES 0` (every
- * element counted) over its keys, and how many keys.
+ * The group a BullMQ key counts in: `<queue>:<name>` for a queue's own keys (`runs:events`),
+ * `<queue>:<job>` for job hashes and `<queue>:<job>:<suffix>` for a job's other keys
+ * (`runs:<job>:dependencies`).
  */
-export async function prefixMemory(redis: Redis, prefix: string): Promise<{ bytes: number; keys: number }> {
+function keyGroup(prefix: string, key: string): string {
+  const [queue = '', name = '', ...rest] = key.slice(prefix.length + 1).split(':');
+  if (QUEUE_KEYS.has(name) && rest.length === 0) return `${queue}:${name}`;
+  return rest.length === 0 ? `${queue}:<job>` : `${queue}:<job>:${rest.join(':')}`;
+}
+
+/** What Redis holds for a key prefix. */
+export interface PrefixMemory {
+  /** Sum of `MEMORY USAGE <key> SAMPLES 0` (every element counted) over the prefix's keys. */
+  bytes: number;
+  keys: number;
+  /** Bytes per key group (see `keyGroup`). */
+  groups: Map<string, number>;
+}
+
+/** Bytes Redis holds for the keys of `prefix`, in all and per key group. */
+export async function prefixMemory(redis: Redis, prefix: string): Promise<PrefixMemory> {
   const keys = await prefixKeys(redis, prefix);
+  const groups = new Map<string, number>();
   let bytes = 0;
   for (let i = 0; i < keys.length; i += 1000) {
+    const batch = keys.slice(i, i + 1000);
     const pipeline = redis.pipeline();
-    for (const key of keys.slice(i, i + 1000)) pipeline.memory('USAGE', key, 'SAMPLES', 0);
-    for (const [err, value] of (await pipeline.exec()) ?? []) if (!err && typeof value === 'number') bytes += value;
+    for (const key of batch) pipeline.memory('USAGE', key, 'SAMPLES', 0);
+    const results = (await pipeline.exec()) ?? [];
+    results.forEach(([err, value], j) => {
+      if (err || typeof value !== 'number') return;
+      bytes += value;
+      const group = keyGroup(prefix, batch[j] ?? '');
+      groups.set(group, (groups.get(group) ?? 0) + value);
+    });
   }
-  return { bytes, keys: keys.length };
+  return { bytes, keys: keys.length, groups };
+}
+
+/** The `top` key groups that grew most from `before` to `after`, per `unit` (e.g. per step): `runs:events 310 B, …`. */
+export function memoryGrowth(before: PrefixMemory, after: PrefixMemory, unit: number, top = 5): string {
+  const growth = [...after.groups].map(([group, bytes]) => [group, (bytes - (before.groups.get(group) ?? 0)) / unit] as const);
+  return growth
+    .filter(([, b]) => Math.abs(b) >= 1)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([group, b]) => `${group} ${Math.round(b)} B`)
+    .join(', ');
 }
 
 /** Delete every key of `prefix`; returns how many. */
@@ -176,29 +220,47 @@ const STATEMENT = /^(?:statement|execute [^:]*):\s*([\s\S]*)$/;
 const WRITES = /\b(insert|update|delete|merge)\b|\bfor\s+(no\s+key\s+)?update\b|\bfor\s+(key\s+)?share\b/i;
 const ASYNC_COMMIT = /synchronous_commit\s*(=|to)\s*'?(off|local)\b/i;
 
+/** One record of the server log: a head line and its continuation lines (a multi-line statement). */
+interface LogRecord {
+  pid: string;
+  database: string | undefined;
+  level: string;
+  text: string;
+}
+
+/** The records of server log text, continuation lines joined to the record they continue. */
+function logRecords(logText: string): LogRecord[] {
+  const records: LogRecord[] = [];
+  for (const line of logText.split('\n')) {
+    const head = RECORD_HEAD.exec(line);
+    if (head) records.push({ pid: head[1] ?? '', database: head[2], level: head[3] ?? '', text: head[4] ?? '' });
+    else if (records.length > 0) (records.at(-1) as LogRecord).text += `\n${line}`;
+  }
+  return records;
+}
+
 /**
  * Count what sessions of `database` ran, from server log text written with `log_statement = 'all'`
  * and a `log_line_prefix` of `%m [%p] %q%u@%d ` (Debian's default). Transactions are followed per
- * backend pid.
+ * backend pid; records of `excludePids` (e.g. the bench's own connection) are left out.
  */
-export function countStatements(logText: string, database: string): StatementCounts {
+export function countStatements(logText: string, database: string, excludePids: readonly number[] = []): StatementCounts {
   const counts: StatementCounts = { statements: 0, transactions: 0, durableCommits: 0 };
   const blocks = new Map<string, { writes: boolean; async: boolean }>();
-  for (const line of logText.split('\n')) {
-    const head = RECORD_HEAD.exec(line);
-    if (!head || head[2] !== database || head[3] !== 'LOG') continue;
-    const statement = STATEMENT.exec(head[4] ?? '');
+  const excluded = new Set(excludePids.map(String));
+  for (const record of logRecords(logText)) {
+    if (record.database !== database || record.level !== 'LOG' || excluded.has(record.pid)) continue;
+    const statement = STATEMENT.exec(record.text);
     if (!statement) continue;
-    const pid = head[1] ?? '';
     const text = (statement[1] ?? '').trim();
     counts.statements += 1;
-    const tx = blocks.get(pid);
+    const tx = blocks.get(record.pid);
     if (/^(begin|start\s+transaction)\b/i.test(text)) {
-      blocks.set(pid, { writes: false, async: false });
+      blocks.set(record.pid, { writes: false, async: false });
     } else if (/^(commit|end|rollback|abort)\b/i.test(text)) {
       counts.transactions += 1;
       if (tx?.writes && !tx.async && /^(commit|end)\b/i.test(text)) counts.durableCommits += 1;
-      blocks.delete(pid);
+      blocks.delete(record.pid);
     } else if (tx) {
       tx.writes ||= WRITES.test(text);
       tx.async ||= ASYNC_COMMIT.test(text);

@@ -46,7 +46,9 @@ import {
   cpuDeltaMs,
   cpuSnapshot,
   fileSize,
+  loadAverages,
   loadLine,
+  memoryGrowth,
   percentile,
   prefixMemory,
   readFrom,
@@ -180,8 +182,7 @@ async function countPass(
     await sleep(STATS_FLUSH_MS);
     const [wal1] = await admin<Array<{ n: string }>>`select wal_sync::text as n from pg_stat_wal`;
     const text = await readFrom(logFile, offset);
-    const mine = new RegExp(`\\[${self?.pid ?? -1}\\] `);
-    const counts = countStatements(text.split('\n').filter((line) => !mine.test(line)).join('\n'), database);
+    const counts = countStatements(text, database, self ? [self.pid] : []);
     return { counts, steps: steps?.n ?? 0, walSyncs: Number(wal1?.n ?? NaN) - Number(wal0?.n ?? NaN), logFile };
   } finally {
     await stopBaton(baton);
@@ -196,6 +197,7 @@ async function countPass(
  */
 export async function benchSideBySide(config: Config, options: SideBySideOptions, log: (line: string) => void): Promise<void> {
   const loadBefore = loadLine();
+  const averagesBefore = loadAverages();
   const targets = benchTargets(config);
   const { prefix, rawPrefix, database } = targets;
   const env = await stackEnvironment(config, {
@@ -217,7 +219,8 @@ export async function benchSideBySide(config: Config, options: SideBySideOptions
   const redis = new Redis(config.redis.url, { maxRetriesPerRequest: null, connectionName: 'bench' });
   let baton: Baton | undefined;
   let raw: RawBullmq | undefined;
-  const monitor = postgres(targets.databaseUrl, { max: 2, onnotice: () => undefined });
+  // One connection, so that `backendPids` (which leaves out the caller's own backend) counts none of the bench's.
+  const monitor = postgres(targets.databaseUrl, { max: 1, onnotice: () => undefined });
   try {
     await removeBenchData(targets);
 
@@ -251,7 +254,7 @@ export async function benchSideBySide(config: Config, options: SideBySideOptions
     const pgCpu = cpuDeltaMs(pgBefore, await cpuSnapshot([...new Set([...pgBefore.keys(), ...(await backendPids(monitor, database))])]));
     const batonRedis = await prefixMemory(redis, prefix);
     const batonRate = (thr.steps / thr.wallMs) * 1000;
-    log(`throughput: Baton ${thr.steps} steps in ${(thr.wallMs / 1000).toFixed(2)} s; CPU web+workers ${int(batonCpu)} ms, Postgres backends ${int(pgCpu)} ms; Redis ${int(batonRedisBefore.bytes)} → ${int(batonRedis.bytes)} B (${batonRedisBefore.keys} → ${batonRedis.keys} keys)`);
+    log(`throughput: Baton ${thr.steps} steps in ${(thr.wallMs / 1000).toFixed(2)} s; CPU web+workers ${int(batonCpu)} ms, Postgres backends ${int(pgCpu)} ms; Redis ${int(batonRedisBefore.bytes)} → ${int(batonRedis.bytes)} B (${batonRedisBefore.keys} → ${batonRedis.keys} keys); per step: ${memoryGrowth(batonRedisBefore, batonRedis, thr.steps)}`);
 
     const rawCpuBefore = await cpuSnapshot(raw.pids());
     const rawRedisBefore = await prefixMemory(redis, rawPrefix);
@@ -260,7 +263,7 @@ export async function benchSideBySide(config: Config, options: SideBySideOptions
     const rawCpu = cpuDeltaMs(rawCpuBefore, await cpuSnapshot(raw.pids()));
     const rawRedis = await prefixMemory(redis, rawPrefix);
     const rawRate = (rawThr.children / rawThr.wallMs) * 1000;
-    log(`throughput: raw ${rawThr.children} flow children in ${(rawThr.wallMs / 1000).toFixed(2)} s; CPU workers+endpoint ${int(rawCpu)} ms; Redis ${int(rawRedisBefore.bytes)} → ${int(rawRedis.bytes)} B (${rawRedisBefore.keys} → ${rawRedis.keys} keys)`);
+    log(`throughput: raw ${rawThr.children} flow children in ${(rawThr.wallMs / 1000).toFixed(2)} s; CPU workers+endpoint ${int(rawCpu)} ms; Redis ${int(rawRedisBefore.bytes)} → ${int(rawRedis.bytes)} B (${rawRedisBefore.keys} → ${rawRedis.keys} keys); per child: ${memoryGrowth(rawRedisBefore, rawRedis, rawThr.children)}`);
 
     // POST /v1/runs, each side with its workers stopped: the API alone.
     await stopProcesses(baton.workers);
@@ -273,18 +276,23 @@ export async function benchSideBySide(config: Config, options: SideBySideOptions
       `${int(r.requests.average)} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, ${r['2xx']} 2xx, ${r.non2xx} non-2xx, ${r.errors} errors`;
     log(`POST /v1/runs (${options.connections} connections, ${options.durationS} s): Baton ${describePost(batonPost)}; raw ${describePost(rawPost)}`);
     const loadAfter = loadLine();
+    const averagesAfter = loadAverages();
 
     const perStep = (n: number, steps: number) => (steps > 0 ? n / steps : NaN);
     const sqlCell =
       'skipped' in counted
         ? `n/a (${counted.skipped})`
-        : `${perStep(counted.counts.transactions, counted.steps).toFixed(1)} · ${perStep(counted.counts.statements, counted.steps).toFixed(1)} · ${perStep(counted.counts.durableCommits, counted.steps).toFixed(1)}`;
+        : `${perStep(counted.counts.transactions, counted.steps).toFixed(1)} · ${perStep(counted.counts.statements, counted.steps).toFixed(1)} · ` +
+          `${perStep(counted.counts.durableCommits, counted.steps).toFixed(1)} (cluster-wide wal_sync Δ ${perStep(counted.walSyncs, counted.steps).toFixed(1)})`;
     const batonBytes = perStep(batonRedis.bytes - batonRedisBefore.bytes, thr.steps);
     const rawBytes = perStep(rawRedis.bytes - rawRedisBefore.bytes, rawThr.children);
     const batonCpuStep = perStep(batonCpu, thr.steps);
     const pgCpuStep = perStep(pgCpu, thr.steps);
     const rawCpuStep = perStep(rawCpu, rawThr.children);
-    const postCell = (r: autocannon.Result) => `${int(r.requests.average)} req/s, p99 ${r.latency.p99} ms`;
+    const postCell = (r: autocannon.Result) => {
+      const failed = r.non2xx + r.errors;
+      return `${int(r.requests.average)} req/s, p99 ${r.latency.p99} ms${failed > 0 ? ` (${failed} failed)` : ''}`;
+    };
     const rows: string[][] = [
       ['figure', 'Baton', 'raw BullMQ', 'Baton ÷ raw', 'goal (issue 8)'],
       [
@@ -300,10 +308,11 @@ export async function benchSideBySide(config: Config, options: SideBySideOptions
       ['Redis per finished step, runs ended', `${int(batonBytes)} B`, `${int(rawBytes)} B per kept child job`, ratio(batonBytes, rawBytes), '≤ 1 KB'],
       ['CPU per step', `web + workers ${batonCpuStep.toFixed(2)} ms + Postgres ${pgCpuStep.toFixed(2)} ms`, `${rawCpuStep.toFixed(2)} ms (workers + endpoint)`, ratio(batonCpuStep + pgCpuStep, rawCpuStep), '—'],
       ['SQL per step: transactions · statements · durable commits (fsyncs)', sqlCell, '—', '—', '≤ 8 statements, ≤ 1 fsync'],
+      ['load average (1 / 5 / 15 min), before → after', `${averagesBefore} → ${averagesAfter}`, 'same machine, same invocation', '', '2 cores, shared'],
     ];
     log(`after: ${loadAfter}\n`);
     log(rows.map((r, i) => `| ${r.join(' | ')} |${i === 0 ? `\n|${r.map(() => '---').join('|')}|` : ''}`).join('\n'));
-    log(`\n${new Date().toISOString().slice(0, 10)}; ${options.stepKind} steps (${options.shape}); load before: ${loadBefore}; after: ${loadAfter}.`);
+    log(`\n${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${options.stepKind} steps (${options.shape}); Baton ${baton.workers.length} workers, pool max ${options.poolMax}.`);
   } finally {
     await stopBaton(baton);
     await raw?.stop();
