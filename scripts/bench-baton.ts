@@ -145,39 +145,45 @@ function expectCompleted(byStatus: Record<string, number>, runs: number): void {
   if ((byStatus.completed ?? 0) !== runs) throw new Error(`Baton runs did not all complete: ${JSON.stringify(byStatus)}`);
 }
 
-/**
- * Hops of runs: for every step with `needs`, its first `step.started` − the latest first
- * `step.completed` of the steps it needs, in ms.
- */
-async function hops(sql: Sql, runIds: readonly string[], needsOf: (stepId: string) => string[]): Promise<number[]> {
-  const events = await eventTimes(sql, runIds, ['step.started', 'step.completed']);
+/** Hops of a chain, two ways, in ms. */
+export interface ChainTimes {
+  /** A step's first `step.started` − its predecessor's first `step.completed` (the table's figure). */
+  hops: number[];
+  /**
+   * A step's first `step.completed` − its predecessor's: the whole cycle of a no-op step, which
+   * no bookkeeping of when a step counts as started can shorten.
+   */
+  cycles: number[];
+}
+
+/** Hops and cycles of chain runs (`sNN` needs `sNN-1`), from their events. */
+async function chainTimes(sql: Sql, runIds: readonly string[], steps: number): Promise<ChainTimes> {
   const first = new Map<string, number>();
-  for (const e of events) {
+  for (const e of await eventTimes(sql, runIds, ['step.started', 'step.completed'])) {
     const key = `${e.runId}/${e.type}/${e.stepId ?? ''}`;
     if (!first.has(key)) first.set(key, e.at);
   }
-  const result: number[] = [];
+  const times: ChainTimes = { hops: [], cycles: [] };
   for (const runId of runIds) {
-    for (const [key, at] of first) {
-      const [run, type, step] = key.split('/');
-      if (run !== runId || type !== 'step.started' || !step) continue;
-      const needs = needsOf(step).map((n) => first.get(`${runId}/step.completed/${n}`));
-      if (needs.length === 0 || needs.some((t) => t === undefined)) continue;
-      result.push(at - Math.max(...(needs as number[])));
+    for (let i = 1; i < steps; i += 1) {
+      const done = first.get(`${runId}/step.completed/${stepId(i - 1)}`);
+      const started = first.get(`${runId}/step.started/${stepId(i)}`);
+      const completed = first.get(`${runId}/step.completed/${stepId(i)}`);
+      if (done === undefined || started === undefined || completed === undefined) {
+        throw new Error(`run ${runId}: no step.completed of ${stepId(i - 1)} or no step.started/completed of ${stepId(i)} among its events`);
+      }
+      times.hops.push(started - done);
+      times.cycles.push(completed - done);
     }
   }
-  return result;
+  return times;
 }
 
 /**
  * Hop latency of runs alone: `runs` runs of the no-op chain one after the other (after one
- * untimed warm-up run), hops from their events.
+ * untimed warm-up run), from their events.
  */
-export async function batonHops(client: BatonClient, sql: Sql, runs: number, steps: number): Promise<number[]> {
-  const needsOf = (step: string): string[] => {
-    const i = Number(step.slice(1)) - 1;
-    return i > 0 ? [stepId(i - 1)] : [];
-  };
+export async function batonHops(client: BatonClient, sql: Sql, runs: number, steps: number): Promise<ChainTimes> {
   const warmup = await client.startRun(CHAIN_SLUG);
   expectCompleted(await waitForRuns(sql, [warmup], 60_000), 1);
   const ids: string[] = [];
@@ -186,9 +192,13 @@ export async function batonHops(client: BatonClient, sql: Sql, runs: number, ste
     expectCompleted(await waitForRuns(sql, [id], 60_000), 1);
     ids.push(id);
   }
-  const result = await hops(sql, ids, needsOf);
-  if (result.length !== runs * (steps - 1)) throw new Error(`expected ${runs * (steps - 1)} hops from the events, found ${result.length}`);
-  return result;
+  return chainTimes(sql, ids, steps);
+}
+
+/** From a decision (or promote) sent, in ms: until the next step started, and until it was done. */
+export interface DecisionTimes {
+  started: number[];
+  done: number[];
 }
 
 interface RunApprovals {
@@ -198,10 +208,11 @@ interface RunApprovals {
 /**
  * Approval → next step started, one run at a time: for each checkpoint, wait until its approval
  * is pending and `settleMs` more (so that the job has parked), decide `continue` through the API,
- * and take the time from just before the request to the successor's `step.started`.
+ * and take the time from just before the request to the successor's `step.started` (and to its
+ * `step.completed`).
  */
-export async function batonApprovals(client: BatonClient, sql: Sql, runs: number, pairs: number, settleMs: number): Promise<number[]> {
-  const result: number[] = [];
+export async function batonApprovals(client: BatonClient, sql: Sql, runs: number, pairs: number, settleMs: number): Promise<DecisionTimes> {
+  const result: DecisionTimes = { started: [], done: [] };
   for (let r = 0; r < runs + 1; r += 1) {
     const runId = await client.startRun(APPROVAL_SLUG);
     const decidedAt = new Map<string, number>();
@@ -224,14 +235,15 @@ export async function batonApprovals(client: BatonClient, sql: Sql, runs: number
     }
     expectCompleted(await waitForRuns(sql, [runId], 60_000), 1);
     if (r === 0) continue; // the first run warms up
-    for (const e of await eventTimes(sql, [runId], ['step.started'])) {
+    const seen = new Set<string>();
+    for (const e of await eventTimes(sql, [runId], ['step.started', 'step.completed'])) {
       const t0 = e.stepId ? decidedAt.get(e.stepId) : undefined;
-      if (t0 !== undefined) {
-        result.push(e.at - t0);
-        decidedAt.delete(e.stepId ?? '');
-      }
+      if (t0 === undefined || seen.has(`${e.type}/${e.stepId}`)) continue;
+      seen.add(`${e.type}/${e.stepId}`);
+      (e.type === 'step.started' ? result.started : result.done).push(e.at - t0);
     }
   }
+  if (result.started.length !== runs * pairs) throw new Error(`expected ${runs * pairs} decided steps among the events, found ${result.started.length}`);
   return result;
 }
 

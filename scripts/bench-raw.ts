@@ -13,6 +13,7 @@ import { projectRoot } from '../lib/index.js';
 import { exited } from './procfile.js';
 import { RAW_QUEUES, chainJobId, type ChainJobData } from './bench-raw-worker.js';
 import { sleep, waitFor } from './bench-measure.js';
+import type { ChainTimes, DecisionTimes } from './bench-baton.js';
 
 /** A raw child process and what it printed when ready. */
 interface RawChild {
@@ -92,11 +93,11 @@ export class RawBullmq {
 
   /**
    * Chain hops, one chain at a time (after one untimed warm-up chain): job `i + 1`'s
-   * `processedOn` − job `i`'s `finishedOn`, in ms.
+   * `processedOn` − job `i`'s `finishedOn`, and cycles: `finishedOn` − the previous `finishedOn`.
    */
-  async hops(chains: number, steps: number): Promise<number[]> {
+  async hops(chains: number, steps: number): Promise<ChainTimes> {
     const queue = new Queue<ChainJobData>(RAW_QUEUES.chain, { connection: this.redis, prefix: this.prefix });
-    const result: number[] = [];
+    const result: ChainTimes = { hops: [], cycles: [] };
     try {
       for (let c = 0; c < chains + 1; c += 1) {
         const chain = `chain${c}-${Date.now()}`;
@@ -106,7 +107,8 @@ export class RawBullmq {
         let previous = await this.timestamps(RAW_QUEUES.chain, chainJobId(chain, 0));
         for (let i = 1; i < steps; i += 1) {
           const current = await this.timestamps(RAW_QUEUES.chain, chainJobId(chain, i));
-          result.push(current.processedOn - previous.finishedOn);
+          result.hops.push(current.processedOn - previous.finishedOn);
+          result.cycles.push(current.finishedOn - previous.finishedOn);
           previous = current;
         }
       }
@@ -118,11 +120,12 @@ export class RawBullmq {
 
   /**
    * Promote → processing started, one job at a time (after one untimed warm-up): add a job
-   * delayed by an hour, wait `settleMs`, take the time, `promote()`, and read its `processedOn`.
+   * delayed by an hour, wait `settleMs`, take the time, `promote()`, and read its `processedOn`
+   * (and `finishedOn`).
    */
-  async promotions(count: number, settleMs: number): Promise<number[]> {
+  async promotions(count: number, settleMs: number): Promise<DecisionTimes> {
     const queue = new Queue(RAW_QUEUES.approvals, { connection: this.redis, prefix: this.prefix });
-    const result: number[] = [];
+    const result: DecisionTimes = { started: [], done: [] };
     try {
       for (let i = 0; i < count + 1; i += 1) {
         const job = await queue.add('gate', { i }, { delay: 3_600_000 });
@@ -130,8 +133,12 @@ export class RawBullmq {
         const t0 = Date.now();
         await job.promote();
         const id = job.id ?? '';
-        await waitFor(`raw promoted job ${id}`, async () => Number.isFinite((await this.timestamps(RAW_QUEUES.approvals, id)).processedOn), 60_000, 5);
-        if (i > 0) result.push((await this.timestamps(RAW_QUEUES.approvals, id)).processedOn - t0);
+        await waitFor(`raw promoted job ${id}`, async () => Number.isFinite((await this.timestamps(RAW_QUEUES.approvals, id)).finishedOn), 60_000, 5);
+        const { processedOn, finishedOn } = await this.timestamps(RAW_QUEUES.approvals, id);
+        if (i > 0) {
+          result.started.push(processedOn - t0);
+          result.done.push(finishedOn - t0);
+        }
         await sleep(settleMs);
       }
     } finally {

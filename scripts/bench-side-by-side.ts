@@ -131,7 +131,8 @@ async function stopBaton(baton: Baton | undefined): Promise<void> {
 const int = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
 const ms = (n: number): string => (!Number.isFinite(n) ? 'n/a' : n >= 10 ? n.toFixed(0) : n.toFixed(1));
 const ratio = (baton: number, raw: number, asPercent = false): string => {
-  if (!Number.isFinite(baton) || !Number.isFinite(raw) || raw === 0) return 'n/a';
+  if (!Number.isFinite(baton) || !Number.isFinite(raw)) return 'n/a';
+  if (raw === 0) return 'n/a (raw 0 at 1-ms resolution)';
   return asPercent ? `${((baton / raw) * 100).toFixed(1)} %` : `× ${(baton / raw).toFixed(1)}`;
 };
 const p50p99 = (values: readonly number[]): string => `${ms(percentile(values, 50))} / ${ms(percentile(values, 99))} ms`;
@@ -235,13 +236,17 @@ export async function benchSideBySide(config: Config, options: SideBySideOptions
     raw = await RawBullmq.start(redis, config.redis.url, rawPrefix, 2, config.worker.concurrency);
     log(`raw BullMQ: 2 worker processes (concurrency ${config.worker.concurrency}) + endpoint ${raw.baseUrl}`);
 
-    const batonHop = await batonHops(baton.client, monitor, options.hopRuns, options.steps);
-    const rawHop = await raw.hops(options.hopRuns, options.steps);
-    log(`hops: Baton ${p50p99(batonHop)} (n=${batonHop.length}, max ${ms(Math.max(...batonHop))}); raw ${p50p99(rawHop)} (n=${rawHop.length}, max ${ms(Math.max(...rawHop))})`);
+    const batonChain = await batonHops(baton.client, monitor, options.hopRuns, options.steps);
+    const rawChain = await raw.hops(options.hopRuns, options.steps);
+    const [batonHop, rawHop] = [batonChain.hops, rawChain.hops];
+    log(`hops: Baton ${p50p99(batonChain.hops)} (n=${batonChain.hops.length}, max ${ms(Math.max(...batonChain.hops))}); raw ${p50p99(rawChain.hops)} (n=${rawChain.hops.length}, max ${ms(Math.max(...rawChain.hops))})`);
+    log(`chain cycle (step done → successor done): Baton ${p50p99(batonChain.cycles)}; raw ${p50p99(rawChain.cycles)}`);
 
-    const batonApproval = await batonApprovals(baton.client, monitor, options.approvalRuns, options.pairs, options.settleMs);
-    const rawPromote = await raw.promotions(options.approvalRuns * options.pairs, options.settleMs);
-    log(`approval → next step: Baton ${p50p99(batonApproval)} (n=${batonApproval.length}); raw promote → processing ${p50p99(rawPromote)} (n=${rawPromote.length})`);
+    const batonDecisions = await batonApprovals(baton.client, monitor, options.approvalRuns, options.pairs, options.settleMs);
+    const rawPromotions = await raw.promotions(options.approvalRuns * options.pairs, options.settleMs);
+    const [batonApproval, rawPromote] = [batonDecisions.started, rawPromotions.started];
+    log(`approval → next step started: Baton ${p50p99(batonApproval)} (n=${batonApproval.length}); raw promote → processing ${p50p99(rawPromote)} (n=${rawPromote.length})`);
+    log(`approval → next step done: Baton ${p50p99(batonDecisions.done)}; raw promote → finished ${p50p99(rawPromotions.done)}`);
 
     // Throughput, with CPU and Redis before/after.
     const batonPids = [baton.stack.children[0]?.pid ?? 0, ...baton.workers.map((w) => w.pid ?? 0)];
