@@ -187,11 +187,11 @@ export async function fileSize(file: string): Promise<number> {
   return (await stat(file)).size;
 }
 
-/** The bytes of `file` from `start` to its current end, as UTF-8 text. */
-export async function readFrom(file: string, start: number): Promise<string> {
+/** The bytes of `file` from `start` to `end` (default: its current end), as UTF-8 text. */
+export async function readFrom(file: string, start: number, end?: number): Promise<string> {
   const handle = await open(file, 'r');
   try {
-    const end = (await handle.stat()).size;
+    end ??= (await handle.stat()).size;
     const buffer = Buffer.alloc(Math.max(0, end - start));
     await handle.read(buffer, 0, buffer.length, start);
     return buffer.toString('utf8');

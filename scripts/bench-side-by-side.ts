@@ -91,7 +91,7 @@ export interface SideBySideOptions {
 const SUBMIT_CONCURRENCY = 20;
 /** Wait after the statement-count pass so every backend has flushed its statistics (PGSTAT_IDLE_INTERVAL is 10 s). */
 const STATS_FLUSH_MS = 11_000;
-/** Wait after the last run finished before reading Redis (root jobs finish after the runs' last commit). */
+/** Wait after the last run finished before reading Redis or the log (root jobs finish after the runs' last commit). */
 const REDIS_SETTLE_MS = 1_000;
 /** Longest the throughput phase may take. */
 const THROUGHPUT_TIMEOUT_MS = 240_000;
@@ -177,12 +177,14 @@ async function countPass(
     const client = baton.client;
     const runIds = await Promise.all(Array.from({ length: options.countRuns }, () => client.startRun(slug)));
     await waitForRuns(monitor, runIds, 120_000);
+    await sleep(REDIS_SETTLE_MS); // what the runs' last jobs do after their final commit
+    const end = await fileSize(logFile);
     const [steps] = await monitor<Array<{ n: number }>>`select count(*)::int as n from run_events where run_id = any(${runIds}::uuid[]) and type = 'step.completed'`;
     await stopBaton(baton);
     baton = undefined;
     await sleep(STATS_FLUSH_MS);
     const [wal1] = await admin<Array<{ n: string }>>`select wal_sync::text as n from pg_stat_wal`;
-    const text = await readFrom(logFile, offset);
+    const text = await readFrom(logFile, offset, end);
     const counts = countStatements(text, database, self ? [self.pid] : []);
     return { counts, steps: steps?.n ?? 0, walSyncs: Number(wal1?.n ?? NaN) - Number(wal0?.n ?? NaN), logFile };
   } finally {
