@@ -37,7 +37,7 @@ export function chainJobId(chain: string, i: number): string {
   return `${chain}-${i}`;
 }
 
-const noop = async (): Promise<void> => undefined;
+const noop = (): Promise<void> => Promise.resolve();
 
 async function startWorkers(redisUrl: string, prefix: string, concurrency: number): Promise<() => Promise<void>> {
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null, connectionName: 'bench-raw-worker' });
