@@ -41,8 +41,11 @@ export const StepJobData = z.object({
 });
 export type StepJobData = z.infer<typeof StepJobData>;
 
-/** A webhook delivery of one run event. */
-export const WebhookJobData = z.object({ runId: z.uuid(), seq: z.number().int().positive() });
+/**
+ * A webhook delivery job: deliver whatever of run `runId` is due, in sequence order (one job per
+ * run per batch of events; `seq` is the newest event of the batch, 0 for a retry or a sweep).
+ */
+export const WebhookJobData = z.object({ runId: z.uuid(), seq: z.number().int().nonnegative() });
 export type WebhookJobData = z.infer<typeof WebhookJobData>;
 
 /**
@@ -61,9 +64,12 @@ export function rootJobId(runId: string, rootGeneration: number): string {
   return rootGeneration <= 1 ? runId : `${runId}.r${rootGeneration}`;
 }
 
-/** Webhook delivery job id `wh.<runId>.<seq>`: one delivery job per event. */
-export function webhookJobId(runId: string, seq: number): string {
-  return `wh.${runId}.${seq}`;
+/**
+ * Webhook delivery job id `wh.<runId>.<tag>`: `<seq>` of the batch's newest event, or a tag such
+ * as `t<epoch ms>` for a retry due then. A repeated add of the same id is a no-op.
+ */
+export function webhookJobId(runId: string, tag: number | string): string {
+  return `wh.${runId}.${tag}`;
 }
 
 /**

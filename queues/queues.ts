@@ -177,20 +177,38 @@ export class Queues {
     );
   }
 
+  // --- webhook delivery jobs (owned by the webhooks work, services/engine/webhooks.ts) ---
   /**
-   * Enqueue the webhook deliveries of run events `seqs` (one job per event, retried with backoff),
-   * in one round trip. An existing job id is left untouched.
+   * Enqueue one webhook delivery job for a batch of run events `seqs` (id `wh.<runId>.<newest
+   * seq>`). The job delivers everything of the run that is due, in order; delivery retries are
+   * scheduled by the engine, so the job itself retries only on infrastructure errors.
    */
   async addWebhookDeliveries(runId: string, seqs: number[]): Promise<void> {
     if (seqs.length === 0) return;
-    await this.get('webhooks').addBulk(
-      seqs.map((seq) => ({
-        name: 'deliver',
-        data: { runId, seq },
-        opts: { jobId: webhookJobId(runId, seq), attempts: 10, backoff: { type: 'exponential', delay: 1000 }, ...RETENTION },
-      })),
+    const seq = Math.max(...seqs);
+    await this.addWebhookJob(runId, seq, webhookJobId(runId, seq));
+  }
+
+  /**
+   * Enqueue a webhook delivery job with id `jobId`, run no sooner than `delayMs` from now.
+   * An existing job id is left untouched.
+   */
+  async addWebhookJob(runId: string, seq: number, jobId: string, delayMs = 0): Promise<void> {
+    await this.get('webhooks').add(
+      'deliver',
+      { runId, seq },
+      {
+        jobId,
+        ...(delayMs > 0 ? { delay: delayMs } : {}),
+        attempts: 10,
+        backoff: { type: 'exponential', delay: 1000 },
+        // Postgres keeps the delivery log: a finished job has nothing left to tell.
+        removeOnComplete: true,
+        removeOnFail: RETENTION.removeOnFail,
+      },
     );
   }
+  // --- end webhook delivery jobs ---
 
   /** The state, name and payload of job `id` in `queue`. */
   async inspectJob(queue: QueueName, id: string): Promise<JobInspection> {

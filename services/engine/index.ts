@@ -58,7 +58,16 @@ export {
   type DryRunResult,
 } from './plan.js';
 export { TERMINAL_RUN_EVENTS, type RunEventType } from './run-scope.js';
-export { webhookMessage, markWebhookDelivered, sweepWebhookOutbox } from './webhooks.js';
+export {
+  enqueueWebhooks,
+  deliverRunWebhooks,
+  sweepWebhookOutbox,
+  redeliverWebhook,
+  forgetSubscriptionCache,
+  MAX_ATTEMPTS as WEBHOOK_MAX_ATTEMPTS,
+  type DeliveryReport,
+  type WebhookMessage,
+} from './webhooks.js';
 export { createIntegration, verifyIntegrationMessage, type IntegrationRow, type VerifiedMessage } from './integrations.js';
 export { createApiKey, type CreatedApiKey } from './api-keys.js';
 export { ensureStepJobs, reconcileRun, reconcileAll, type ReconcileReport } from './reconcile.js';

@@ -1,4 +1,5 @@
-/** Read models and CRUD outside the run lifecycle: named agents, secrets, assets, deliverables. */
+/** Read models and CRUD outside the run lifecycle: named agents, secrets, assets, deliverables, webhook subscriptions. */
 export * from './agents.js';
 export * from './secrets.js';
 export * from './assets.js';
+export * from './webhook-subscriptions.js';
