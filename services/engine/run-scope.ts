@@ -2,7 +2,7 @@
  * The per-run critical section. Every change to a run's state happens inside `withRun`:
  * one Postgres transaction holding the run's row lock (`SELECT … FOR UPDATE`), in which
  * events are appended with the next per-run sequence number. After the commit, each event is
- * handed to the `webhooks` queue when the run has a `webhookUrl`.
+ * handed to `enqueueWebhooks` (services/engine/webhooks.ts), which delivers them to the run's `webhookUrl` and subscriptions.
  *
  * The row lock is what makes readiness decisions race-free: two predecessors finishing at
  * once serialise here, so their common successor is queued exactly once (SPEC R3).
@@ -11,6 +11,7 @@ import { eq } from 'drizzle-orm';
 import { NotFoundError } from '../../lib/index.js';
 import { runEvents, runs, type Db } from '../../db/index.js';
 import type { EngineDeps } from './deps.js';
+import { enqueueWebhooks } from './webhooks.js'; // webhooks entry point
 
 /** A drizzle transaction. */
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
@@ -86,28 +87,17 @@ export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { 
  */
 export async function withRun<T>(deps: EngineDeps, runId: string, fn: (scope: RunScope) => Promise<T>): Promise<T> {
   let emitted: number[] = [];
-  let webhookUrl: string | null = null;
   const result = await deps.database.db.transaction(async (tx) => {
     const scope = await openRunScope(tx, runId);
-    webhookUrl = scope.run.webhookUrl;
     const out = await fn(scope);
     await scope.flush();
     emitted = scope.emitted;
     return out;
   });
-  if (webhookUrl) await enqueueWebhooks(deps, runId, emitted);
+  await enqueueWebhooks(deps, runId, emitted); // webhooks: every commit (webhooks.ts decides whether anything goes out)
   return result;
 }
 
-/**
- * Hand committed events to the `webhooks` queue. A Redis failure here is logged, not thrown:
- * the state change is committed and must not be reported as failed.
- */
-export async function enqueueWebhooks(deps: EngineDeps, runId: string, seqs: number[]): Promise<void> {
-  try {
-    await deps.queues.addWebhookDeliveries(runId, seqs);
-  } catch (err) {
-    // The events are the outbox: the reconciler's sweep sends them later.
-    deps.logger.error({ err, runId, seqs }, 'could not enqueue webhook deliveries');
-  }
-}
+// --- webhooks entry point: `enqueueWebhooks(deps, runId, seqs)` after each commit; webhooks.ts owns what is behind it ---
+export { enqueueWebhooks };
+// --- end webhooks entry point ---
