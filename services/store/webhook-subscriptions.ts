@@ -153,7 +153,7 @@ export async function updateSubscription(
   db: Db,
   organizationId: string,
   id: string,
-  patch: Partial<SubscriptionInput> & { enabled?: boolean | undefined },
+  patch: { url?: string | undefined; events?: string[] | undefined; description?: string | null | undefined; enabled?: boolean | undefined },
 ): Promise<WebhookSubscriptionView> {
   if (patch.events) checkEventPatterns(patch.events);
   const [row] = await db
