@@ -70,6 +70,7 @@ export {
 } from './webhooks.js';
 export { createIntegration, verifyIntegrationMessage, type IntegrationRow, type VerifiedMessage } from './integrations.js';
 export { createApiKey, type CreatedApiKey } from './api-keys.js';
+export { approvalForToken } from './approval-page.js';
 export { ensureStepJobs, reconcileRun, reconcileAll, type ReconcileReport } from './reconcile.js';
 export { cancelRun, retryStep, skipStep, resumeRun, cancelChannel, type Actor, type InterventionResult } from './interventions.js';
 export { advanceFanout, beginItem, finishItem, itemJobId, itemsOf, type ItemJobData, type FanoutState, type ItemStart } from './fanout.js';
