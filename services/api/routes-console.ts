@@ -32,12 +32,11 @@ const HEARTBEAT_MS = 15_000;
 /** Browser modules served from node_modules, by the name the page imports them under. */
 function vendorFiles(): Record<string, string> {
   const require = createRequire(import.meta.url);
-  const preact = dirname(require.resolve('preact/package.json'));
-  const htm = dirname(require.resolve('htm/package.json'));
   return {
-    'preact.mjs': join(preact, 'dist', 'preact.mjs'),
-    'hooks.mjs': join(preact, 'hooks', 'dist', 'hooks.mjs'),
-    'htm.mjs': join(htm, 'dist', 'htm.mjs'),
+    'preact.mjs': require.resolve('preact'), // dist/preact.mjs
+    'hooks.mjs': require.resolve('preact/hooks'), // hooks/dist/hooks.mjs
+    // htm's `require` entry is CommonJS; its ES module sits beside it.
+    'htm.mjs': join(dirname(require.resolve('htm')), 'htm.mjs'),
   };
 }
 
