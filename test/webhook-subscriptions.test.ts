@@ -9,6 +9,7 @@ import { expect } from 'chai';
 import { eq } from 'drizzle-orm';
 import { webhookDeliveries } from '../db/index.js';
 import { reconcileAll } from '../services/engine/index.js';
+import type { WebhookDeliveryView } from '../services/store/index.js';
 import { otherOrganization } from './support/organizations.js';
 import { startReceiver, type Receiver } from './support/receiver.js';
 import { api, runEvents, startStack, storeDefinition, waitFor, waitForRun, type Stack } from './support/stack.js';
@@ -23,16 +24,7 @@ interface Subscription {
   secret?: string;
 }
 
-interface Delivery {
-  id: string;
-  runId: string;
-  seq: number;
-  event: string;
-  status: string;
-  attempts: number;
-  responseStatus: number | null;
-  latencyMs: number | null;
-}
+type Delivery = WebhookDeliveryView;
 
 describe('webhook subscriptions (issue 9)', function () {
   this.timeout(60_000);
