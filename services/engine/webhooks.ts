@@ -301,6 +301,15 @@ async function deliverDue(
   report: DeliveryReport,
 ): Promise<void> {
   const { db } = deps.database;
+  // Renew the lease once a third of it has passed (sending one delivery takes ≤ 10 s).
+  let renewedAt = Date.now();
+  const lease = {
+    async renew() {
+      if (Date.now() - renewedAt < LEASE_MS / 3) return;
+      renewedAt = Date.now();
+      await renewLease(deps, runId, token);
+    },
+  };
   const pending = await db
     .select({
       id: webhookDeliveries.id,
@@ -344,6 +353,7 @@ async function deliverDue(
         body = await eventBody(deps, runId, d);
         bodies.set(d.seq, body);
       }
+      await lease.renew();
       const result = await attempt(http, signed(destination.url, destination.secret, runId, d.seq, body));
       const attempts = d.attempts + 1;
       const outcome = { responseStatus: result.responseStatus, latencyMs: result.latencyMs, error: result.error, url: destination.url };
@@ -352,7 +362,6 @@ async function deliverDue(
         if (result.ok) report.delivered += 1;
         else report.failed += 1;
         if (key === '') runFinished.push(d.seq);
-        await renewLease(deps, runId, token);
         continue;
       }
       const delayMs = stepBackoffMs(attempts, BACKOFF_BASE_MS, BACKOFF_MAX_MS);
@@ -473,7 +482,6 @@ export async function sweepWebhookOutbox(deps: EngineDeps, graceMs = 30_000, lim
       and (r.finished_at is null or r.finished_at > now() - interval '1 day')
       and (r.webhook_url is not null
            or exists (select 1 from webhook_subscriptions s where s.organization_id = r.organization_id and s.enabled))
-      and (c.lease_until is null or c.lease_until < now())
       and (select e.created_at from run_events e where e.run_id = r.id and e.seq = coalesce(c.fanned_seq, 0) + 1) < now() - ${grace}::interval
     union all
     select d.run_id, count(*)::int as events
