@@ -1,7 +1,7 @@
 // The Baton run console: sign-in, runs (filters, live status), a run (DAG, step timeline, event
 // log, interventions), the approvals inbox, and the approval page a decideUrl opens.
 import { render } from 'preact';
-import { useEffect, useState, useCallback } from 'preact/hooks';
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { html } from './html.js';
 import { ApiError, request, setCsrfToken } from './api.js';
 import { Dag } from './dag.js';
@@ -173,6 +173,8 @@ function RunPage({ id }) {
   const [events, setEvents] = useState([]);
   const [selected, setSelected] = useState(null);
   const [error, setError] = useState(null);
+  // Bumped by an intervention: a finished run may reopen, so listen again.
+  const [opening, setOpening] = useState(0);
   const load = useCallback(async () => {
     try {
       const [v, m] = await Promise.all([request('GET', `/v1/runs/${id}`), request('GET', `/v1/runs/${id}/manifest`)]);
@@ -183,13 +185,19 @@ function RunPage({ id }) {
       setError(err);
     }
   }, [id]);
+  const lastSeq = useRef(0);
+  useEffect(() => {
+    setEvents([]);
+    lastSeq.current = 0;
+  }, [id]);
   useEffect(() => {
     void load();
-    setEvents([]);
     let timer;
-    const stream = new EventSource(`/v1/runs/${id}/stream`);
+    // From the last event seen: a reopened run's stream must not stop at its earlier end.
+    const stream = new EventSource(`/v1/runs/${id}/stream?after=${lastSeq.current}`);
     const onEvent = (e) => {
       const ev = JSON.parse(e.data);
+      lastSeq.current = Math.max(lastSeq.current, ev.seq);
       setEvents((list) => (list.some((x) => x.seq === ev.seq) ? list : [...list, ev]));
       clearTimeout(timer);
       timer = setTimeout(() => void load(), 150);
@@ -203,7 +211,11 @@ function RunPage({ id }) {
       clearTimeout(timer);
       stream.close();
     };
-  }, [id, load]);
+  }, [id, load, opening]);
+  const changed = () => {
+    setOpening((n) => n + 1);
+    void load();
+  };
   if (error && !view) return html`<main><${ErrorBox} error=${error} /></main>`;
   if (!view) return html`<main><p class="muted">Loading…</p></main>`;
   const step = view.steps.find((s) => s.id === selected);
@@ -211,7 +223,7 @@ function RunPage({ id }) {
   const runAction = async (path, body) => {
     try {
       await request('POST', path, body);
-      await load();
+      changed();
     } catch (err) {
       setError(err);
     }
@@ -229,8 +241,8 @@ function RunPage({ id }) {
     ${view.error ? html`<section class="card"><h3>Error</h3><${Json} value=${view.error} /></section>` : null}
     <section class="card"><h2>Graph</h2><${Dag} steps=${view.steps} selected=${selected} onSelect=${setSelected} />
       <p class="muted">Select a step for its attempts and interventions.</p></section>
-    ${step ? html`<${StepDetail} step=${step} attempts=${attempts} runId=${id} onChanged=${load} />` : null}
-    ${view.approvals.filter((a) => a.status === 'pending').map((a) => html`<section class="card"><h2>Waiting for approval: ${a.stepId}</h2><${Decide} approval=${a} onDecided=${load} /></section>`)}
+    ${step ? html`<${StepDetail} key=${step.id} step=${step} attempts=${attempts} runId=${id} onChanged=${changed} />` : null}
+    ${view.approvals.filter((a) => a.status === 'pending').map((a) => html`<section class="card"><h2>Waiting for approval: ${a.stepId}</h2><${Decide} approval=${a} onDecided=${changed} /></section>`)}
     <section class="card"><h2>Timeline</h2>
       <table class="list"><thead><tr><th>Step</th><th>Status</th><th>Attempts</th><th>Started</th><th>Duration</th></tr></thead>
       <tbody>${view.steps.map((s) => html`<tr onClick=${() => setSelected(s.id)} class="clickable"><td>${s.id}</td><td><${Status} status=${s.status} /></td><td>${s.attempts}</td><td>${when(s.startedAt)}</td><td>${duration(s.startedAt, s.finishedAt)}</td></tr>`)}</tbody></table></section>

@@ -1,6 +1,7 @@
 // A form generated from a JSON Schema (the checkpoint's `modify`): objects become fieldsets,
 // strings text inputs (or a select for `enum`, a textarea for long text), numbers and integers
 // number inputs, booleans checkboxes; anything else is edited as JSON.
+import { useState } from 'preact/hooks';
 import { html } from './html.js';
 
 /** The initial value for `schema`: `seed` when it has the right type, else the schema's default. */
@@ -67,17 +68,20 @@ export function SchemaField({ schema, name, path, value, onChange, required }) {
   return html`<label class="field" for=${id}><span>${label}${required ? ' *' : ''}</span>${input}${help}</label>`;
 }
 
-/** A JSON textarea: invalid JSON is kept as typed and reported, not sent. */
+/**
+ * A JSON textarea: the text is the user's; each edit that parses is passed on, one that does not
+ * is flagged invalid and not passed on.
+ */
 export function JsonField({ id, name, value, onChange, rows = 6 }) {
-  const text = value === undefined ? '' : JSON.stringify(value, null, 2);
-  return html`<textarea id=${id} name=${name} class="json" rows=${rows}
-    onChange=${(e) => {
+  const [text, setText] = useState(() => (value === undefined ? '' : JSON.stringify(value, null, 2)));
+  return html`<textarea id=${id} name=${name} class="json" rows=${rows} value=${text}
+    onInput=${(e) => {
+      setText(e.target.value);
       try {
         onChange(e.target.value.trim() === '' ? undefined : JSON.parse(e.target.value));
         e.target.setCustomValidity('');
       } catch {
         e.target.setCustomValidity('not valid JSON');
-        e.target.reportValidity();
       }
-    }}>${text}</textarea>`;
+    }}></textarea>`;
 }

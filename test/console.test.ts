@@ -122,6 +122,14 @@ output:
       // Uncaught exceptions in the page (an HTTP error is shown as a message, never thrown).
       page.on('pageerror', (err) => problems.push(err.message));
       (page as Page & { problems?: string[] }).problems = problems;
+      // Sign in through the form, as a person would; the session cookie serves every test.
+      await page.goto(`${stack.baseUrl}/console`);
+      await page.fill('#api-key', stack.apiKey);
+      await page.click('button[type=submit]');
+      await page.waitForSelector('h1:has-text("Runs")');
+    });
+    afterEach(async function () {
+      if (this.currentTest?.state === 'failed' && page) await screenshot(`failed-${(this.currentTest.title ?? '').slice(0, 40).replace(/\W+/g, '-')}`);
     });
     after(async function () {
       await browser?.close();
@@ -130,10 +138,7 @@ output:
 
     it('approves from the decideUrl page with a modified field, and the run page shows the run completed', async function () {
       await page.goto(`${stack.baseUrl}/console`);
-      await page.fill('#api-key', stack.apiKey);
-      await page.click('button[type=submit]');
       await page.waitForSelector('h1:has-text("Runs")');
-
       const runId = await startApprovalRun();
       // The run appears in the list through the live stream.
       await page.waitForSelector(`tr[data-run="${runId}"]`, { timeout: 15_000 });
@@ -196,6 +201,33 @@ output:
       await page.click('button[value=abort]');
       await page.waitForSelector('#decision-outcome:has-text("Already decided")');
       await screenshot('approval-conflict');
+    });
+
+    it('retries a failed step with edited input from the run page, and the run completes', async function () {
+      const slug = uniqueSlug('console-retry');
+      await storeDefinition(
+        stack,
+        `slug: ${slug}\nversion: 1\nname: ${slug}\ninput: { type: object }\nsteps:\n  - id: work\n    agent: test-sleep\n    with: { label: "${slug}", delayMs: 1, fail: true }\n  - id: after\n    agent: test-sleep\n    needs: [work]\n    with: { label: "${slug}-after", delayMs: 1 }\n`,
+        [sleepAgent],
+      );
+      const res = await api<{ id: string }>(stack, 'POST', '/v1/runs', { definition: slug, input: {} });
+      const runId = res.body.id;
+      expect((await waitForRun(stack, runId)).status).to.equal('failed');
+      await page.goto(`${stack.baseUrl}/console#/runs/${runId}`);
+      await page.waitForSelector('#run-status:has-text("failed")');
+      await page.click('svg.dag g[data-step=work]');
+      await page.waitForSelector('text=Attempt 1');
+      // The retry box starts with the last attempt's input; fix it.
+      expect(JSON.parse(await page.inputValue('#retry-input'))).to.deep.equal({ label: slug, delayMs: 1, fail: true });
+      await page.fill('#retry-input', JSON.stringify({ label: slug, delayMs: 1, fail: false }));
+      await screenshot('retry-edited-input');
+      await page.click('button:has-text("Retry step")');
+      await page.waitForSelector('#run-status:has-text("completed")', { timeout: 20_000 });
+      await page.waitForSelector('text=Attempt 2');
+      await screenshot('retry-completed');
+      const view = await waitForRun(stack, runId);
+      expect(view.status).to.equal('completed');
+      expect(view.steps.find((s) => s.id === 'work')?.attempts).to.equal(2);
     });
 
     it('lists pending approvals in the inbox and the run page offers interventions', async function () {
