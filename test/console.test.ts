@@ -203,6 +203,26 @@ output:
       await screenshot('approval-conflict');
     });
 
+    it('the runs list filters by status and updates statuses live', async function () {
+      const runId = await startApprovalRun();
+      await page.goto(`${stack.baseUrl}/console#/runs?status=running`);
+      const row = page.locator(`tr[data-run="${runId}"]`);
+      await row.waitFor({ timeout: 20_000 });
+      const approval = await waitFor(
+        async () => (await api<{ items: Array<{ id: string; runId: string }> }>(stack, 'GET', '/v1/approvals?status=pending&limit=200')).body.items.find((a) => a.runId === runId),
+        20_000,
+        'pending approval',
+      );
+      // Only running runs are listed; a cancelled one is not.
+      expect(await page.locator('td .badge').allTextContents()).to.satisfy((statuses: string[]) => statuses.every((st) => st === 'running'));
+      await page.goto(`${stack.baseUrl}/console#/runs`);
+      await row.waitFor();
+      expect((await api(stack, 'POST', `/v1/approvals/${approval.id}/decision`, { decision: 'continue', input: { headline: 'live' } })).status).to.equal(200);
+      // No reload: the stream carries the new status.
+      await page.waitForSelector(`tr[data-run="${runId}"] .badge:has-text("completed")`, { timeout: 20_000 });
+      await screenshot('runs-live');
+    });
+
     it('retries a failed step with edited input from the run page, and the run completes', async function () {
       const slug = uniqueSlug('console-retry');
       await storeDefinition(
