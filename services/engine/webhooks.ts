@@ -467,9 +467,10 @@ export async function deliverRunWebhooks(deps: EngineDeps, http: OutboundHttp, r
 
 /**
  * The webhook outbox sweep, called by the reconciler: re-enqueue runs whose events were never
- * fanned out (the enqueue after the commit failed) or whose deliveries are overdue (Redis lost
- * the job). Only work older than `graceMs` is swept, and only of runs unfinished or finished
- * within a day. A job for a run that is fine does nothing (the lease and cursor make it safe).
+ * fanned out (the enqueue after the commit failed) or that have pending deliveries (Redis may
+ * have lost the job, or the delayed job of a retry). Only work older than `graceMs` is swept, and
+ * only of runs unfinished or finished within a day. A job for a run that is fine does nothing
+ * but re-add its retry's delayed job, a no-op when it exists (same id).
  * @returns how many events (not yet fanned out, or with a pending delivery) the re-enqueued
  *   jobs cover.
  */
@@ -489,10 +490,6 @@ export async function sweepWebhookOutbox(deps: EngineDeps, graceMs = 30_000, lim
     where d.status = 'pending'
     group by d.run_id
     having min(d.created_at) < now() - ${grace}::interval
-       and min(d.next_attempt_at) filter (where not exists (
-             select 1 from webhook_deliveries e
-             where e.run_id = d.run_id and e.subscription_id is not distinct from d.subscription_id and e.status = 'pending' and e.seq < d.seq
-           )) < now() - ${grace}::interval
     limit ${limit}`);
   const sweep = Date.now();
   let covered = 0;
