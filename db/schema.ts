@@ -18,6 +18,7 @@ import {
   primaryKey,
   text,
   timestamp,
+  unique,
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
@@ -445,4 +446,78 @@ export const deliverables = pgTable(
     createdAt: createdAt(),
   },
   (t) => [index('deliverables_run').on(t.runId, t.createdAt)],
+);
+
+/**
+ * Webhook subscriptions of an organization (issue 9): every run event whose type matches one of
+ * `events` (`run.completed`, `step.*`, `*`) is POSTed to `url`, signed per Standard Webhooks with
+ * the subscription's own `whsec_…` secret.
+ */
+export const webhookSubscriptions = pgTable(
+  'webhook_subscriptions',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    url: text('url').notNull(),
+    /** Event-type patterns: an exact type, `<prefix>.*`, or `*`. */
+    events: text('events').array().notNull(),
+    description: text('description'),
+    /** The `whsec_…` signing secret, sealed under `BATON_SECRETS_KEY` (`lib/secret-box.ts`). */
+    sealedSecret: text('sealed_secret').notNull(),
+    enabled: boolean('enabled').notNull().default(true),
+    createdAt: createdAt(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('webhook_subscriptions_org').on(t.organizationId)],
+);
+
+/**
+ * Per-run webhook progress: events up to `fannedSeq` have their deliveries recorded; the lease
+ * (`leaseToken` until `leaseUntil`) lets one delivery job at a time work on the run, which is what
+ * keeps one run's deliveries in sequence order.
+ */
+export const webhookCursors = pgTable('webhook_cursors', {
+  runId: uuid('run_id')
+    .primaryKey()
+    .references(() => runs.id, { onDelete: 'cascade' }),
+  fannedSeq: integer('fanned_seq').notNull().default(0),
+  leaseToken: text('lease_token'),
+  leaseUntil: ts('lease_until'),
+});
+
+/**
+ * The delivery log: one row per (run event, destination). `subscriptionId` null is the run's own
+ * `webhookUrl`. `status`: pending → delivered | failed (refused for good, or out of attempts).
+ */
+export const webhookDeliveries = pgTable(
+  'webhook_deliveries',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    seq: integer('seq').notNull(),
+    subscriptionId: uuid('subscription_id').references(() => webhookSubscriptions.id, { onDelete: 'cascade' }),
+    eventType: text('event_type').notNull(),
+    status: text('status').$type<'pending' | 'delivered' | 'failed'>().notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    /** HTTP status of the last attempt (null: no answer). */
+    responseStatus: integer('response_status'),
+    /** Duration of the last attempt, in milliseconds. */
+    latencyMs: integer('latency_ms'),
+    lastError: text('last_error'),
+    /** The URL of the last attempt. */
+    url: text('url'),
+    /** Not before this instant (retry backoff). */
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true }).notNull().defaultNow(),
+    createdAt: createdAt(),
+    finishedAt: ts('finished_at'),
+  },
+  (t) => [
+    unique('webhook_deliveries_target_seq').on(t.runId, t.subscriptionId, t.seq).nullsNotDistinct(),
+    index('webhook_deliveries_subscription').on(t.subscriptionId, t.createdAt),
+    index('webhook_deliveries_pending').on(t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
+  ],
 );

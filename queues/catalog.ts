@@ -53,8 +53,11 @@ export type RemindJobData = z.infer<typeof RemindJobData>;
 export const ReconcileJobData = z.object({});
 export type ReconcileJobData = z.infer<typeof ReconcileJobData>;
 
-/** A webhook delivery of one run event. */
-export const WebhookJobData = z.object({ runId: z.uuid(), seq: z.number().int().positive() });
+/**
+ * A webhook delivery job: deliver whatever of run `runId` is due, in sequence order (one job per
+ * run per batch of events; `seq` is the newest event of the batch, 0 for a retry or a sweep).
+ */
+export const WebhookJobData = z.object({ runId: z.uuid(), seq: z.number().int().nonnegative() });
 export type WebhookJobData = z.infer<typeof WebhookJobData>;
 
 /**
@@ -131,9 +134,12 @@ export function itemJobId(runId: string, stepId: string, generation: number, ind
   return `${stepJobId(runId, stepId, generation)}.i${index}`;
 }
 
-/** Webhook delivery job id `wh.<runId>.<seq>`: one delivery job per event. */
-export function webhookJobId(runId: string, seq: number): string {
-  return `wh.${runId}.${seq}`;
+/**
+ * Webhook delivery job id `wh.<runId>.<tag>`: `<seq>` of the batch's newest event, or a tag such
+ * as `t<epoch ms>` for a retry due then. A repeated add of the same id is a no-op.
+ */
+export function webhookJobId(runId: string, tag: number | string): string {
+  return `wh.${runId}.${tag}`;
 }
 
 /**

@@ -35,12 +35,11 @@ export interface StepJobSpec {
  * A job to add after a transaction commits (see `Queues.addAll`):
  * - `step`: a step generation's job, child of the run's root job `rootId`;
  * - `item`: a fan-out item's job (`<step job id>.i<index>`), child of its step's job;
- * - `webhook`: the webhook delivery of run event `seq`.
+ * - `remind`: a checkpoint's reminder.
  */
 export type JobRequest =
   | { kind: 'step'; runId: string; rootId: string; spec: StepJobSpec }
   | { kind: 'item'; runId: string; parentJobId: string; spec: StepJobSpec; index: number }
-  | { kind: 'webhook'; runId: string; seq: number }
   /** A checkpoint's reminder, run `delayMs` from now (id `remind.<approval>.<beforeMs>`). */
   | { kind: 'remind'; approvalId: string; runId: string; beforeMs: number; delayMs: number };
 
@@ -198,13 +197,6 @@ export class Queues {
             removeOnFail: { age: 7 * 24 * 3600 },
           },
         };
-      case 'webhook':
-        return {
-          name: JOB_NAMES.webhook,
-          queueName: 'webhooks',
-          data: { runId: r.runId, seq: r.seq },
-          opts: { jobId: webhookJobId(r.runId, r.seq), attempts: 10, backoff: { type: 'exponential', delay: 1000 }, ...RETENTION },
-        };
     }
   }
 
@@ -226,15 +218,37 @@ export class Queues {
     await this.addAll(indexes.map((index) => ({ kind: 'item' as const, runId: step.runId, parentJobId, spec: step, index })));
   }
 
-
+  // --- webhook delivery jobs (owned by the webhooks work, services/engine/webhooks.ts) ---
   /**
-   * Enqueue the webhook deliveries of run events `seqs` (one job per event, retried with backoff),
-   * in one round trip. An existing job id is left untouched.
+   * Enqueue one webhook delivery job for a batch of run events `seqs` (id `wh.<runId>.<newest
+   * seq>`). The job delivers everything of the run that is due, in order; delivery retries are
+   * scheduled by the engine, so the job itself retries only on infrastructure errors.
    */
   async addWebhookDeliveries(runId: string, seqs: number[]): Promise<void> {
-    await this.addAll(seqs.map((seq) => ({ kind: 'webhook' as const, runId, seq })));
+    if (seqs.length === 0) return;
+    const seq = Math.max(...seqs);
+    await this.addWebhookJob(runId, seq, webhookJobId(runId, seq));
   }
 
+  /**
+   * Enqueue a webhook delivery job with id `jobId`, run no sooner than `delayMs` from now.
+   * An existing job id is left untouched.
+   */
+  async addWebhookJob(runId: string, seq: number, jobId: string, delayMs = 0): Promise<void> {
+    await this.get('webhooks').add(
+      'deliver',
+      { runId, seq },
+      {
+        jobId,
+        ...(delayMs > 0 ? { delay: delayMs } : {}),
+        attempts: 10,
+        backoff: { type: 'exponential', delay: 1000 },
+        // Postgres keeps the delivery log: a finished job has nothing left to tell.
+        removeOnComplete: true,
+        removeOnFail: RETENTION.removeOnFail,
+      },
+    );
+  }
 
   /**
    * Wake delayed job `id` of `queue` now (a parked checkpoint). A job that is not delayed (not
@@ -278,6 +292,7 @@ export class Queues {
     }
     if (active.length > 0) await this.connection.publish(cancelChannel(this.prefix), JSON.stringify({ jobIds: active, reason }));
   }
+  // --- end webhook delivery jobs ---
 
   /** The state, name and payload of job `id` in `queue`. */
   async inspectJob(queue: QueueName, id: string): Promise<JobInspection> {

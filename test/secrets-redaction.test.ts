@@ -9,7 +9,7 @@ import { Queue } from 'bullmq';
 import { createLogger } from '../lib/index.js';
 import { stepJobId } from '../queues/index.js';
 import { startReceiver, type Receiver } from './support/receiver.js';
-import { api, startStack, storeDefinition, waitForRun, type Stack } from './support/stack.js';
+import { api, startStack, storeDefinition, waitFor, waitForRun, type Stack } from './support/stack.js';
 import { uniqueSlug } from './support/test-agents.js';
 
 describe('secrets and write-only input are redacted everywhere but where they are used', function () {
@@ -89,6 +89,8 @@ steps:
     expect(call?.headers.authorization).to.equal(`Bearer ${token}`);
     expect(call?.json).to.deep.equal({ password, echo: `token=${token}` });
 
+    // Webhooks go out in sequence order after the commits: wait for the last one.
+    await waitFor(async () => (receiver.webhooks.some((w) => w.type === 'run.failed' && w.data.runId === runId) ? true : undefined), 15_000, 'run.failed webhook');
     // Every surface: run view, events, manifest, SSE, webhook bodies, BullMQ, logs.
     const surfaces: Record<string, string> = {
       view: JSON.stringify((await api(stack, 'GET', `/v1/runs/${runId}`)).body),

@@ -4,6 +4,8 @@ import { sql } from 'drizzle-orm';
 import type { EngineDeps } from '../engine/index.js';
 import { ADMIN_PATH, adminRouter } from './admin.js';
 import { ApiKeyAuthenticator } from './auth.js';
+import { ConsoleSessions } from './console-session.js';
+import { consoleRouter } from './routes-console.js';
 import { errorHandler } from './error-handler.js';
 import type { RunEventHub } from './event-hub.js';
 import { adminApiRouter } from './routes-admin.js';
@@ -14,6 +16,7 @@ import { definitionsRouter } from './routes-definitions.js';
 import { runsRouter } from './routes-runs.js';
 import { agentsRouter, type AgentParser } from './routes-agents.js';
 import { secretsRouter } from './routes-secrets.js';
+import { webhooksRouter } from './routes-webhooks.js';
 
 /** Timeout of each readiness probe, in milliseconds. */
 const READY_TIMEOUT_MS = 2000;
@@ -33,7 +36,8 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', true);
-  const auth = new ApiKeyAuthenticator(deps.database.db);
+  const sessions = new ConsoleSessions(deps.config.auth.webhookSecret);
+  const auth = new ApiKeyAuthenticator(deps.database.db, sessions);
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -69,6 +73,8 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   app.use(interventionsRouter(deps, auth));
   app.use(secretsRouter(deps, auth));
   app.use(assetsRouter(deps, auth));
+  app.use(webhooksRouter(deps, auth));
+  app.use(consoleRouter(deps, auth, sessions, hub));
   app.use((req, res) => {
     res.status(404).json({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.path}` } });
   });

@@ -1,11 +1,13 @@
 /**
  * API-key authentication: `Authorization: Bearer <key>` (or, for Bull Board in a browser, the key
- * as the password of HTTP Basic auth). Keys are looked up by SHA-256 hash.
+ * as the password of HTTP Basic auth, or the run console's session cookie with its CSRF token,
+ * see console-session.ts). Keys are looked up by SHA-256 hash.
  */
 import type { NextFunction, Request, Response } from 'express';
 import { and, eq, isNull } from 'drizzle-orm';
 import { ForbiddenError, UnauthorizedError } from '../../lib/index.js';
 import { apiKeys, hashApiKey, type Db } from '../../db/index.js';
+import type { ConsoleSessions } from './console-session.js';
 
 /** The authenticated caller. */
 export interface Principal {
@@ -23,7 +25,11 @@ const CACHE_TTL_MS = 30_000;
 export class ApiKeyAuthenticator {
   private readonly cache = new Map<string, { principal: Principal | null; expiresAtMs: number }>();
 
-  constructor(private readonly db: Db) {}
+  /** @param sessions - console sessions: also accept the console's cookie (with its CSRF check). */
+  constructor(
+    private readonly db: Db,
+    readonly sessions?: ConsoleSessions,
+  ) {}
 
   /** Resolve a key to its principal, or `null` when unknown or revoked. */
   async resolve(key: string): Promise<Principal | null> {
@@ -71,7 +77,7 @@ declare module 'express-serve-static-core' {
  */
 export function requireApiKey(auth: ApiKeyAuthenticator, scope?: string, options: { optional?: boolean } = {}) {
   return async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
-    const key = credentialFrom(req);
+    const key = credentialFrom(req) ?? auth.sessions?.credential(req);
     if (!key) {
       if (options.optional) return next();
       throw new UnauthorizedError('missing API key: send "Authorization: Bearer <key>"');

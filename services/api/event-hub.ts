@@ -7,6 +7,9 @@ import { EventEmitter } from 'node:events';
 import type { Sql } from 'postgres';
 import type { Logger } from '../../lib/index.js';
 
+/** Emitter channel of every run's events (never a run id). */
+const ANY_RUN = '*';
+
 export class RunEventHub {
   private readonly emitter = new EventEmitter();
   private unlisten: (() => Promise<void>) | undefined;
@@ -22,10 +25,19 @@ export class RunEventHub {
   async start(): Promise<void> {
     const request = await this.sql.listen('baton_run_events', (payload) => {
       const runId = payload.split(':', 1)[0];
-      if (runId) this.emitter.emit(runId);
+      if (runId) {
+        this.emitter.emit(runId);
+        this.emitter.emit(ANY_RUN, runId);
+      }
     });
     this.unlisten = () => request.unlisten();
     this.logger.debug('listening for run events');
+  }
+
+  /** Call `onEvent(runId)` whenever an event of any run commits; returns the unsubscribe function. */
+  subscribeAll(onEvent: (runId: string) => void): () => void {
+    this.emitter.on(ANY_RUN, onEvent);
+    return () => this.emitter.off(ANY_RUN, onEvent);
   }
 
   /** Call `onEvent` whenever an event of `runId` commits; returns the unsubscribe function. */

@@ -125,7 +125,7 @@ export async function claimQueuedStep(deps: EngineDeps, data: StepJobData, jobId
     select * from baton_claim_step(${data.runId}, ${data.stepId}, ${data.generation}, ${row.attempts}, ${jobId},
                                    ${jsonText(stored)}::jsonb, ${notify})`;
   if (!claimed) return undefined;
-  if (notify) await applyEffects(deps, data.runId, [], [claimed.seq]);
+  await applyEffects(deps, data.runId, [], [claimed.seq]);
   const run: AttemptRun = {
     organizationId: row.organization_id,
     definitionId: row.definition_id,
@@ -168,7 +168,7 @@ export async function completeRunningStep(
     const spec = specs.get(q.stepId);
     return spec ? [{ kind: 'step' as const, runId: data.runId, rootId, spec: jobSpecFor(spec, q.generation) }] : [];
   });
-  await applyEffects(deps, data.runId, jobs, notify ? range(done.first_seq, done.last_seq) : []);
+  await applyEffects(deps, data.runId, jobs, range(done.first_seq, done.last_seq));
   const queued = done.queued.map((q) => q.stepId);
   if (done.needs_advance || plan.plain.length < plan.successors.length) queued.push(...(await advanceRun(deps, data.runId)));
   return { recorded: true, queued };

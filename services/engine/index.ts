@@ -33,7 +33,17 @@ export {
   type DryRunResult,
 } from './plan.js';
 export { TERMINAL_RUN_EVENTS, type RunEventType } from './run-scope.js';
-export { webhookMessage, markWebhookDelivered, sweepWebhookOutbox } from './webhooks.js';
+export {
+  enqueueWebhooks,
+  deliverRunWebhooks,
+  sweepWebhookOutbox,
+  redeliverWebhook,
+  forgetSubscriptionCache,
+  MAX_ATTEMPTS as WEBHOOK_MAX_ATTEMPTS,
+  type DeliveryReport,
+  type WebhookMessage,
+} from './webhooks.js';
+export { approvalForToken } from './approval-page.js';
 export { ensureStepJobs, reconcileRun, reconcileAll, type ReconcileReport } from './reconcile.js';
 export { cancelRun, retryStep, skipStep, resumeRun, type Actor, type InterventionResult } from './interventions.js';
 export { advanceFanout, beginItem, finishItem, itemsOf, type FanoutState, type ItemStart } from './fanout.js';

@@ -4,7 +4,8 @@
  * events are appended with the next per-run sequence number, and the jobs the change calls for
  * are collected (`enqueue`). After the commit — never before, so no job can see state that
  * might roll back — `withRun` applies those effects: the jobs in one Redis round trip, then
- * the webhook deliveries of the events when the run has a `webhookUrl`.
+ * the events go to `enqueueWebhooks` (webhooks.ts), which delivers them to the run's
+ * `webhookUrl` and its organization's subscriptions.
  *
  * The row lock is what makes readiness decisions race-free: two predecessors finishing at
  * once serialise here, so their common successor is queued exactly once (SPEC R3).
@@ -14,6 +15,7 @@ import { NotFoundError } from '../../lib/index.js';
 import { runEvents, runs, type Db } from '../../db/index.js';
 import type { JobRequest } from '../../queues/index.js';
 import type { EngineDeps } from './deps.js';
+import { enqueueWebhooks } from './webhooks.js'; // webhooks entry point
 
 /** A drizzle transaction. */
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
@@ -103,38 +105,26 @@ export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { 
 export async function withRun<T>(deps: EngineDeps, runId: string, fn: (scope: RunScope) => Promise<T>): Promise<T> {
   let emitted: number[] = [];
   let jobs: JobRequest[] = [];
-  let notify = false;
   const result = await deps.database.db.transaction(async (tx) => {
     const scope = await openRunScope(tx, runId);
-    notify = eventsNotify(scope.run);
     const out = await fn(scope);
     await scope.flush();
     emitted = scope.emitted;
     jobs = scope.jobs;
     return out;
   });
-  await applyEffects(deps, runId, jobs, notify ? emitted : []);
+  await applyEffects(deps, runId, jobs, emitted);
   return result;
 }
 
 /**
- * What a committed transition calls for in Redis: its jobs (one round trip), then the webhook
- * deliveries of its events. Shared by `withRun` and the hot path.
+ * What a committed transition calls for in Redis: its jobs (one round trip), then its events
+ * to webhook delivery (`enqueueWebhooks` decides whether they go anywhere; it never throws).
+ * Shared by `withRun` and the hot path.
  */
-export async function applyEffects(deps: EngineDeps, runId: string, jobs: readonly JobRequest[], webhookSeqs: number[]): Promise<void> {
+export async function applyEffects(deps: EngineDeps, runId: string, jobs: readonly JobRequest[], seqs: number[]): Promise<void> {
   await deps.queues.addAll(jobs);
-  if (webhookSeqs.length > 0) await enqueueWebhooks(deps, runId, webhookSeqs);
+  await enqueueWebhooks(deps, runId, seqs);
 }
 
-/**
- * Hand committed events to the `webhooks` queue. A Redis failure here is logged, not thrown:
- * the state change is committed and must not be reported as failed.
- */
-export async function enqueueWebhooks(deps: EngineDeps, runId: string, seqs: number[]): Promise<void> {
-  try {
-    await deps.queues.addWebhookDeliveries(runId, seqs);
-  } catch (err) {
-    // The events are the outbox: the reconciler's sweep sends them later.
-    deps.logger.error({ err, runId, seqs }, 'could not enqueue webhook deliveries');
-  }
-}
+export { enqueueWebhooks };

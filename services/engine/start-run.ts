@@ -129,6 +129,6 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
     await db.delete(runs).where(eq(runs.id, runId));
     throw new UnavailableError('the queue is unavailable; the run was not started, retry later', { cause: err });
   }
-  if (request.webhookUrl) await enqueueWebhooks(deps, runId, created.emitted);
+  await enqueueWebhooks(deps, runId, created.emitted); // webhooks: subscriptions may want it without a webhookUrl
   return { id: runId, status: 'queued', created: true };
 }

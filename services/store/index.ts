@@ -13,3 +13,4 @@ export * from './queries.js';
 export * from './definitions-store.js';
 export * from './api-keys.js';
 export * from './integrations.js';
+export * from './webhook-subscriptions.js';
