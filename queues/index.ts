@@ -1,3 +1,4 @@
 export * from './catalog.js';
 export * from './connection.js';
 export * from './queues.js';
+export * from './job-counts.js';
