@@ -15,3 +15,12 @@ export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.infe
   const message = issue?.code === 'unrecognized_keys' ? `unknown field "${keys.join('", "')}"` : (issue?.message ?? 'invalid body');
   throw new ValidationError(`${field}: ${message}`, { field });
 }
+
+/**
+ * Parse a query string (`req.query`) with a zod object schema; a repeated parameter (an array)
+ * is refused by the schema like any other wrong type.
+ * @throws {ValidationError} with `field` = the first bad parameter.
+ */
+export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.infer<S> {
+  return parseBody(schema, query);
+}

@@ -1,0 +1,134 @@
+/**
+ * `/openapi.json`: a well-kept validator (@apidevtools/swagger-parser) accepts it; every express
+ * route of the app, and every route README lists, is in it; request schemas are the validating
+ * ones; `/docs` serves the reference page from node_modules.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import SwaggerParser from '@apidevtools/swagger-parser';
+import { expect } from 'chai';
+import type { Express } from 'express';
+import { parseAgentSource } from '../agents/index.js';
+import { projectRoot } from '../lib/index.js';
+import { createApp } from '../services/api/app.js';
+import { RunEventHub } from '../services/api/event-hub.js';
+import { openApiPath } from '../services/api/openapi.js';
+import { api, startStack, type Stack } from './support/stack.js';
+
+interface Operation {
+  parameters?: Array<{ name: string; in: string; required?: boolean }>;
+  requestBody?: { content: Record<string, { schema: Record<string, unknown> }> };
+  responses: Record<string, unknown>;
+}
+type OpenApi = { openapi: string; paths: Record<string, Record<string, Operation>> };
+
+interface LayerLike {
+  route?: { path: unknown; methods: Record<string, boolean> };
+  handle: { stack?: LayerLike[] };
+  rawPath?: unknown;
+}
+
+/**
+ * Every `METHOD /path` the express app answers, from its router stack: routes (recursing into
+ * routers mounted at `/`), and `MOUNT <path>` for anything else mounted at a path (Bull Board,
+ * static files).
+ */
+function expressRoutes(app: Express): string[] {
+  const found: string[] = [];
+  const walk = (stack: LayerLike[], prefix: string) => {
+    for (const layer of stack) {
+      if (layer.route) {
+        for (const [method, on] of Object.entries(layer.route.methods)) {
+          if (on && method !== '_all') found.push(`${method.toUpperCase()} ${prefix}${String(layer.route.path)}`);
+        }
+      } else if (typeof layer.rawPath === 'string' && layer.rawPath !== '/') {
+        found.push(`MOUNT ${prefix}${layer.rawPath}`);
+      } else if (Array.isArray(layer.handle.stack)) {
+        walk(layer.handle.stack, prefix);
+      }
+    }
+  };
+  walk((app as unknown as { router: { stack: LayerLike[] } }).router.stack, '');
+  return found;
+}
+
+describe('OpenAPI document', function () {
+  this.timeout(60_000);
+  let stack: Stack;
+  let doc: OpenApi;
+
+  before(async function () {
+    stack = await startStack({ workers: false });
+    const response = await fetch(`${stack.baseUrl}/openapi.json`);
+    expect(response.status).to.equal(200);
+    doc = (await response.json()) as OpenApi;
+  });
+  after(async function () {
+    await stack?.close();
+  });
+
+  it('is a valid OpenAPI 3.1 document (swagger-parser)', async function () {
+    expect(doc.openapi).to.equal('3.1.0');
+    // validate() dereferences in place: give it a copy.
+    await SwaggerParser.validate(structuredClone(doc) as Parameters<typeof SwaggerParser.validate>[0]);
+  });
+
+  it('has every express route of the app', function () {
+    const app = createApp(stack.deps, new RunEventHub(stack.deps.database.sql, stack.deps.logger), parseAgentSource);
+    const routes = expressRoutes(app);
+    expect(routes.length).to.be.greaterThan(30);
+    const documented = new Set(Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)));
+    const paths = Object.keys(doc.paths);
+    const missing = routes.filter((r) => {
+      const [method, path = ''] = r.split(' ');
+      if (method === 'MOUNT') return !paths.some((p) => p === openApiPath(path) || p.startsWith(`${openApiPath(path)}/`));
+      return !documented.has(`${method} ${openApiPath(path)}`);
+    });
+    expect(missing, 'routes without a documentRoute() declaration next to them').to.deep.equal([]);
+  });
+
+  it('has every route README lists', function () {
+    const readme = readFileSync(join(projectRoot(), 'README.md'), 'utf8');
+    const listed = [...readme.matchAll(/^\| `(GET|POST|PUT|PATCH|DELETE)? ?(\/[^`?\s]*)/gm)].map((m) => ({ method: m[1], path: m[2] ?? '' }));
+    expect(listed.length).to.be.greaterThan(30);
+    const missing = listed.filter(({ method, path }) => {
+      const ops = doc.paths[openApiPath(path)];
+      return !ops || (method !== undefined && !ops[method.toLowerCase()]);
+    });
+    expect(missing).to.deep.equal([]);
+  });
+
+  it('documents requests with the validating zod schemas, responses and the error shape', function () {
+    const start = doc.paths['/v1/runs']?.post;
+    const body = start?.requestBody?.content['application/json']?.schema as { properties: Record<string, unknown>; required: string[]; additionalProperties: boolean };
+    expect(Object.keys(body.properties).sort()).to.deep.equal(['definition', 'idempotencyKey', 'input', 'version', 'webhookUrl']);
+    expect(body.required).to.deep.equal(['definition']);
+    expect(body.additionalProperties).to.equal(false);
+    expect(start?.responses).to.include.keys('202', '400', '401', '403', '404', '500', '503');
+    expect(start?.parameters?.map((p) => `${p.in}:${p.name}`)).to.include.members(['query:dryRun', 'header:traceparent']);
+    const run = doc.paths['/v1/runs/{id}']?.get;
+    expect(run?.parameters).to.deep.include({ name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid', pattern: (run?.parameters?.[0] as { schema: { pattern: string } }).schema.pattern } });
+    const stats = doc.paths['/v1/stats']?.get;
+    expect(stats?.parameters?.map((p) => p.name)).to.deep.equal(['window']);
+    expect(JSON.stringify(doc.paths['/v1/runs']?.post?.responses['400'])).to.contain('#/components/schemas/Error');
+  });
+
+  it('serves the reference page and its assets from node_modules at /docs', async function () {
+    const page = await fetch(`${stack.baseUrl}/docs`);
+    expect(page.status).to.equal(200);
+    const html = await page.text();
+    expect(html).to.contain('/docs/assets/swagger-ui-bundle.js');
+    for (const asset of ['/docs/assets/swagger-ui-bundle.js', '/docs/assets/swagger-ui.css', '/docs/init.js']) {
+      const response = await fetch(`${stack.baseUrl}${asset}`);
+      expect(response.status, asset).to.equal(200);
+      expect((await response.arrayBuffer()).byteLength, asset).to.be.greaterThan(10);
+    }
+    expect(await (await fetch(`${stack.baseUrl}/docs/init.js`)).text()).to.contain("url: '/openapi.json'");
+  });
+
+  it('rejects a bad stats window with a 400 naming the field', async function () {
+    const { status, body } = await api<{ error: { field: string } }>(stack, 'GET', '/v1/stats?window=soon');
+    expect(status).to.equal(400);
+    expect(body.error.field).to.equal('window');
+  });
+});
