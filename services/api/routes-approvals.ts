@@ -19,6 +19,7 @@ import {
 } from '../engine/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { parseBody } from './validate.js';
+import { documentRoute, AnyObject, PageOf, UuidParam } from './openapi.js';
 
 const DecisionBody = z.strictObject({
   decision: z.string().min(1),
@@ -44,6 +45,7 @@ function tokenOf(req: Request): string | undefined {
 export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Router {
   const router = Router();
 
+  documentRoute({ method: 'get', path: '/v1/approvals', summary: 'The approvals inbox, newest first', tags: ['approvals'], scope: 'runs:read', query: z.object({ status: z.enum(STATUSES as [string, ...string[]]).optional(), limit: z.coerce.number().int().min(1).max(200).optional(), cursor: z.string().optional() }), responses: { 200: { description: 'A page of approvals', schema: PageOf() }, 400: { description: 'Invalid parameter (named)' } } });
   router.get('/v1/approvals', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const status = req.query.status === undefined ? undefined : String(req.query.status);
     if (status !== undefined && !STATUSES.includes(status)) {
@@ -63,6 +65,7 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
     );
   });
 
+  documentRoute({ method: 'get', path: '/v1/approvals/:id', summary: 'One approval with every response', tags: ['approvals'], scope: 'runs:read', params: z.object({ id: UuidParam }), responses: { 200: { description: 'The approval', schema: AnyObject }, 404: { description: 'No such approval' } } });
   router.get('/v1/approvals/:id', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const approval = await getApproval(deps, approvalIdParam(req.params.id));
     if (!approval || approval.organizationId !== principalOf(req).organizationId) {
@@ -77,6 +80,7 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
    * links, so every other approver fetches theirs with their own key. The starter of a run whose
    * checkpoint refuses self-approval gets 403.
    */
+  documentRoute({ method: 'get', path: '/v1/approvals/:id/links', summary: "The caller's own decideUrls", tags: ['approvals'], scope: 'approvals:decide', params: z.object({ id: UuidParam }), responses: { 200: { description: 'Links', schema: AnyObject }, 404: { description: 'No such approval' } } });
   router.get('/v1/approvals/:id/links', requireApiKey(auth, 'approvals:decide'), async (req, res) => {
     const principal = principalOf(req);
     const approval = await getApproval(deps, approvalIdParam(req.params.id));
@@ -89,6 +93,7 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
     res.json(notice);
   });
 
+  documentRoute({ method: 'post', path: '/v1/approvals/:id/decision', summary: 'Decide a checkpoint', description: 'By an API key with `approvals:decide`, by the signed `?token=` of a decideUrl, or by a trusted integration (`baton-integration` plus Standard Webhooks headers).', tags: ['approvals'], auth: 'apiKeyOrToken', params: z.object({ id: UuidParam }), query: z.object({ token: z.string().optional().meta({ description: 'The token of a decideUrl' }) }), body: DecisionBody, responses: { 200: { description: 'Decided', schema: AnyObject }, 202: { description: 'Recorded; more approvers are needed', schema: AnyObject }, 400: { description: 'Invalid decision or modified input (named)' }, 404: { description: 'No such approval' }, 409: { description: 'Already decided' }, 410: { description: 'Expired or the link was used' } } });
   router.post(
     '/v1/approvals/:id/decision',
     async (req, res, next) => {

@@ -24,6 +24,7 @@ import {
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import type { RunEventHub } from './event-hub.js';
 import { parseBody } from './validate.js';
+import { documentRoute, AnyObject, PageOf, UuidParam } from './openapi.js';
 
 const StartRunBody = z.strictObject({
   definition: z.string().min(1).max(200),
@@ -31,6 +32,13 @@ const StartRunBody = z.strictObject({
   input: z.unknown().optional(),
   webhookUrl: z.url({ protocol: /^https?$/ }).optional(),
   idempotencyKey: z.string().min(1).max(200).optional(),
+});
+
+/** The answer to a started run. */
+const RunStarted = z.object({
+  id: z.uuid(),
+  status: z.string(),
+  links: z.object({ self: z.string(), events: z.string(), stream: z.string() }),
 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -147,6 +155,10 @@ export function runsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: Run
     stream: `/v1/runs/${id}/stream`,
   });
 
+  documentRoute({ method: 'post', path: '/v1/runs', summary: 'Start a run (or dry-run it with ?dryRun=true)', tags: ['runs'], scope: 'runs:write', body: StartRunBody,
+    query: z.object({ dryRun: z.enum(['true', 'false', '1', '0', '']).optional().meta({ description: 'Validate and plan only; nothing is written or enqueued' }) }),
+    headers: z.object({ 'idempotency-key': z.string().optional(), traceparent: z.string().optional().meta({ description: 'W3C trace context: the run joins the caller\'s trace' }) }),
+    responses: { 202: { description: 'Started', schema: RunStarted }, 200: { description: 'The run of the same idempotency key, or the dry-run plan', schema: AnyObject }, 400: { description: 'Invalid body or input (names the field)' }, 404: { description: 'Unknown definition or version' } } });
   router.post('/v1/runs', requireApiKey(auth, 'runs:write'), async (req, res) => {
     const body = parseBody(StartRunBody, req.body);
     const headerKey = req.get('idempotency-key');
@@ -175,18 +187,24 @@ export function runsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: Run
     res.status(run.created ? 202 : 200).json({ id: run.id, status: run.status, links: links(run.id) });
   });
 
+  documentRoute({ method: 'get', path: '/v1/runs', summary: 'List runs, newest first', tags: ['runs'], scope: 'runs:read',
+    query: z.object({ status: z.string().optional().meta({ description: `Comma-separated: ${RUN_STATUSES.join(', ')}` }), definition: z.string().optional(), createdAfter: z.string().optional().meta({ description: 'ISO 8601 (exclusive)' }), createdBefore: z.string().optional().meta({ description: 'ISO 8601 (exclusive)' }), limit: z.coerce.number().int().min(1).max(200).optional(), cursor: z.string().optional() }),
+    responses: { 200: { description: 'A page of runs', schema: PageOf() }, 400: { description: 'Invalid parameter (named)' } } });
   router.get('/v1/runs', requireApiKey(auth, 'runs:read'), async (req, res) => {
     res.json(await listRuns(deps, principalOf(req).organizationId, listRunsQuery(req)));
   });
 
+  documentRoute({ method: 'get', path: '/v1/runs/:id', summary: 'A run with its steps, approvals, parent and children', tags: ['runs'], scope: 'runs:read', params: z.object({ id: UuidParam }), responses: { 200: { description: 'The run', schema: AnyObject }, 404: { description: 'No such run' } } });
   router.get('/v1/runs/:id', requireApiKey(auth, 'runs:read'), async (req, res) => {
     res.json(await getRunView(deps, principalOf(req).organizationId, runIdParam(req)));
   });
 
+  documentRoute({ method: 'get', path: '/v1/runs/:id/manifest', summary: 'Audit and replay record of a run', tags: ['runs'], scope: 'runs:read', params: z.object({ id: UuidParam }), responses: { 200: { description: 'The manifest', schema: AnyObject }, 404: { description: 'No such run' } } });
   router.get('/v1/runs/:id/manifest', requireApiKey(auth, 'runs:read'), async (req, res) => {
     res.json(await getRunManifest(deps, principalOf(req).organizationId, runIdParam(req)));
   });
 
+  documentRoute({ method: 'get', path: '/v1/runs/:id/events', summary: 'Event history of a run', tags: ['runs'], scope: 'runs:read', params: z.object({ id: UuidParam }), query: z.object({ after: z.coerce.number().int().nonnegative().optional() }), responses: { 200: { description: 'Events after `after`', schema: z.object({ items: z.array(AnyObject), last: z.number().int().nullable() }) }, 404: { description: 'No such run' } } });
   router.get('/v1/runs/:id/events', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const runId = runIdParam(req);
     await runStatus(deps, principalOf(req).organizationId, runId);
@@ -194,6 +212,7 @@ export function runsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: Run
     res.json({ items: events, last: events.at(-1)?.seq ?? null });
   });
 
+  documentRoute({ method: 'get', path: '/v1/runs/:id/stream', summary: 'Live events (Server-Sent Events)', tags: ['runs'], scope: 'runs:read', params: z.object({ id: UuidParam }), headers: z.object({ 'last-event-id': z.string().optional() }), responses: { 200: { description: '`id:` sequence, `event:` type, `data:` JSON; ends after the terminal event', contentType: 'text/event-stream', schema: z.string() }, 404: { description: 'No such run' } } });
   router.get('/v1/runs/:id/stream', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const runId = runIdParam(req);
     await runStatus(deps, principalOf(req).organizationId, runId);
