@@ -1,12 +1,16 @@
 /**
- * Observability of one step attempt (one wrapper around the agent call in `step-processor.ts`):
+ * Observability hooks of the workers. One step attempt (one wrapper around the agent call in
+ * `step-processor.ts`):
  * the `baton_step_duration_seconds{agent_type,outcome}` histogram and, when tracing is on, a
  * `step <stepId>` span (`baton.run_id`, `baton.step_id`, `baton.attempt`, `baton.agent_type`,
  * `baton.item` for a fan-out item) whose parent is the trace context stored with the run, so the
- * attempt joins the run's one trace in whichever worker runs it.
+ * attempt joins the run's one trace in whichever worker runs it. One webhook delivery: the
+ * `baton_webhook_deliveries_total{outcome}` counter.
  */
+import { UnrecoverableError, type Job } from 'bullmq';
 import {
   CancelledError,
+  countWebhookDelivery,
   TimedOutError,
   contextFromCarrier,
   inSpan,
@@ -74,4 +78,23 @@ export async function observeAttempt<T>(deps: WorkerDeps, who: ObservedAttempt, 
     observeStepDuration(who.agentType, outcomeOf(err), seconds());
     throw err;
   }
+}
+
+/**
+ * The `webhooks` processor `processor`, with each delivery attempt counted in
+ * `baton_webhook_deliveries_total`: `delivered` (2xx), `skipped` (no webhook URL), `failed`
+ * (refused for good, or out of attempts), `retrying` (BullMQ tries again).
+ */
+export function withWebhookMetrics(processor: (job: Job) => Promise<Record<string, unknown>>): (job: Job) => Promise<Record<string, unknown>> {
+  return async (job) => {
+    try {
+      const result = await processor(job);
+      countWebhookDelivery('skipped' in result ? 'skipped' : 'delivered');
+      return result;
+    } catch (err) {
+      const final = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      countWebhookDelivery(final ? 'failed' : 'retrying');
+      throw err;
+    }
+  };
 }

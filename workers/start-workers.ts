@@ -15,6 +15,7 @@ import { stepBackoffStrategy, withInfrastructureRetry } from './failure.js';
 import { RECONCILE_JOB, createRunProcessor } from './run-processor.js';
 import { createStepProcessor } from './step-processor.js';
 import { createWebhookProcessor } from './webhook-processor.js';
+import { withWebhookMetrics } from './observability.js'; // observability hook
 
 export interface WorkerPool {
   workers: Worker[];
@@ -51,7 +52,7 @@ export function startWorkers(deps: WorkerDeps, connection: Redis, agentTypes: re
     ...agentTypes.map((t) => ({ queue: AGENT_QUEUES[t], processor: createStepProcessor(deps), concurrency: config.worker.concurrency })),
     { queue: 'checkpoints', processor: createCheckpointProcessor(deps), concurrency: 50 },
     { queue: 'runs', processor: createRunProcessor(deps), concurrency: 50 },
-    { queue: 'webhooks', processor: createWebhookProcessor(deps), concurrency: 20 },
+    { queue: 'webhooks', processor: withWebhookMetrics(createWebhookProcessor(deps)), concurrency: 20 }, // observability hook
   ];
   const workers = specs.map(({ queue, processor, concurrency }) => {
     const worker = new Worker(queue, withInfrastructureRetry(queue, processor, logger), {

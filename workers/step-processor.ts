@@ -29,6 +29,7 @@ import {
 import { buildAgentContext } from './agent-context.js';
 import type { WorkerDeps } from './deps.js';
 import { isControlFlow, isInfrastructureError, planFailure } from './failure.js';
+import { observeAttempt } from './observability.js'; // observability hook
 
 /** Parse a job's payload; a malformed payload can never succeed. */
 export function parseStepJob(job: Job): StepJobData {
@@ -205,7 +206,7 @@ export function createStepProcessor(deps: WorkerDeps) {
     try {
       const who: Attempt = { runId: data.runId, stepId: data.stepId, generation: data.generation, attempt: start.attempt, idempotencyKey: start.idempotencyKey, run: start.run, logger, sensitive: start.sensitive };
       sensitive = who.sensitive;
-      const output = await runAgent(deps, start.spec, start.input, who, signal);
+      const output = await observeAttempt(deps, { runId: data.runId, stepId: data.stepId, attempt: start.attempt, agentType: start.spec.type, item: data.index }, () => runAgent(deps, start.spec, start.input, who, signal)); // observability hook
       const next = await finishItem(deps, data, { output });
       await deps.queues.addItemJobs(parentJobId, specOf(data, start.spec), next);
       return { index: data.index };
@@ -278,7 +279,7 @@ export function createStepProcessor(deps: WorkerDeps) {
         throw new DelayedError();
       }
 
-      const output = await runAgent(deps, spec, start.input, who, signal);
+      const output = await observeAttempt(deps, { runId: data.runId, stepId: data.stepId, attempt, agentType: spec.type }, () => runAgent(deps, spec, start.input, who, signal)); // observability hook
       const record = await completeStep(deps, data, attempt, output);
       await addReady(data, record);
       logger.info({ recorded: record.recorded, next: record.ready.map((r) => r.stepId) }, 'step completed');

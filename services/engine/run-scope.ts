@@ -8,7 +8,7 @@
  * once serialise here, so their common successor is queued exactly once (SPEC R3).
  */
 import { eq } from 'drizzle-orm';
-import { NotFoundError } from '../../lib/index.js';
+import { NotFoundError, countRunFinished } from '../../lib/index.js';
 import { runEvents, runs, type Db } from '../../db/index.js';
 import type { EngineDeps } from './deps.js';
 
@@ -58,17 +58,20 @@ export interface RunScope {
  * Open a scope on a run inside an existing transaction: lock its row and prepare `emit`.
  * Call `flush()` before the transaction ends to persist the new sequence number.
  */
-export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { emitted: number[]; flush(): Promise<void> }> {
+export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { emitted: number[]; emittedTypes: string[]; flush(): Promise<void> }> {
   const [run] = await tx.select().from(runs).where(eq(runs.id, runId)).for('update');
   if (!run) throw new NotFoundError(`run ${runId} not found`);
   let seq = run.eventSeq;
   const emitted: number[] = [];
+  const emittedTypes: string[] = [];
   return {
     tx,
     run,
     emitted,
+    emittedTypes,
     async emit(type, stepId, data) {
       seq += 1;
+      emittedTypes.push(type);
       await tx.insert(runEvents).values({ runId, seq, type, stepId, data, notify: run.webhookUrl !== null });
       emitted.push(seq);
       return seq;
@@ -87,14 +90,17 @@ export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { 
 export async function withRun<T>(deps: EngineDeps, runId: string, fn: (scope: RunScope) => Promise<T>): Promise<T> {
   let emitted: number[] = [];
   let webhookUrl: string | null = null;
+  let finished: ReadonlyArray<readonly [string, string]> = [];
   const result = await deps.database.db.transaction(async (tx) => {
     const scope = await openRunScope(tx, runId);
     webhookUrl = scope.run.webhookUrl;
     const out = await fn(scope);
     await scope.flush();
     emitted = scope.emitted;
+    finished = scope.emittedTypes.filter((t) => TERMINAL_RUN_EVENTS.has(t)).map((t) => [scope.run.definitionSlug, t.slice(4)] as const); // observability hook
     return out;
   });
+  for (const [definition, status] of finished) countRunFinished(definition, status); // observability hook (after commit)
   if (webhookUrl) await enqueueWebhooks(deps, runId, emitted);
   return result;
 }

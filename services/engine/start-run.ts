@@ -1,7 +1,7 @@
 /** Starting a run: Postgres first (run, steps, events), then its BullMQ flow. */
 import { randomUUID } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
-import { UnavailableError } from '../../lib/index.js';
+import { UnavailableError, currentTraceCarrier } from '../../lib/index.js';
 import { runs, steps } from '../../db/index.js';
 import { validateInput } from '../../definitions/index.js';
 import { rootJobId } from '../../queues/index.js';
@@ -89,6 +89,7 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
         createdBy: request.createdBy,
         parentRunId: request.parent?.runId ?? null,
         parentStepId: request.parent?.stepId ?? null,
+        traceContext: currentTraceCarrier() ?? null, // observability hook: the run's one trace
       });
       const compensations = compensationSteps(definition);
       const rows = await tx
