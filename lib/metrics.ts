@@ -16,6 +16,11 @@ import type { Logger } from './logger.js';
 /** The process's registry (default metrics included). */
 export const metricsRegistry = new Registry();
 collectDefaultMetrics({ register: metricsRegistry });
+// Gauges named `*_total` fail `promtool check metrics` ("non-counter metrics should not have
+// _total suffix"); their per-type breakdowns `nodejs_active_{handles,requests,resources}` stay.
+for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+  metricsRegistry.removeSingleMetric(name);
+}
 
 /** Buckets of step durations, in seconds: 5 ms … 10 min. */
 const STEP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
