@@ -4,8 +4,11 @@
  * and of a worker's `METRICS_PORT` server, and the named series move.
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'chai';
-import { serveMetrics, silentLogger } from '../lib/index.js';
+import { projectRoot, serveMetrics, silentLogger } from '../lib/index.js';
 import { startReceiver, type Receiver } from './support/receiver.js';
 import { api, startStack, storeDefinition, waitFor, waitForRun, type Stack } from './support/stack.js';
 import { uniqueSlug } from './support/test-agents.js';
@@ -127,6 +130,26 @@ steps:
     } finally {
       await server.close();
     }
+  });
+
+  it('docs/grafana-dashboard.json: promtool parses every query, and each baton_* series exists', async function () {
+    const dashboard = JSON.parse(readFileSync(join(projectRoot(), 'docs', 'grafana-dashboard.json'), 'utf8')) as { panels: Array<{ targets: Array<{ expr: string }> }> };
+    const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr));
+    expect(exprs.length).to.be.greaterThan(8);
+    // As recording rules, so `promtool check rules` parses each PromQL expression.
+    const rules = { groups: [{ name: 'dashboard', rules: exprs.map((expr, i) => ({ record: `dashboard:query_${i}`, expr })) }] };
+    const dir = mkdtempSync(join(tmpdir(), 'baton-dashboard-'));
+    try {
+      writeFileSync(join(dir, 'rules.json'), JSON.stringify(rules));
+      const result = spawnSync('promtool', ['check', 'rules', join(dir, 'rules.json')], { encoding: 'utf8' });
+      if (result.error) throw new Error('promtool is not installed: install the Debian package "prometheus" (apt-get install -y prometheus)');
+      expect(result.status, `${result.stdout}${result.stderr}`).to.equal(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const exposition = await scrape(`${stack.baseUrl}/metrics`);
+    const names = new Set(exprs.flatMap((e) => [...e.matchAll(/\b(baton_[a-z_]+|nodejs_[a-z0-9_]+)/g)].map((m) => m[1] ?? '')));
+    for (const name of names) expect(exposition, name).to.match(new RegExp(`^${name}[{ ]`, 'm'));
   });
 
   it('GET /v1/stats: runs by status per definition, run and step percentiles, approvals', async function () {
