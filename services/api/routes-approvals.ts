@@ -5,7 +5,7 @@
  */
 import { Router, type Request } from 'express';
 import { z } from 'zod';
-import { ForbiddenError, NotFoundError, ValidationError } from '../../lib/index.js';
+import { ForbiddenError, NotFoundError } from '../../lib/index.js';
 import {
   approvalNotice,
   approvalResponsesOf,
@@ -18,7 +18,7 @@ import {
   type EngineDeps,
 } from '../engine/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
-import { parseBody } from './validate.js';
+import { parseBody, parseQuery } from './validate.js';
 import { documentRoute, AnyObject, PageOf, UuidParam } from './openapi.js';
 
 const DecisionBody = z.strictObject({
@@ -28,7 +28,19 @@ const DecisionBody = z.strictObject({
   input: z.unknown().optional(),
 });
 
-const STATUSES = ['pending', 'decided', 'expired', 'cancelled'];
+const STATUSES = ['pending', 'decided', 'expired', 'cancelled'] as const;
+
+/** The inbox query; unknown parameters are ignored. */
+const ListApprovalsQuery = z.object({
+  status: z.enum(STATUSES, { error: `expected one of ${STATUSES.join(', ')}` }).optional(),
+  limit: z.coerce
+    .number({ error: 'expected an integer from 1 to 200' })
+    .int({ error: 'expected an integer from 1 to 200' })
+    .min(1, { error: 'expected an integer from 1 to 200' })
+    .max(200, { error: 'expected an integer from 1 to 200' })
+    .default(50),
+  cursor: z.string({ error: 'must be given once' }).optional().meta({ description: '`nextCursor` of the previous page' }),
+});
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const INTEGRATION_HEADER = 'baton-integration';
 
@@ -45,17 +57,9 @@ function tokenOf(req: Request): string | undefined {
 export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Router {
   const router = Router();
 
-  documentRoute({ method: 'get', path: '/v1/approvals', summary: 'The approvals inbox, newest first', tags: ['approvals'], scope: 'runs:read', query: z.object({ status: z.enum(STATUSES as [string, ...string[]]).optional(), limit: z.coerce.number().int().min(1).max(200).optional(), cursor: z.string().optional() }), responses: { 200: { description: 'A page of approvals', schema: PageOf() }, 400: { description: 'Invalid parameter (named)' } } });
+  documentRoute({ method: 'get', path: '/v1/approvals', summary: 'The approvals inbox, newest first', tags: ['approvals'], scope: 'runs:read', query: ListApprovalsQuery, responses: { 200: { description: 'A page of approvals', schema: PageOf() }, 400: { description: 'Invalid parameter (named)' } } });
   router.get('/v1/approvals', requireApiKey(auth, 'runs:read'), async (req, res) => {
-    const status = req.query.status === undefined ? undefined : String(req.query.status);
-    if (status !== undefined && !STATUSES.includes(status)) {
-      throw new ValidationError(`status must be one of ${STATUSES.join(', ')}`, { field: 'status' });
-    }
-    const limit = req.query.limit === undefined ? 50 : Number(req.query.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 200) {
-      throw new ValidationError('limit must be an integer from 1 to 200', { field: 'limit' });
-    }
-    const cursor = req.query.cursor === undefined ? undefined : String(req.query.cursor);
+    const { status, limit, cursor } = parseQuery(ListApprovalsQuery, req.query);
     res.json(
       await listApprovals(deps, principalOf(req).organizationId, {
         limit,
