@@ -1,7 +1,7 @@
 /** Starting a run: Postgres first (run, steps, events), then its BullMQ flow. */
 import { randomUUID } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
-import { UnavailableError, currentTraceCarrier } from '../../lib/index.js';
+import { UnavailableError } from '../../lib/index.js';
 import { runs, steps } from '../../db/index.js';
 import { validateInput } from '../../definitions/index.js';
 import { rootJobId } from '../../queues/index.js';
@@ -10,7 +10,7 @@ import { findDefinition } from './definitions-store.js';
 import type { EngineDeps } from './deps.js';
 import { enqueueWebhooks, openRunScope } from './run-scope.js';
 import { sealRunInput } from './sensitive.js';
-import { latestAgentVersions } from '../store/index.js';
+import { latestAgentVersions, newRunTraceCarrier } from '../store/index.js';
 
 /** A request to start a run (already authenticated and shape-checked by the caller). */
 export interface StartRunRequest {
@@ -89,7 +89,7 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
         createdBy: request.createdBy,
         parentRunId: request.parent?.runId ?? null,
         parentStepId: request.parent?.stepId ?? null,
-        traceContext: currentTraceCarrier() ?? null, // observability hook: the run's one trace
+        traceContext: await newRunTraceCarrier(tx, request.parent?.runId), // observability hook: the run's one trace
       });
       const compensations = compensationSteps(definition);
       const rows = await tx

@@ -3,12 +3,23 @@
  * `/metrics`, and the dashboard figures of `GET /v1/stats`.
  */
 import { and, count, eq, gt, min, ne, sql } from 'drizzle-orm';
+import { currentTraceCarrier, tracingEnabled } from '../../lib/index.js';
 import { approvals, runs, stepAttempts, steps, type Db } from '../../db/index.js';
 
 /** The W3C trace-context carrier stored with run `runId` (`undefined` when none was). */
 export async function runTraceCarrier(db: Db, runId: string): Promise<Record<string, string> | undefined> {
   const [row] = await db.select({ traceContext: runs.traceContext }).from(runs).where(eq(runs.id, runId));
   return row?.traceContext ?? undefined;
+}
+
+/**
+ * The trace context to store with a new run: the active span's (the `POST /v1/runs` request), or
+ * for a sub-orchestration started outside any span, its parent run's, so a child run joins its
+ * parent's trace. `null` when tracing is off.
+ */
+export async function newRunTraceCarrier(db: Db, parentRunId: string | undefined): Promise<Record<string, string> | null> {
+  if (!tracingEnabled()) return null;
+  return currentTraceCarrier() ?? (parentRunId ? ((await runTraceCarrier(db, parentRunId)) ?? null) : null);
 }
 
 /** Pending approvals of every organization, and the oldest one's age in seconds (0 when none). */
