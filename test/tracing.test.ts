@@ -3,7 +3,7 @@
  * serving `api,context`, the other `function`) export OTLP/HTTP to a local receiver. A run started
  * with a `traceparent` arrives as one trace: the `POST /v1/runs` server span (child of the
  * caller's span) is the parent of every step-attempt span, in whichever worker ran it; outgoing
- * HTTP carries `traceparent`; the model call is a gen_ai span.
+ * HTTP carries `traceparent`; the model call is a gen_ai span; a child run joins the trace.
  */
 import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
@@ -59,7 +59,7 @@ describe('a run traced across web and two workers (OTLP/HTTP)', function () {
       LLM_MODEL: 'gpt-test',
     };
     const web = spawnProcess('web', { ...common, PORT: String(port), BATON_PUBLIC_URL: `http://127.0.0.1:${port}` });
-    const apiWorker = spawnProcess('worker', common, { extraArgs: ['--agents', 'api,context'] });
+    const apiWorker = spawnProcess('worker', common, { extraArgs: ['--agents', 'api,context,orchestrator'] });
     const functionWorker = spawnProcess('worker', common, { extraArgs: ['--agents', 'function'] });
     children.push(web, apiWorker, functionWorker);
     const child = { baseUrl: `http://127.0.0.1:${port}`, apiKey: stack.apiKey };
@@ -75,6 +75,20 @@ describe('a run traced across web and two workers (OTLP/HTTP)', function () {
       'web to be ready',
     );
 
+    const childSlug = uniqueSlug('traced-child');
+    await storeDefinition(
+      stack,
+      `
+slug: ${childSlug}
+version: 1
+name: Traced child
+input: { type: object }
+steps:
+  - id: inner
+    type: function
+    code: "function main() { return { inner: true } }"
+`,
+    );
     const slug = uniqueSlug('traced');
     await storeDefinition(
       stack,
@@ -100,6 +114,10 @@ steps:
     needs: [shape]
     with:
       text: "The call answered \${{ steps.shape.output.status }}."
+  - id: child
+    type: orchestrator
+    needs: [shape]
+    run: { slug: ${childSlug} }
 `,
     );
     const callerTrace = randomBytes(16).toString('hex');
@@ -110,7 +128,7 @@ steps:
     expect(run.status, JSON.stringify(run.error)).to.equal('completed');
 
     const stepSpan = (stepId: string) => otlp.spans.find((s) => s.traceId === callerTrace && s.attributes['baton.step_id'] === stepId);
-    await waitFor(async () => (['call', 'shape', 'summary'].every((id) => stepSpan(id)) && otlp.spans.some((s) => s.name.startsWith('chat ')) ? true : undefined), 20_000, 'the step spans to be exported');
+    await waitFor(async () => (['call', 'shape', 'summary', 'inner'].every((id) => stepSpan(id)) && otlp.spans.some((s) => s.name.startsWith('chat ')) ? true : undefined), 20_000, 'the step spans to be exported');
     const trace = otlp.spans.filter((s) => s.traceId === callerTrace);
 
     // web: the POST /v1/runs server span continues the caller's trace.
@@ -155,5 +173,10 @@ steps:
     expect(chat?.attributes['gen_ai.usage.input_tokens']).to.be.a('number').greaterThan(0);
     expect(chat?.attributes['gen_ai.usage.output_tokens']).to.be.a('number').greaterThan(0);
     expect(String(llm.requests.at(-1)?.headers.traceparent ?? '')).to.contain(callerTrace);
+
+    // A sub-orchestration's child run joins the same trace: its step hangs under the same request span.
+    const inner = stepSpan('inner') as ReceivedSpan;
+    expect(inner.parentSpanId).to.equal(root.spanId);
+    expect(inner.attributes['baton.run_id']).to.not.equal(body.id);
   });
 });
