@@ -6,6 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import SwaggerParser from '@apidevtools/swagger-parser';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
 import { expect } from 'chai';
 import type { Express } from 'express';
 import { parseAgentSource } from '../agents/index.js';
@@ -13,14 +15,15 @@ import { projectRoot } from '../lib/index.js';
 import { createApp } from '../services/api/app.js';
 import { RunEventHub } from '../services/api/event-hub.js';
 import { openApiPath } from '../services/api/openapi.js';
-import { api, startStack, type Stack } from './support/stack.js';
+import { api, startStack, storeDefinition, waitForRun, type Stack } from './support/stack.js';
+import { uniqueSlug } from './support/test-agents.js';
 
 interface Operation {
   parameters?: Array<{ name: string; in: string; required?: boolean }>;
   requestBody?: { content: Record<string, { schema: Record<string, unknown> }> };
   responses: Record<string, unknown>;
 }
-type OpenApi = { openapi: string; paths: Record<string, Record<string, Operation>> };
+type OpenApi = { openapi: string; paths: Record<string, Record<string, Operation>>; components: Record<string, unknown> };
 
 interface LayerLike {
   route?: { path: unknown; methods: Record<string, boolean> };
@@ -58,7 +61,7 @@ describe('OpenAPI document', function () {
   let doc: OpenApi;
 
   before(async function () {
-    stack = await startStack({ workers: false });
+    stack = await startStack();
     const response = await fetch(`${stack.baseUrl}/openapi.json`);
     expect(response.status).to.equal(200);
     doc = (await response.json()) as OpenApi;
@@ -113,6 +116,47 @@ describe('OpenAPI document', function () {
     const stats = doc.paths['/v1/stats']?.get;
     expect(stats?.parameters?.map((p) => p.name)).to.deep.equal(['window']);
     expect(JSON.stringify(doc.paths['/v1/runs']?.post?.responses['400'])).to.contain('#/components/schemas/Error');
+  });
+
+  it('describes real answers: each matches its documented response schema', async function () {
+    const ajv = new Ajv2020({ strict: false, allErrors: true });
+    addFormats.default(ajv);
+    const conforms = async (method: string, path: string, template: string, body?: unknown) => {
+      const res = await api(stack, method, path, body);
+      const content = (doc.paths[template]?.[method.toLowerCase()]?.responses[String(res.status)] as { content?: Record<string, { schema: object }> } | undefined)?.content;
+      const schema = content?.['application/json']?.schema;
+      expect(schema, `${method} ${path} → ${res.status} is documented`).to.not.equal(undefined);
+      const validate = ajv.compile({ ...schema, components: doc.components } as object);
+      expect(validate(res.body), `${method} ${path}: ${ajv.errorsText(validate.errors)}`).to.equal(true);
+      return res.body as Record<string, unknown>;
+    };
+    const slug = uniqueSlug('openapi');
+    await storeDefinition(stack, `
+slug: ${slug}
+version: 1
+name: OpenAPI
+input: { type: object }
+steps:
+  - id: only
+    type: function
+    code: "function main() { return { ok: true } }"
+`);
+    const started = await conforms('POST', '/v1/runs', '/v1/runs', { definition: slug, input: {} });
+    const id = String(started.id);
+    await waitForRun(stack, id);
+    await conforms('GET', `/v1/runs/${id}`, '/v1/runs/{id}');
+    await conforms('GET', `/v1/runs?definition=${slug}`, '/v1/runs');
+    await conforms('GET', `/v1/runs/${id}/events`, '/v1/runs/{id}/events');
+    await conforms('GET', `/v1/runs/${id}/assets`, '/v1/runs/{id}/assets');
+    await conforms('GET', `/v1/runs/${id}/deliverables`, '/v1/runs/{id}/deliverables');
+    await conforms('GET', '/v1/approvals', '/v1/approvals');
+    await conforms('GET', '/v1/definitions', '/v1/definitions');
+    await conforms('GET', '/v1/agents', '/v1/agents');
+    await conforms('POST', '/v1/secrets', '/v1/secrets', { name: 'OPENAPI_TEST', value: 'x' });
+    await conforms('GET', '/v1/secrets', '/v1/secrets');
+    await conforms('GET', '/v1/stats', '/v1/stats');
+    await conforms('GET', '/v1/runs/not-a-run', '/v1/runs/{id}');
+    await conforms('POST', '/v1/runs', '/v1/runs', { definition: slug, input: {}, extra: 1 });
   });
 
   it('serves the reference page and its assets from node_modules at /docs', async function () {

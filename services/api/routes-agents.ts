@@ -13,6 +13,7 @@ import type { EngineDeps } from '../engine/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { YAML_CONTENT_TYPES } from './routes-definitions.js';
 import { documentRoute, AnyObject, ItemsOf } from './openapi.js';
+import { AgentListItem } from './openapi-schemas.js';
 import { z } from 'zod';
 
 /**
@@ -61,7 +62,7 @@ function entrySource(req: Request): { source: string; versionGiven: boolean; set
 export function agentsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, parseAgent: AgentParser): Router {
   const router = Router();
 
-  documentRoute({ method: 'get', path: '/v1/agents', summary: "The organization's named agents (latest version each)", tags: ['agents'], scope: 'runs:read', responses: { 200: { description: 'Agents', schema: ItemsOf() } } });
+  documentRoute({ method: 'get', path: '/v1/agents', summary: "The organization's named agents (latest version each)", tags: ['agents'], scope: 'runs:read', responses: { 200: { description: 'Agents', schema: ItemsOf(AgentListItem) } } });
   router.get('/v1/agents', requireApiKey(auth, 'runs:read'), async (req, res) => {
     res.json({ items: await listAgents(deps.database.db, principalOf(req).organizationId) });
   });

@@ -20,6 +20,7 @@ import {
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { parseBody, parseQuery } from './validate.js';
 import { documentRoute, AnyObject, PageOf, UuidParam } from './openapi.js';
+import { ApprovalView } from './openapi-schemas.js';
 
 const DecisionBody = z.strictObject({
   decision: z.string().min(1),
@@ -57,7 +58,7 @@ function tokenOf(req: Request): string | undefined {
 export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Router {
   const router = Router();
 
-  documentRoute({ method: 'get', path: '/v1/approvals', summary: 'The approvals inbox, newest first', tags: ['approvals'], scope: 'runs:read', query: ListApprovalsQuery, responses: { 200: { description: 'A page of approvals', schema: PageOf() }, 400: { description: 'Invalid parameter (named)' } } });
+  documentRoute({ method: 'get', path: '/v1/approvals', summary: 'The approvals inbox, newest first', tags: ['approvals'], scope: 'runs:read', query: ListApprovalsQuery, responses: { 200: { description: 'A page of approvals', schema: PageOf(ApprovalView) }, 400: { description: 'Invalid parameter (named)' } } });
   router.get('/v1/approvals', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const { status, limit, cursor } = parseQuery(ListApprovalsQuery, req.query);
     res.json(
@@ -69,7 +70,7 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
     );
   });
 
-  documentRoute({ method: 'get', path: '/v1/approvals/:id', summary: 'One approval with every response', tags: ['approvals'], scope: 'runs:read', params: z.object({ id: UuidParam }), responses: { 200: { description: 'The approval', schema: AnyObject }, 404: { description: 'No such approval' } } });
+  documentRoute({ method: 'get', path: '/v1/approvals/:id', summary: 'One approval with every response', tags: ['approvals'], scope: 'runs:read', params: z.object({ id: UuidParam }), responses: { 200: { description: 'The approval', schema: ApprovalView.extend({ responses: z.array(AnyObject) }) }, 404: { description: 'No such approval' } } });
   router.get('/v1/approvals/:id', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const approval = await getApproval(deps, approvalIdParam(req.params.id));
     if (!approval || approval.organizationId !== principalOf(req).organizationId) {

@@ -15,6 +15,7 @@ import {
 } from '../engine/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { documentRoute, AnyObject, ItemsOf } from './openapi.js';
+import { DefinitionListItem } from './openapi-schemas.js';
 import { z } from 'zod';
 
 /** Content types read as YAML text. */
@@ -76,7 +77,7 @@ export function definitionsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): 
     },
   );
 
-  documentRoute({ method: 'get', path: '/v1/definitions', summary: 'Latest version per definition', tags: ['definitions'], scope: 'runs:read', responses: { 200: { description: 'Definitions', schema: ItemsOf() } } });
+  documentRoute({ method: 'get', path: '/v1/definitions', summary: 'Latest version per definition', tags: ['definitions'], scope: 'runs:read', responses: { 200: { description: 'Definitions', schema: ItemsOf(DefinitionListItem) } } });
   router.get('/v1/definitions', requireApiKey(auth, 'runs:read'), async (req, res) => {
     res.json({ items: await listDefinitions(deps.database.db, principalOf(req).organizationId) });
   });

@@ -25,6 +25,7 @@ import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js'
 import type { RunEventHub } from './event-hub.js';
 import { parseBody, parseQuery } from './validate.js';
 import { documentRoute, AnyObject, PageOf, UuidParam } from './openapi.js';
+import { RunEvent, RunListItem, RunView } from './openapi-schemas.js';
 
 const StartRunBody = z.strictObject({
   definition: z.string().min(1).max(200),
@@ -195,12 +196,12 @@ export function runsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: Run
 
   documentRoute({ method: 'get', path: '/v1/runs', summary: 'List runs, newest first', tags: ['runs'], scope: 'runs:read',
     query: ListRunsQuery,
-    responses: { 200: { description: 'A page of runs', schema: PageOf() }, 400: { description: 'Invalid parameter (named)' } } });
+    responses: { 200: { description: 'A page of runs', schema: PageOf(RunListItem) }, 400: { description: 'Invalid parameter (named)' } } });
   router.get('/v1/runs', requireApiKey(auth, 'runs:read'), async (req, res) => {
     res.json(await listRuns(deps, principalOf(req).organizationId, listRunsQuery(req)));
   });
 
-  documentRoute({ method: 'get', path: '/v1/runs/:id', summary: 'A run with its steps, approvals, parent and children', tags: ['runs'], scope: 'runs:read', params: z.object({ id: UuidParam }), responses: { 200: { description: 'The run', schema: AnyObject }, 404: { description: 'No such run' } } });
+  documentRoute({ method: 'get', path: '/v1/runs/:id', summary: 'A run with its steps, approvals, parent and children', tags: ['runs'], scope: 'runs:read', params: z.object({ id: UuidParam }), responses: { 200: { description: 'The run', schema: RunView }, 404: { description: 'No such run' } } });
   router.get('/v1/runs/:id', requireApiKey(auth, 'runs:read'), async (req, res) => {
     res.json(await getRunView(deps, principalOf(req).organizationId, runIdParam(req)));
   });
@@ -210,7 +211,7 @@ export function runsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: Run
     res.json(await getRunManifest(deps, principalOf(req).organizationId, runIdParam(req)));
   });
 
-  documentRoute({ method: 'get', path: '/v1/runs/:id/events', summary: 'Event history of a run', tags: ['runs'], scope: 'runs:read', params: z.object({ id: UuidParam }), query: EventsQuery, responses: { 200: { description: 'Events after `after`', schema: z.object({ items: z.array(AnyObject), last: z.number().int().nullable() }) }, 404: { description: 'No such run' } } });
+  documentRoute({ method: 'get', path: '/v1/runs/:id/events', summary: 'Event history of a run', tags: ['runs'], scope: 'runs:read', params: z.object({ id: UuidParam }), query: EventsQuery, responses: { 200: { description: 'Events after `after`', schema: z.object({ items: z.array(RunEvent), last: z.number().int().nullable() }) }, 404: { description: 'No such run' } } });
   router.get('/v1/runs/:id/events', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const runId = runIdParam(req);
     await runStatus(deps, principalOf(req).organizationId, runId);
