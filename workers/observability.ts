@@ -60,14 +60,19 @@ export function outcomeOf(err: unknown): StepOutcome {
 export async function observeAttempt<T>(deps: WorkerDeps, who: ObservedAttempt, fn: () => Promise<T>): Promise<T> {
   // Tracing must never fail a step: without its carrier the span starts a trace of its own.
   const carrier = tracingEnabled() ? await carrierOf(deps, who.runId).catch(() => null) : undefined;
-  const attributes = {
-    'baton.run_id': who.runId,
-    'baton.step_id': who.stepId,
-    'baton.attempt': who.attempt,
-    'baton.agent_type': who.agentType,
-    ...(who.item === undefined ? {} : { 'baton.item': who.item }),
-  };
-  const run = carrier === undefined ? fn : () => inSpan(`step ${who.stepId}`, { parent: contextFromCarrier(carrier), attributes }, fn);
+  const run =
+    carrier === undefined
+      ? fn
+      : () => {
+          const attributes = {
+            'baton.run_id': who.runId,
+            'baton.step_id': who.stepId,
+            'baton.attempt': who.attempt,
+            'baton.agent_type': who.agentType,
+            ...(who.item === undefined ? {} : { 'baton.item': who.item }),
+          };
+          return inSpan(`step ${who.stepId}`, { parent: contextFromCarrier(carrier), attributes }, fn);
+        };
   const started = process.hrtime.bigint();
   const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
   try {
