@@ -142,7 +142,7 @@ export async function serveMetrics(port: number, logger: Logger): Promise<Metric
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return;
     }
-    renderMetrics().then(
+    void renderMetrics().then(
       ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
       (err: unknown) => {
         logger.error({ err }, 'could not render metrics');
