@@ -116,6 +116,8 @@ export const runs = pgTable(
      * `lib/secret-box.ts`) as the JSON `[{path, value}]`; `input` holds `"[redacted]"` there.
      */
     sealedInput: text('sealed_input'),
+    /** W3C trace context `{traceparent, tracestate?}` of the span that started the run (tracing on). */
+    traceContext: jsonb('trace_context').$type<Record<string, string>>(),
     createdAt: createdAt(),
     startedAt: ts('started_at'),
     finishedAt: ts('finished_at'),

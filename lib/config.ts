@@ -131,6 +131,20 @@ const Env = z.object({
     error: 'expected comma-separated host names, *.suffix entries, IP addresses or CIDRs (e.g. 10.0.0.0/8)',
   }),
   HTTP_STEP_TIMEOUT_MS: positiveInt('milliseconds').default(30_000),
+  /** Port of a worker's Prometheus `/metrics` server; unset: workers serve no metrics. */
+  METRICS_PORT: unsetWhenEmpty(
+    z.coerce
+      .number({ error: 'expected a TCP port number' })
+      .int({ error: 'expected a TCP port number' })
+      .min(0, { error: 'expected a TCP port between 0 and 65535' })
+      .max(65535, { error: 'expected a TCP port between 0 and 65535' })
+      .optional(),
+  ),
+  /** OTLP/HTTP base URL (`…/v1/traces` is appended); unset (and no traces endpoint): tracing is off. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalUrl,
+  /** OTLP/HTTP traces URL, used as is (overrides the base URL for traces). */
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalUrl,
+  OTEL_SERVICE_NAME: unsetWhenEmpty(z.string().min(1).max(200).optional()),
 });
 
 /**
@@ -206,6 +220,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       assetMaxBytes: e.ASSET_MAX_BYTES,
       /** Default timeout of one `type: http` request, in milliseconds. */
       httpTimeoutMs: e.HTTP_STEP_TIMEOUT_MS,
+    }),
+    metrics: Object.freeze({
+      /** Port of a worker process's `/metrics` server (0: any free port); undefined: none. */
+      port: e.METRICS_PORT,
+    }),
+    telemetry: Object.freeze({
+      /** Where spans are POSTed as OTLP/HTTP JSON; undefined: tracing is off. */
+      tracesUrl:
+        e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??
+        (e.OTEL_EXPORTER_OTLP_ENDPOINT ? `${e.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces` : undefined),
+      /** `service.name` of this process's spans; default `baton-web` / `baton-worker`. */
+      serviceName: e.OTEL_SERVICE_NAME,
     }),
     outbound: Object.freeze({
       /**

@@ -9,3 +9,5 @@ export * from './secret-box.js';
 export * from './redact.js';
 export * from './yaml-source.js';
 export * from './infrastructure.js';
+export * from './metrics.js';
+export * from './telemetry.js';

@@ -36,6 +36,7 @@ import { isIP, type LookupFunction } from 'node:net';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import ipaddr from 'ipaddr.js';
+import { inSpan, withTraceHeaders } from './telemetry.js';
 import {
   CancelledError,
   OutboundDeniedError,
@@ -426,17 +427,22 @@ export function createOutboundHttp(policy: OutboundPolicy, options: OutboundHttp
     checkHostName(list, host);
     if (isIP(host) !== 0) checkAddress(list, host, host);
     const https = url.protocol === 'https:';
-    return new Promise((resolve, reject) => {
+    // Tracing: one client span per hop, whose context goes out as `traceparent` (lib/telemetry.ts).
+    const attributes = { 'http.request.method': method, 'server.address': host, 'url.path': url.pathname };
+    return inSpan(method, { kind: 'client', attributes }, (span) => new Promise((resolve, reject) => {
       const req = (https ? httpsRequest : httpRequest)(url, {
         method,
-        headers: body === undefined ? headers : { ...headers, 'content-length': String(body.length) },
+        headers: withTraceHeaders(body === undefined ? headers : { ...headers, 'content-length': String(body.length) }),
         agent: https ? httpsAgent : httpAgent,
         signal,
       });
-      req.once('response', resolve);
+      req.once('response', (response: IncomingMessage) => {
+        span.setAttribute('http.response.status_code', response.statusCode ?? 0);
+        resolve(response);
+      });
       req.once('error', reject);
       req.end(body);
-    });
+    }));
   };
 
   return async (request) => {

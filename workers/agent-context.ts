@@ -4,7 +4,7 @@
  * deliverables, progress) — each bound to this run, step and attempt.
  */
 import type { AgentContext, AgentSpec } from '../agents/index.js';
-import { ValidationError, registerSensitiveValues, type Logger } from '../lib/index.js';
+import { ValidationError, bindTraceContext, registerSensitiveValues, type Logger } from '../lib/index.js';
 import { reportProgress, type AttemptRun } from '../services/engine/index.js';
 import { createDeliverable, loadSecrets, saveAsset } from '../services/store/index.js';
 import type { WorkerDeps } from './deps.js';
@@ -53,7 +53,8 @@ export async function buildAgentContext(deps: WorkerDeps, who: AttemptIdentity, 
     run: { id: who.runId, definition: who.run.definition },
     env: Object.freeze(env),
     secrets: Object.freeze(secrets),
-    http: (request) => deps.http({ ...request, signal: request.signal ?? who.signal }),
+    // observability hook: bound to the attempt's span (function steps call back from a worker thread).
+    http: bindTraceContext((request: Parameters<WorkerDeps['http']>[0]) => deps.http({ ...request, signal: request.signal ?? who.signal })),
     assets: {
       saveBuffer: (data, meta) => saveAsset(database.db, { ...owner, ...meta, data }, config.steps.assetMaxBytes),
     },

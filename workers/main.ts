@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { AGENT_TYPES, type AgentType } from '../agents/index.js';
-import { ConfigError, ShutdownRegistry, createLogger, installSignalHandlers, loadConfig, runEntry } from '../lib/index.js';
+import { ConfigError, ShutdownRegistry, createLogger, installSignalHandlers, loadConfig, runEntry, serveMetrics, startTelemetry } from '../lib/index.js';
 import { createDatabase } from '../db/index.js';
 import { Queues, createRedis } from '../queues/index.js';
 import { createAgentLayer } from './agent-layer.js';
@@ -28,6 +28,14 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.log.level, service: 'worker' });
   for (const name of config.devDefaults) logger.warn(`${name} is not set: using the development default`);
   const shutdown = new ShutdownRegistry(logger);
+  // observability hook: tracing (OTEL_EXPORTER_OTLP_ENDPOINT) and this worker's /metrics (METRICS_PORT).
+  const telemetry = startTelemetry(config.telemetry, 'worker');
+  shutdown.register('telemetry', () => telemetry.shutdown());
+  if (config.metrics.port !== undefined) {
+    const metrics = await serveMetrics(config.metrics.port, logger);
+    shutdown.register('metrics', () => metrics.close());
+    logger.info({ port: metrics.port }, 'metrics listening');
+  }
 
   const database = createDatabase(config.postgres.url, { max: config.postgres.poolMax, applicationName: 'baton-worker' });
   shutdown.register('postgres', () => database.close());

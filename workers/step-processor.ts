@@ -26,6 +26,7 @@ import {
 import { buildAgentContext } from './agent-context.js';
 import type { WorkerDeps } from './deps.js';
 import { ack, isInfrastructureError, planFailure } from './failure.js';
+import { observeAttempt } from './observability.js';
 
 /** The named agent version a step runs (pinned by the run; code-registered agents have none). */
 async function agentSpecOf(deps: WorkerDeps, spec: StepSpec, run: AttemptRun): Promise<AgentSpec | undefined> {
@@ -176,7 +177,7 @@ export function createItemHandler(deps: WorkerDeps): JobHandler<'item'> {
     const logger = deps.logger.child({ runId: data.runId, stepId: data.stepId, item: data.index, jobId: job.id });
     const who: Attempt = { runId: data.runId, stepId: data.stepId, generation: data.generation, attempt: start.attempt, idempotencyKey: start.idempotencyKey, run: start.run, logger, sensitive: start.sensitive };
     try {
-      const output = await runAgent(deps, start.spec, start.input, who, job.signal);
+      const output = await observeAttempt(deps, { runId: data.runId, stepId: data.stepId, attempt: start.attempt, agentType: start.spec.type, item: data.index }, () => runAgent(deps, start.spec, start.input, who, job.signal));
       await finishItem(deps, data, { output });
       return ack({ index: data.index });
     } catch (err) {
@@ -233,7 +234,7 @@ export function createStepHandler(deps: WorkerDeps): JobHandler<'step'> {
         return state.kind === 'done' ? ack({ items: items.length }) : { kind: 'wait-children' };
       }
 
-      const output = await runAgent(deps, spec, start.input, who, job.signal);
+      const output = await observeAttempt(deps, { runId: data.runId, stepId: data.stepId, attempt, agentType: spec.type }, () => runAgent(deps, spec, start.input, who, job.signal));
       const record = await completeStep(deps, data, attempt, output, {}, start.run);
       logger.info({ recorded: record.recorded, next: record.queued }, 'step completed');
       return ack({ attempt, recorded: record.recorded });

@@ -20,7 +20,7 @@
  *   Usage is estimated as ⌈characters / 4⌉ per side.
  */
 import { z } from 'zod';
-import { AgentError } from '../../lib/index.js';
+import { AgentError, inGenAiSpan } from '../../lib/index.js';
 import { httpStatusError } from '../http-errors.js';
 import { compileSchema, describeSchemaErrors, type JsonSchema } from '../json-schema.js';
 import type { AgentContext, AgentImplementation } from '../types.js';
@@ -131,7 +131,10 @@ const ChatCompletion = z.object({
  */
 export async function complete(request: CompletionRequest, ctx: AgentContext): Promise<CompletionResult> {
   const validate = request.schema ? compileSchema(request.schema, 'schema') : undefined;
-  const result = ctx.llm.baseUrl ? await remoteCompletion(ctx.llm.baseUrl, request, ctx) : localCompletion(request);
+  // A gen_ai `chat <model>` span around the model call (lib/telemetry.ts).
+  const result = ctx.llm.baseUrl
+    ? await inGenAiSpan('openai', request.model, () => remoteCompletion(ctx.llm.baseUrl ?? '', request, ctx))
+    : await inGenAiSpan('local', request.model, () => Promise.resolve(localCompletion(request)));
   if (!validate) return result;
   let json: unknown;
   try {

@@ -1,5 +1,6 @@
 /** The express application (no `listen`): routes, auth, Bull Board, error mapping. */
 import express from 'express';
+import { z } from 'zod';
 import { sql } from 'drizzle-orm';
 import type { EngineDeps } from '../engine/index.js';
 import { ADMIN_PATH, adminRouter } from './admin.js';
@@ -17,6 +18,13 @@ import { runsRouter } from './routes-runs.js';
 import { agentsRouter, type AgentParser } from './routes-agents.js';
 import { secretsRouter } from './routes-secrets.js';
 import { webhooksRouter } from './routes-webhooks.js';
+import { requestObservability } from './observability.js';
+import { metricsRouter } from './routes-metrics.js';
+import { openApiRouter } from './routes-openapi.js';
+import { statsRouter } from './routes-stats.js';
+import { documentRoute } from './openapi.js';
+
+const Readiness = z.object({ status: z.enum(['ready', 'unavailable']), redis: z.string(), postgres: z.string() });
 
 /** Timeout of each readiness probe, in milliseconds. */
 const READY_TIMEOUT_MS = 2000;
@@ -38,10 +46,13 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   app.set('trust proxy', true);
   const sessions = new ConsoleSessions(deps.config.auth.webhookSecret);
   const auth = new ApiKeyAuthenticator(deps.database.db, sessions);
+  app.use(requestObservability());
 
+  documentRoute({ method: 'get', path: '/healthz', summary: 'Liveness', tags: ['operations'], auth: 'none', responses: { 200: { description: 'Alive', schema: z.object({ status: z.literal('ok') }) } } });
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
+  documentRoute({ method: 'get', path: '/readyz', summary: 'Readiness: Redis and Postgres answer', tags: ['operations'], auth: 'none', responses: { 200: { description: 'Ready', schema: Readiness }, 503: { description: 'A dependency does not answer', schema: Readiness } } });
   app.get('/readyz', async (_req, res) => {
     const [redis, postgres] = await Promise.allSettled([
       within(deps.queues.connection.ping(), READY_TIMEOUT_MS),
@@ -55,6 +66,9 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
     });
   });
 
+  app.use(metricsRouter(deps));
+  app.use(openApiRouter(deps));
+  documentRoute({ method: 'get', path: ADMIN_PATH, summary: 'Bull Board (HTML)', description: 'The API key as Bearer or as the HTTP Basic password.', tags: ['operations'], responses: { 200: { description: 'The queue dashboard', contentType: 'text/html', schema: z.string() } } });
   app.use(ADMIN_PATH, ...adminRouter(deps.queues, auth));
   app.use(
     express.json({
@@ -75,6 +89,7 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   app.use(assetsRouter(deps, auth));
   app.use(webhooksRouter(deps, auth));
   app.use(consoleRouter(deps, auth, sessions, hub));
+  app.use(statsRouter(deps, auth));
   app.use((req, res) => {
     res.status(404).json({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.path}` } });
   });

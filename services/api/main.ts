@@ -3,7 +3,7 @@
  * streams and clients within SHUTDOWN_TIMEOUT_MS; a second signal exits at once.
  */
 import { parseAgentSource } from '../../agents/index.js';
-import { ShutdownRegistry, createLogger, installSignalHandlers, loadConfig, runEntry } from '../../lib/index.js';
+import { ShutdownRegistry, createLogger, installSignalHandlers, loadConfig, runEntry, startTelemetry } from '../../lib/index.js';
 import { createDatabase } from '../../db/index.js';
 import { Queues, createRedis } from '../../queues/index.js';
 import { createApp } from './app.js';
@@ -14,6 +14,8 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.log.level, service: 'web' });
   for (const name of config.devDefaults) logger.warn(`${name} is not set: using the development default`);
   const shutdown = new ShutdownRegistry(logger);
+  const telemetry = startTelemetry(config.telemetry, 'web');
+  shutdown.register('telemetry', () => telemetry.shutdown());
 
   const database = createDatabase(config.postgres.url, { max: config.postgres.poolMax, applicationName: 'baton-web' });
   shutdown.register('postgres', () => database.close());

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { createApiKey, createIntegration, type StoreDeps } from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { parseBody } from './validate.js';
+import { documentRoute, AnyObject } from './openapi.js';
 
 const SCOPES = ['runs:write', 'runs:read', 'approvals:decide', 'definitions:write', 'admin'] as const;
 const Role = z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, { error: 'expected a role name such as "finance"' });
@@ -23,11 +24,13 @@ const CreateIntegrationBody = z.strictObject({
 export function adminApiRouter(deps: Pick<StoreDeps, 'database'>, auth: ApiKeyAuthenticator): Router {
   const router = Router();
 
+  documentRoute({ method: 'post', path: '/v1/api-keys', summary: 'Create an API key (shown once)', tags: ['admin'], scope: 'admin', body: CreateApiKeyBody, responses: { 201: { description: 'The key', schema: AnyObject }, 400: { description: 'Invalid body (named field)' } } });
   router.post('/v1/api-keys', requireApiKey(auth, 'admin'), async (req, res) => {
     const body = parseBody(CreateApiKeyBody, req.body);
     res.status(201).json(await createApiKey(deps, principalOf(req).organizationId, body));
   });
 
+  documentRoute({ method: 'post', path: '/v1/integrations', summary: 'Register a trusted integration', tags: ['admin'], scope: 'admin', body: CreateIntegrationBody, responses: { 201: { description: 'The integration and its whsec_ secret', schema: z.object({ id: z.string(), name: z.string(), roles: z.array(z.string()), secret: z.string() }) }, 400: { description: 'Invalid body (named field)' } } });
   router.post('/v1/integrations', requireApiKey(auth, 'admin'), async (req, res) => {
     const body = parseBody(CreateIntegrationBody, req.body);
     const row = await createIntegration(deps, principalOf(req).organizationId, body);

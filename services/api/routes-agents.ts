@@ -12,6 +12,9 @@ import { addAgentVersion, agentVersions, listAgents } from '../store/index.js';
 import type { EngineDeps } from '../engine/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { YAML_CONTENT_TYPES } from './routes-definitions.js';
+import { documentRoute, AnyObject, ItemsOf } from './openapi.js';
+import { AgentListItem } from './openapi-schemas.js';
+import { z } from 'zod';
 
 /**
  * Parses and validates one catalog entry (the agents module's catalog parser, injected by the
@@ -59,16 +62,19 @@ function entrySource(req: Request): { source: string; versionGiven: boolean; set
 export function agentsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, parseAgent: AgentParser): Router {
   const router = Router();
 
+  documentRoute({ method: 'get', path: '/v1/agents', summary: "The organization's named agents (latest version each)", tags: ['agents'], scope: 'runs:read', responses: { 200: { description: 'Agents', schema: ItemsOf(AgentListItem) } } });
   router.get('/v1/agents', requireApiKey(auth, 'runs:read'), async (req, res) => {
     res.json({ items: await listAgents(deps.database.db, principalOf(req).organizationId) });
   });
 
+  documentRoute({ method: 'get', path: '/v1/agents/:name', summary: 'Versions of a named agent', tags: ['agents'], scope: 'runs:read', params: z.object({ name: z.string().regex(AGENT_NAME) }), responses: { 200: { description: 'The agent', schema: AnyObject }, 404: { description: 'No such agent' } } });
   router.get('/v1/agents/:name', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const name = nameParam(req);
     const versions = await agentVersions(deps.database.db, principalOf(req).organizationId, name);
     res.json({ name, latest: versions[0], versions });
   });
 
+  documentRoute({ method: 'post', path: '/v1/agents', summary: 'Add the next version of a named agent', tags: ['agents'], scope: 'admin', body: { contentTypes: { 'application/yaml': z.string(), 'text/yaml': z.string(), 'application/x-yaml': z.string(), 'application/json': AnyObject } }, responses: { 201: { description: 'Created', schema: AnyObject }, 400: { description: 'DEFINITION_INVALID with positions' }, 409: { description: 'Another version than latest + 1, or a changed type' } } });
   router.post('/v1/agents', requireApiKey(auth, 'admin'), express.text({ type: YAML_CONTENT_TYPES, limit: BODY_LIMIT }), async (req, res) => {
     const { organizationId } = principalOf(req);
     const body = entrySource(req);

@@ -5,11 +5,13 @@
  */
 import { Router, type Request } from 'express';
 import { z } from 'zod';
-import { ForbiddenError, NotFoundError, ValidationError } from '../../lib/index.js';
+import { ForbiddenError, NotFoundError } from '../../lib/index.js';
 import { APPROVAL_STATUSES, approvalNotice, decideApproval, type DecisionAuth, type EngineDeps } from '../engine/index.js';
 import { approvalResponsesOf, approvalSummary, getApproval, listApprovals, verifyIntegrationMessage } from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
-import { parseBody, queryString } from './validate.js';
+import { parseBody, parseQuery } from './validate.js';
+import { documentRoute, AnyObject, PageOf, UuidParam } from './openapi.js';
+import { ApprovalView } from './openapi-schemas.js';
 
 const DecisionBody = z.strictObject({
   decision: z.string().min(1),
@@ -18,6 +20,17 @@ const DecisionBody = z.strictObject({
   input: z.unknown().optional(),
 });
 
+/** The inbox query; unknown parameters are ignored. */
+const ListApprovalsQuery = z.object({
+  status: z.enum(APPROVAL_STATUSES, { error: `expected one of ${APPROVAL_STATUSES.join(', ')}` }).optional(),
+  limit: z.coerce
+    .number({ error: 'expected an integer from 1 to 200' })
+    .int({ error: 'expected an integer from 1 to 200' })
+    .min(1, { error: 'expected an integer from 1 to 200' })
+    .max(200, { error: 'expected an integer from 1 to 200' })
+    .default(50),
+  cursor: z.string({ error: 'must be given once' }).optional().meta({ description: '`nextCursor` of the previous page' }),
+});
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const INTEGRATION_HEADER = 'baton-integration';
 
@@ -34,18 +47,9 @@ function tokenOf(req: Request): string | undefined {
 export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Router {
   const router = Router();
 
+  documentRoute({ method: 'get', path: '/v1/approvals', summary: 'The approvals inbox, newest first', tags: ['approvals'], scope: 'runs:read', query: ListApprovalsQuery, responses: { 200: { description: 'A page of approvals', schema: PageOf(ApprovalView) }, 400: { description: 'Invalid parameter (named)' } } });
   router.get('/v1/approvals', requireApiKey(auth, 'runs:read'), async (req, res) => {
-    const statusText = queryString(req, 'status');
-    const status = statusText === undefined ? undefined : APPROVAL_STATUSES.find((s) => s === statusText);
-    if (statusText !== undefined && status === undefined) {
-      throw new ValidationError(`status must be one of ${APPROVAL_STATUSES.join(', ')}`, { field: 'status' });
-    }
-    const limitText = queryString(req, 'limit');
-    const limit = limitText === undefined ? 50 : Number(limitText);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 200) {
-      throw new ValidationError('limit must be an integer from 1 to 200', { field: 'limit' });
-    }
-    const cursor = queryString(req, 'cursor');
+    const { status, limit, cursor } = parseQuery(ListApprovalsQuery, req.query);
     res.json(
       await listApprovals(deps, principalOf(req).organizationId, {
         limit,
@@ -55,6 +59,7 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
     );
   });
 
+  documentRoute({ method: 'get', path: '/v1/approvals/:id', summary: 'One approval with every response', tags: ['approvals'], scope: 'runs:read', params: z.object({ id: UuidParam }), responses: { 200: { description: 'The approval', schema: ApprovalView.extend({ responses: z.array(AnyObject) }) }, 404: { description: 'No such approval' } } });
   router.get('/v1/approvals/:id', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const approvalId = approvalIdParam(req.params.id);
     const approval = await getApproval(deps, approvalId);
@@ -70,6 +75,7 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
    * links, so every other approver fetches theirs with their own key. The starter of a run whose
    * checkpoint refuses self-approval gets 403.
    */
+  documentRoute({ method: 'get', path: '/v1/approvals/:id/links', summary: "The caller's own decideUrls", tags: ['approvals'], scope: 'approvals:decide', params: z.object({ id: UuidParam }), responses: { 200: { description: 'Links', schema: AnyObject }, 404: { description: 'No such approval' } } });
   router.get('/v1/approvals/:id/links', requireApiKey(auth, 'approvals:decide'), async (req, res) => {
     const principal = principalOf(req);
     const approvalId = approvalIdParam(req.params.id);
@@ -83,6 +89,7 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
     res.json(notice);
   });
 
+  documentRoute({ method: 'post', path: '/v1/approvals/:id/decision', summary: 'Decide a checkpoint', description: 'By an API key with `approvals:decide`, by the signed `?token=` of a decideUrl, or by a trusted integration (`baton-integration` plus Standard Webhooks headers).', tags: ['approvals'], auth: 'apiKeyOrToken', params: z.object({ id: UuidParam }), query: z.object({ token: z.string().optional().meta({ description: 'The token of a decideUrl' }) }), body: DecisionBody, responses: { 200: { description: 'Decided', schema: AnyObject }, 202: { description: 'Recorded; more approvers are needed', schema: AnyObject }, 400: { description: 'Invalid decision or modified input (named)' }, 404: { description: 'No such approval' }, 409: { description: 'Already decided' }, 410: { description: 'Expired or the link was used' } } });
   router.post(
     '/v1/approvals/:id/decision',
     async (req, res, next) => {

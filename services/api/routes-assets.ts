@@ -9,6 +9,9 @@ import { UUID_PATTERN, getAsset, listAssets, listDeliverables } from '../store/i
 import type { EngineDeps } from '../engine/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { runIdParam } from './routes-runs.js';
+import { documentRoute, ItemsOf, UuidParam } from './openapi.js';
+import { AssetSummary, DeliverableView } from './openapi-schemas.js';
+import { z } from 'zod';
 
 function assetIdParam(req: Request): string {
   const id = String(req.params.assetId ?? '');
@@ -40,10 +43,12 @@ export function assetsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Route
   const router = Router();
   const db = deps.database.db;
 
+  documentRoute({ method: 'get', path: '/v1/runs/:id/assets', summary: "A run's assets (metadata)", tags: ['assets'], scope: 'runs:read', params: z.object({ id: UuidParam }), responses: { 200: { description: 'Assets', schema: ItemsOf(AssetSummary) }, 404: { description: 'No such run' } } });
   router.get('/v1/runs/:id/assets', requireApiKey(auth, 'runs:read'), async (req, res) => {
     res.json({ items: await listAssets(db, principalOf(req).organizationId, runIdParam(req)) });
   });
 
+  documentRoute({ method: 'get', path: '/v1/runs/:id/assets/:assetId', summary: "An asset's bytes", tags: ['assets'], scope: 'runs:read', params: z.object({ id: UuidParam, assetId: UuidParam }), headers: z.object({ 'if-none-match': z.string().optional() }), responses: { 200: { description: 'The bytes with their Content-Type', contentType: 'application/octet-stream', schema: z.string() }, 304: { description: 'Not modified' }, 404: { description: 'No such run or asset' } } });
   router.get('/v1/runs/:id/assets/:assetId', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const asset = await getAsset(db, principalOf(req).organizationId, runIdParam(req), assetIdParam(req));
     const etag = `"${asset.sha256}"`;
@@ -66,6 +71,7 @@ export function assetsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Route
     res.status(200).end(asset.data);
   });
 
+  documentRoute({ method: 'get', path: '/v1/runs/:id/deliverables', summary: "A run's deliverables", tags: ['assets'], scope: 'runs:read', params: z.object({ id: UuidParam }), responses: { 200: { description: 'Deliverables', schema: ItemsOf(DeliverableView) }, 404: { description: 'No such run' } } });
   router.get('/v1/runs/:id/deliverables', requireApiKey(auth, 'runs:read'), async (req, res) => {
     res.json({ items: await listDeliverables(db, principalOf(req).organizationId, runIdParam(req)) });
   });

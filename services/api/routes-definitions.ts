@@ -14,6 +14,9 @@ import {
   type DefinitionBody,
 } from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
+import { documentRoute, AnyObject, ItemsOf } from './openapi.js';
+import { DefinitionListItem } from './openapi-schemas.js';
+import { z } from 'zod';
 
 /** Content types read as YAML text. */
 export const YAML_CONTENT_TYPES = ['application/yaml', 'text/yaml', 'application/x-yaml'];
@@ -52,6 +55,7 @@ function definitionBody(req: Request): DefinitionBody {
 export function definitionsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Router {
   const router = Router();
 
+  documentRoute({ method: 'post', path: '/v1/definitions', summary: 'Add the next version of a definition', tags: ['definitions'], scope: 'definitions:write', body: { contentTypes: { 'application/yaml': z.string(), 'text/yaml': z.string(), 'application/x-yaml': z.string(), 'application/json': AnyObject } }, responses: { 201: { description: 'Created', schema: AnyObject }, 400: { description: 'DEFINITION_INVALID with file:line:column positions' }, 409: { description: 'Another version than latest + 1' } } });
   router.post(
     '/v1/definitions',
     requireApiKey(auth, 'definitions:write'),
@@ -73,15 +77,18 @@ export function definitionsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): 
     },
   );
 
+  documentRoute({ method: 'get', path: '/v1/definitions', summary: 'Latest version per definition', tags: ['definitions'], scope: 'runs:read', responses: { 200: { description: 'Definitions', schema: ItemsOf(DefinitionListItem) } } });
   router.get('/v1/definitions', requireApiKey(auth, 'runs:read'), async (req, res) => {
     res.json({ items: await listDefinitions(deps.database.db, principalOf(req).organizationId) });
   });
 
+  documentRoute({ method: 'get', path: '/v1/definitions/:slug', summary: 'Versions of a definition', tags: ['definitions'], scope: 'runs:read', responses: { 200: { description: 'Versions, newest first', schema: AnyObject }, 404: { description: 'No such definition' } } });
   router.get('/v1/definitions/:slug', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const slug = slugParam(req);
     res.json({ slug, versions: await definitionVersions(deps.database.db, principalOf(req).organizationId, slug) });
   });
 
+  documentRoute({ method: 'get', path: '/v1/definitions/:slug/versions/:version', summary: 'One version with its source, input schema and steps', tags: ['definitions'], scope: 'runs:read', params: z.object({ slug: z.string(), version: z.string().regex(/^[1-9][0-9]{0,8}$/) }), responses: { 200: { description: 'The version', schema: AnyObject }, 404: { description: 'No such definition or version' } } });
   router.get('/v1/definitions/:slug/versions/:version', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const slug = slugParam(req);
     const version = versionParam(req);

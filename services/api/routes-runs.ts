@@ -18,7 +18,9 @@ import {
 } from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import type { RunEventHub } from './event-hub.js';
-import { parseBody, queryString } from './validate.js';
+import { parseBody, parseQuery } from './validate.js';
+import { documentRoute, AnyObject, PageOf, UuidParam } from './openapi.js';
+import { RunEvent, RunListItem, RunView } from './openapi-schemas.js';
 
 const StartRunBody = z.strictObject({
   definition: z.string().min(1).max(200),
@@ -26,6 +28,13 @@ const StartRunBody = z.strictObject({
   input: z.unknown().optional(),
   webhookUrl: z.url({ protocol: /^https?$/ }).optional(),
   idempotencyKey: z.string().min(1).max(200).optional(),
+});
+
+/** The answer to a started run. */
+const RunStarted = z.object({
+  id: z.uuid(),
+  status: z.string(),
+  links: z.object({ self: z.string(), events: z.string(), stream: z.string() }),
 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -37,20 +46,23 @@ export function runIdParam(req: Request): string {
   return id;
 }
 
+/** An event sequence number: `after` and `Last-Event-ID` (absent or empty: 0). */
+const Seq = z.union([z.literal(''), z.coerce.number({ error: 'expected a non-negative integer' }).int({ error: 'expected a non-negative integer' }).nonnegative({ error: 'expected a non-negative integer' })]);
+
 function afterSeq(value: unknown, field: string): number {
-  if (value === undefined || value === '') return 0;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new ValidationError(`${field} must be a non-negative integer`, { field });
-  return n;
+  if (value === undefined) return 0;
+  const parsed = Seq.safeParse(value);
+  if (!parsed.success) throw new ValidationError(`${field} must be a non-negative integer`, { field });
+  return parsed.data === '' ? 0 : parsed.data;
 }
 
-/** `?dryRun=true|1|false|0` (absent: false). */
-function dryRunFlag(value: unknown): boolean {
-  if (value === undefined) return false;
-  if (value === 'true' || value === '1' || value === '') return true;
-  if (value === 'false' || value === '0') return false;
-  throw new ValidationError('dryRun must be true or false', { field: 'dryRun' });
-}
+/** `?dryRun=true|1|false|0` (absent: false; empty: true). */
+const StartRunQuery = z.object({
+  dryRun: z
+    .enum(['true', '1', '', 'false', '0'], { error: 'dryRun must be true or false' })
+    .optional()
+    .meta({ description: 'Validate and plan only; nothing is written or enqueued' }),
+});
 
 const ISO_TIMESTAMP =
   /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,6})?)?(?:[Zz]|[+-](\d{2})(?::?(\d{2}))?))?$/;
@@ -59,63 +71,73 @@ const ISO_TIMESTAMP =
  * An ISO 8601 date (`2024-05-01`, midnight UTC) or date-time with `Z` or an offset
  * (`2024-05-01T12:30:00.123456Z`, `…+02:00`; up to microseconds), checked for real calendar
  * and clock values.
- * @returns the text Postgres compares as `timestamptz` (dates get `T00:00:00Z`).
- * @throws {ValidationError} naming `field`.
+ * @returns the text Postgres compares as `timestamptz` (dates get `T00:00:00Z`), or `undefined` when invalid.
  */
-function isoTimestampParam(value: string, field: string): string {
+function normalizeIsoTimestamp(value: string): string | undefined {
   const m = ISO_TIMESTAMP.exec(value);
-  const invalid = () =>
-    new ValidationError(`${field} must be an ISO 8601 date, or date-time with Z or an offset, e.g. 2024-05-01T12:00:00Z (got "${value}")`, {
-      field,
-    });
-  if (!m) throw invalid();
+  if (!m) return undefined;
   const [, y, mo, d, h, mi, sec, offsetH, offsetM] = m;
   const year = Number(y);
   const month = Number(mo);
   const day = Number(d);
   const date = new Date(0);
   date.setUTCFullYear(year, month - 1, day); // Date.UTC would map years 0–99 to 1900–1999
-  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) throw invalid();
+  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return undefined;
   if (h === undefined) return `${y}-${mo}-${d}T00:00:00Z`;
-  if (Number(h) > 23 || Number(mi) > 59 || Number(sec ?? 0) > 59) throw invalid();
-  if (Number(offsetH ?? 0) > 15 || Number(offsetM ?? 0) > 59) throw invalid();
+  if (Number(h) > 23 || Number(mi) > 59 || Number(sec ?? 0) > 59) return undefined;
+  if (Number(offsetH ?? 0) > 15 || Number(offsetM ?? 0) > 59) return undefined;
   return value;
 }
+
+const isoTimestamp = z
+  .string({ error: 'must be given once' })
+  .refine((v) => normalizeIsoTimestamp(v) !== undefined, {
+    error: (issue) => `expected an ISO 8601 date, or date-time with Z or an offset, e.g. 2024-05-01T12:00:00Z (got "${String(issue.input)}")`,
+  })
+  .transform((v) => normalizeIsoTimestamp(v) ?? v)
+  .optional()
+  .meta({ description: 'ISO 8601 date, or date-time with Z or an offset (exclusive bound)' });
+
+/** The runs-list query; unknown parameters are ignored, a repeated one is refused. */
+const ListRunsQuery = z.object({
+  status: z
+    .string({ error: 'must be given once' })
+    .refine((v) => v.split(',').every((s) => (RUN_STATUSES as readonly string[]).includes(s.trim())), {
+      error: `expected one or more (comma-separated) of ${RUN_STATUSES.join(', ')}`,
+    })
+    .transform((v) => v.split(',').map((s) => s.trim()) as RunStatus[])
+    .optional()
+    .meta({ description: `Comma-separated: ${RUN_STATUSES.join(', ')}` }),
+  definition: z.string({ error: 'must be given once' }).regex(SLUG_PATTERN, { error: 'expected a definition slug' }).optional(),
+  createdAfter: isoTimestamp,
+  createdBefore: isoTimestamp,
+  limit: z.coerce
+    .number({ error: 'expected an integer from 1 to 200' })
+    .int({ error: 'expected an integer from 1 to 200' })
+    .min(1, { error: 'expected an integer from 1 to 200' })
+    .max(200, { error: 'expected an integer from 1 to 200' })
+    .default(50),
+  cursor: z.string({ error: 'must be given once' }).optional().meta({ description: '`nextCursor` of the previous page' }),
+});
 
 /**
  * The runs-list query (`status`, `definition`, `createdAfter`, `createdBefore`, `limit`, `cursor`).
  * @throws {ValidationError} naming the first invalid parameter.
  */
 function listRunsQuery(req: Request): ListRunsOptions {
-  const options: ListRunsOptions = {};
-  const status = queryString(req, 'status');
-  if (status !== undefined) {
-    const statuses = status.split(',').map((s) => s.trim());
-    const unknown = statuses.filter((s) => !(RUN_STATUSES as readonly string[]).includes(s));
-    if (unknown.length > 0) {
-      throw new ValidationError(`status must be one or more (comma-separated) of ${RUN_STATUSES.join(', ')}`, { field: 'status' });
-    }
-    options.statuses = statuses as RunStatus[];
-  }
-  const definition = queryString(req, 'definition');
-  if (definition !== undefined) {
-    if (!SLUG_PATTERN.test(definition)) throw new ValidationError('definition must be a definition slug', { field: 'definition' });
-    options.definition = definition;
-  }
-  for (const field of ['createdAfter', 'createdBefore'] as const) {
-    const value = queryString(req, field);
-    if (value !== undefined) options[field] = isoTimestampParam(value, field);
-  }
-  const limitText = queryString(req, 'limit');
-  const limit = limitText === undefined ? 50 : Number(limitText);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 200) {
-    throw new ValidationError('limit must be an integer from 1 to 200', { field: 'limit' });
-  }
-  options.limit = limit;
-  const cursor = queryString(req, 'cursor');
-  if (cursor !== undefined && cursor !== '') options.cursor = cursor;
-  return options;
+  const q = parseQuery(ListRunsQuery, req.query);
+  return {
+    limit: q.limit,
+    ...(q.status ? { statuses: q.status } : {}),
+    ...(q.definition ? { definition: q.definition } : {}),
+    ...(q.createdAfter ? { createdAfter: q.createdAfter } : {}),
+    ...(q.createdBefore ? { createdBefore: q.createdBefore } : {}),
+    ...(q.cursor ? { cursor: q.cursor } : {}),
+  };
 }
+
+/** `?after=<seq>` of the events list. */
+const EventsQuery = z.object({ after: Seq.optional() });
 
 /** SSE interval of keep-alive comments, in milliseconds. */
 const HEARTBEAT_MS = 15_000;
@@ -134,11 +156,16 @@ export function runsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: Run
     stream: `/v1/runs/${id}/stream`,
   });
 
+  documentRoute({ method: 'post', path: '/v1/runs', summary: 'Start a run (or dry-run it with ?dryRun=true)', tags: ['runs'], scope: 'runs:write', body: StartRunBody,
+    query: StartRunQuery,
+    headers: z.object({ 'idempotency-key': z.string().optional(), traceparent: z.string().optional().meta({ description: 'W3C trace context: the run joins the caller\'s trace' }) }),
+    responses: { 202: { description: 'Started', schema: RunStarted }, 200: { description: 'The run of the same idempotency key, or the dry-run plan', schema: AnyObject }, 400: { description: 'Invalid body or input (names the field)' }, 404: { description: 'Unknown definition or version' } } });
   router.post('/v1/runs', requireApiKey(auth, 'runs:write'), async (req, res) => {
     const body = parseBody(StartRunBody, req.body);
     const headerKey = req.get('idempotency-key');
     const principal = principalOf(req);
-    if (dryRunFlag(req.query.dryRun)) {
+    const { dryRun: dryRunText } = parseQuery(StartRunQuery, req.query);
+    if (dryRunText !== undefined && ['true', '1', ''].includes(dryRunText)) {
       // Same validation as a real start (400 / 404), but nothing is written or enqueued.
       res.status(200).json(
         await dryRun(deps, {
@@ -162,18 +189,24 @@ export function runsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: Run
     res.status(run.created ? 202 : 200).json({ id: run.id, status: run.status, links: links(run.id) });
   });
 
+  documentRoute({ method: 'get', path: '/v1/runs', summary: 'List runs, newest first', tags: ['runs'], scope: 'runs:read',
+    query: ListRunsQuery,
+    responses: { 200: { description: 'A page of runs', schema: PageOf(RunListItem) }, 400: { description: 'Invalid parameter (named)' } } });
   router.get('/v1/runs', requireApiKey(auth, 'runs:read'), async (req, res) => {
     res.json(await listRuns(deps, principalOf(req).organizationId, listRunsQuery(req)));
   });
 
+  documentRoute({ method: 'get', path: '/v1/runs/:id', summary: 'A run with its steps, approvals, parent and children', tags: ['runs'], scope: 'runs:read', params: z.object({ id: UuidParam }), responses: { 200: { description: 'The run', schema: RunView }, 404: { description: 'No such run' } } });
   router.get('/v1/runs/:id', requireApiKey(auth, 'runs:read'), async (req, res) => {
     res.json(await getRunView(deps, principalOf(req).organizationId, runIdParam(req)));
   });
 
+  documentRoute({ method: 'get', path: '/v1/runs/:id/manifest', summary: 'Audit and replay record of a run', tags: ['runs'], scope: 'runs:read', params: z.object({ id: UuidParam }), responses: { 200: { description: 'The manifest', schema: AnyObject }, 404: { description: 'No such run' } } });
   router.get('/v1/runs/:id/manifest', requireApiKey(auth, 'runs:read'), async (req, res) => {
     res.json(await getRunManifest(deps, principalOf(req).organizationId, runIdParam(req)));
   });
 
+  documentRoute({ method: 'get', path: '/v1/runs/:id/events', summary: 'Event history of a run', tags: ['runs'], scope: 'runs:read', params: z.object({ id: UuidParam }), query: EventsQuery, responses: { 200: { description: 'Events after `after`', schema: z.object({ items: z.array(RunEvent), last: z.number().int().nullable() }) }, 404: { description: 'No such run' } } });
   router.get('/v1/runs/:id/events', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const runId = runIdParam(req);
     await runStatus(deps, principalOf(req).organizationId, runId);
@@ -181,6 +214,7 @@ export function runsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: Run
     res.json({ items: events, last: events.at(-1)?.seq ?? null });
   });
 
+  documentRoute({ method: 'get', path: '/v1/runs/:id/stream', summary: 'Live events (Server-Sent Events)', tags: ['runs'], scope: 'runs:read', params: z.object({ id: UuidParam }), headers: z.object({ 'last-event-id': Seq.optional() }), query: EventsQuery, responses: { 200: { description: '`id:` sequence, `event:` type, `data:` JSON; ends after the terminal event', contentType: 'text/event-stream', schema: z.string() }, 404: { description: 'No such run' } } });
   router.get('/v1/runs/:id/stream', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const runId = runIdParam(req);
     await runStatus(deps, principalOf(req).organizationId, runId);

@@ -27,3 +27,12 @@ export function queryString(req: Request, field: string): string | undefined {
   if (typeof value !== 'string') throw new ValidationError(`${field} must be given once`, { field });
   return value;
 }
+
+/**
+ * Parse a query string (`req.query`) with a zod object schema; a repeated parameter (an array)
+ * is refused by the schema like any other wrong type.
+ * @throws {ValidationError} with `field` = the first bad parameter.
+ */
+export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.infer<S> {
+  return parseBody(schema, query);
+}

@@ -11,7 +11,7 @@
  * once serialise here, so their common successor is queued exactly once (SPEC R3).
  */
 import { eq } from 'drizzle-orm';
-import { NotFoundError } from '../../lib/index.js';
+import { NotFoundError, countRunFinished } from '../../lib/index.js';
 import { runEvents, runs, type Db } from '../../db/index.js';
 import type { JobRequest } from '../../queues/index.js';
 import type { EngineDeps } from './deps.js';
@@ -70,22 +70,25 @@ export interface RunScope {
  * Open a scope on a run inside an existing transaction: lock its row and prepare `emit`.
  * Call `flush()` before the transaction ends to persist the new sequence number.
  */
-export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { emitted: number[]; jobs: JobRequest[]; flush(): Promise<void> }> {
+export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { emitted: number[]; emittedTypes: string[]; jobs: JobRequest[]; flush(): Promise<void> }> {
   const [run] = await tx.select().from(runs).where(eq(runs.id, runId)).for('update');
   if (!run) throw new NotFoundError(`run ${runId} not found`);
   let seq = run.eventSeq;
   const emitted: number[] = [];
   const jobs: JobRequest[] = [];
+  const emittedTypes: string[] = [];
   return {
     tx,
     run,
     emitted,
     jobs,
+    emittedTypes,
     enqueue(...requests) {
       jobs.push(...requests);
     },
     async emit(type, stepId, data) {
       seq += 1;
+      emittedTypes.push(type);
       await tx.insert(runEvents).values({ runId, seq, type, stepId, data, notify: eventsNotify(run) });
       emitted.push(seq);
       return seq;
@@ -105,14 +108,17 @@ export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { 
 export async function withRun<T>(deps: EngineDeps, runId: string, fn: (scope: RunScope) => Promise<T>): Promise<T> {
   let emitted: number[] = [];
   let jobs: JobRequest[] = [];
+  let finished: ReadonlyArray<readonly [string, string]> = [];
   const result = await deps.database.db.transaction(async (tx) => {
     const scope = await openRunScope(tx, runId);
     const out = await fn(scope);
     await scope.flush();
     emitted = scope.emitted;
     jobs = scope.jobs;
+    finished = scope.emittedTypes.filter((t) => TERMINAL_RUN_EVENTS.has(t)).map((t) => [scope.run.definitionSlug, t.slice(4)] as const);
     return out;
   });
+  for (const [definition, status] of finished) countRunFinished(definition, status); // metrics, after the commit
   await applyEffects(deps, runId, jobs, emitted);
   return result;
 }

@@ -10,7 +10,7 @@ import { findDefinition } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { enqueueWebhooks, openRunScope } from './run-scope.js';
 import { sealRunInput } from './sensitive.js';
-import { latestAgentVersions } from '../store/index.js';
+import { latestAgentVersions, newRunTraceCarrier } from '../store/index.js';
 
 /** A request to start a run (already authenticated and shape-checked by the caller). */
 export interface StartRunRequest {
@@ -89,6 +89,7 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
         createdBy: request.createdBy,
         parentRunId: request.parent?.runId ?? null,
         parentStepId: request.parent?.stepId ?? null,
+        traceContext: await newRunTraceCarrier(tx, request.parent?.runId), // observability hook: the run's one trace
       });
       const compensations = compensationSteps(definition);
       const rows = await tx

@@ -14,3 +14,4 @@ export * from './definitions-store.js';
 export * from './api-keys.js';
 export * from './integrations.js';
 export * from './webhook-subscriptions.js';
+export * from './observability.js';
