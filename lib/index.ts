@@ -9,3 +9,4 @@ export * from './secret-box.js';
 export * from './redact.js';
 export * from './yaml-source.js';
 export * from './infrastructure.js';
+export * from './a2a.js';
