@@ -444,3 +444,26 @@ export const deliverables = pgTable(
   },
   (t) => [index('deliverables_run').on(t.runId, t.createdAt)],
 );
+
+/**
+ * A2A tasks (issue 10): each is one run of a definition served as an A2A agent. `task` is the
+ * SDK's `Task` as JSON (`Task.toJSON`, A2A v1.0), as last saved; `state` its `status.state` name.
+ * `run_id` is null only between the task's first save and its run's creation.
+ */
+export const a2aTasks = pgTable(
+  'a2a_tasks',
+  {
+    id: text('id').primaryKey(),
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    definitionSlug: text('definition_slug').notNull(),
+    runId: uuid('run_id').references(() => runs.id, { onDelete: 'cascade' }),
+    contextId: text('context_id').notNull(),
+    state: text('state').notNull(),
+    task: jsonb('task').notNull(),
+    createdAt: createdAt(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('a2a_tasks_org_slug_updated').on(t.organizationId, t.definitionSlug, t.updatedAt), uniqueIndex('a2a_tasks_run').on(t.runId)],
+);

@@ -77,7 +77,7 @@ async function connect(ctx: AgentContext, input: z.output<typeof A2aInput>): Pro
     }),
   );
   try {
-    return input.agentCardUrl ? await factory.createFromUrl(input.agentCardUrl, '') : await factory.createFromUrl(input.agentUrl ?? '');
+    return input.agentCardUrl ? await factory.createFromUrl(input.agentCardUrl, '') : await factory.createFromUrl((input.agentUrl ?? '').replace(/\/?$/, '/'));
   } catch (err) {
     throw new AgentError(`could not read the A2A agent card at ${input.agentCardUrl ?? input.agentUrl}: ${(err as Error).message}`, { cause: err });
   }

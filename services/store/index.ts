@@ -2,3 +2,4 @@
 export * from './agents.js';
 export * from './secrets.js';
 export * from './assets.js';
+export * from './a2a-tasks.js';
