@@ -15,6 +15,7 @@ import { runsRouter } from './routes-runs.js';
 import { agentsRouter, type AgentParser } from './routes-agents.js';
 import { secretsRouter } from './routes-secrets.js';
 import { a2aRouter } from './routes-a2a.js';
+import { mcpRouter } from './routes-mcp.js';
 
 /** Timeout of each readiness probe, in milliseconds. */
 const READY_TIMEOUT_MS = 2000;
@@ -71,6 +72,7 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   app.use(secretsRouter(deps, auth));
   app.use(assetsRouter(deps, auth));
   app.use(a2aRouter(deps, auth, hub));
+  app.use(mcpRouter(deps, auth));
   app.use((req, res) => {
     res.status(404).json({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.path}` } });
   });
