@@ -10,7 +10,7 @@ import { projectRoot } from '../lib/index.js';
 
 const ROOT = projectRoot();
 /** Production folders, most specific first. */
-const MODULES = ['services/engine', 'services/store', 'services/api', 'lib', 'db', 'queues', 'definitions', 'agents', 'workers'] as const;
+const MODULES = ['services/engine', 'services/store', 'services/api', 'lib', 'db', 'queues', 'definitions', 'agents', 'workers', 'cli'] as const;
 type Module = (typeof MODULES)[number];
 
 /** What each module may import (besides itself). `agents/types` only as `import type`. */
@@ -25,10 +25,12 @@ const ALLOWED: Record<Module, readonly string[]> = {
   'services/engine': ['lib', 'db', 'queues', 'definitions', 'services/store', 'agents/types'],
   'services/api': ['lib', 'db', 'queues', 'definitions', 'services/engine', 'services/store', 'agents/types'],
   workers: ['lib', 'db', 'queues', 'definitions', 'agents', 'services/engine', 'services/store'],
+  /** The `baton` CLI: a composition root over everything (cli/dev.ts runs the API and the workers). */
+  cli: ['lib', 'db', 'queues', 'definitions', 'agents', 'services/engine', 'services/store', 'services/api', 'workers'],
 };
 
 /** Composition roots: they build concrete clients, may import registries, and own the process. */
-const ENTRY_FILES = new Set(['services/api/main.ts', 'workers/main.ts']);
+const ENTRY_FILES = new Set(['services/api/main.ts', 'workers/main.ts', 'cli/main.ts', 'cli/dev.ts']);
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
