@@ -39,39 +39,47 @@ export async function followRun(client: BatonClient, runId: string, io: FollowIo
     );
   let bars = newBars();
   let bar = tty ? bars.create(steps.length, settled.size, { status: String(run.status) }) : undefined;
+  /** Stop the bars after drawing them once more (MultiBar.log lines are written on a redraw). */
+  const stopBars = () => {
+    if (tty) bars.update();
+    bars.stop();
+  };
   const line = (text: string) => (tty ? bars.log(`${text}\n`) : io.stdout.write(`${text}\n`));
   line(`run ${runId} (${String(run['definition'] ?? '')}) — ${steps.length} steps`);
 
-  const ask = async (approval: Record<string, unknown>) => {
+  /** The prompt in progress (it is abandoned when the approval is decided elsewhere). */
+  let asking: { approvalId: string; abort: AbortController; done: Promise<void> } | undefined;
+  const ask = (approval: Record<string, unknown>) => {
     const decisions = (approval['decisions'] as string[] | undefined) ?? ['continue', 'abort'];
     const id = String(approval['id']);
-    if (!io.interactive) {
-      line(`  approval ${id} is waiting: baton approve ${id} --decision ${decisions.join('|')}`);
-      return;
-    }
-    bars.stop();
+    line(`  approval ${id} is waiting: baton approve ${id} --decision ${decisions.join('|')}`);
+    if (!io.interactive) return;
+    stopBars();
+    const abort = new AbortController();
     const rl = createInterface({ input: io.stdin, output: io.stdout });
-    try {
-      for (;;) {
-        const answer = (await rl.question(`  decide (${decisions.join(' / ')}): `)).trim().toLowerCase();
-        if (!decisions.includes(answer)) continue;
-        const comment = (await rl.question('  comment (optional): ')).trim();
-        try {
-          await client.decideApproval(id, { decision: answer, ...(comment ? { comment } : {}) });
-          io.stdout.write(`  decided: ${answer}\n`);
-          return;
-        } catch (err) {
-          io.stdout.write(`  refused: ${(err as Error).message}\n`);
+    const done = (async () => {
+      try {
+        for (;;) {
+          const answer = (await rl.question(`  decide (${decisions.join(' / ')}): `, { signal: abort.signal })).trim().toLowerCase();
+          if (!decisions.includes(answer)) continue;
+          const comment = (await rl.question('  comment (optional): ', { signal: abort.signal })).trim();
+          await client.decideApproval(id, { decision: answer, ...(comment ? { comment } : {}) }).then(
+            () => io.stdout.write(`  decided: ${answer}\n`),
+            (err: unknown) => io.stdout.write(`  refused: ${(err as Error).message}\n`),
+          );
           return;
         }
+      } catch {
+        io.stdout.write('\n  (decided elsewhere)\n');
+      } finally {
+        rl.close();
+        if (tty) {
+          bars = newBars();
+          bar = bars.create(steps.length, settled.size, { status: 'running' });
+        }
       }
-    } finally {
-      rl.close();
-      if (tty) {
-        bars = newBars();
-        bar = bars.create(steps.length, settled.size, { status: 'running' });
-      }
-    }
+    })();
+    asking = { approvalId: id, abort, done };
   };
 
   const final = await client.follow(runId, async (e: StreamEvent) => {
@@ -86,11 +94,17 @@ export async function followRun(client: BatonClient, runId: string, io: FollowIo
       const approval = (e.data['approval'] ?? {}) as Record<string, unknown>;
       line(`  ${String(approval['prompt'] ?? '')}`);
       if (approval['show'] !== null && approval['show'] !== undefined) line(`  ${JSON.stringify(approval['show'])}`);
-      await ask(approval);
+      ask(approval);
+    }
+    const approvalId = ((e.data['approval'] ?? {}) as { id?: string }).id ?? (e.data['approvalId'] as string | undefined);
+    if (asking && (e.type === 'checkpoint.resolved' || e.type === 'checkpoint.expired' || e.type.startsWith('run.')) && (approvalId === asking.approvalId || e.type.startsWith('run.'))) {
+      asking.abort.abort();
+      await asking.done;
+      asking = undefined;
     }
   });
   bar?.update(settled.size, { status: final.type });
-  bars.stop();
+  stopBars();
   const end = await client.getRun(runId);
   if (final.type === 'run.completed') io.stdout.write(`${JSON.stringify(end.output ?? null, null, 2)}\n`);
   else io.stdout.write(`${final.type}: ${JSON.stringify(end.error ?? null)}\n`);

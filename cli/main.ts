@@ -104,7 +104,9 @@ const runs = program
 runs
   .command('show <id>')
   .description('one run with its steps and approvals (JSON)')
-  .action(async (id: string) => json(await client().getRun(id)));
+  .action(async (id: string) => {
+    json(await client().getRun(id));
+  });
 runs
   .command('export <id>')
   .description("the run's manifest (audit/replay record) as a JSON artifact")

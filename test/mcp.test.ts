@@ -8,17 +8,9 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ElicitRequestSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { startStack, type Stack } from './support/stack.js';
+import { toolJson } from './support/mcp.js';
 
 const INPUT = { symbols: ['AAPL', 'MSFT'], from: '2005-01-01', to: '2009-12-31' };
-
-/** The JSON a tool returned (its one text content). */
-export function toolJson<T = Record<string, unknown>>(result: unknown): T {
-  const r = result as CallToolResult;
-  expect(r.isError, JSON.stringify(r.content)).to.not.equal(true);
-  const first = r.content[0];
-  if (first?.type !== 'text') throw new Error('expected a text content');
-  return JSON.parse(first.text) as T;
-}
 
 describe('MCP server over streamable HTTP (official client)', function () {
   this.timeout(60_000);
