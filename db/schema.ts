@@ -467,3 +467,22 @@ export const a2aTasks = pgTable(
   },
   (t) => [index('a2a_tasks_org_slug_updated').on(t.organizationId, t.definitionSlug, t.updatedAt), uniqueIndex('a2a_tasks_run').on(t.runId)],
 );
+
+/** Push-notification configs of A2A tasks (`TaskPushNotificationConfig` as A2A JSON), per task and config id. */
+export const a2aPushConfigs = pgTable(
+  'a2a_push_configs',
+  {
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    taskId: text('task_id')
+      .notNull()
+      .references(() => a2aTasks.id, { onDelete: 'cascade' }),
+    id: text('id').notNull(),
+    /** The A2A protocol version of the request that created it (`1.0`, `0.3`): the wire format of its pushes. */
+    wireVersion: text('wire_version').notNull(),
+    config: jsonb('config').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.taskId, t.id] })],
+);

@@ -3,10 +3,12 @@
  * kpi-tracking as an agent — SendMessage → TASK_STATE_INPUT_REQUIRED (the review checkpoint) →
  * a continue message on the same task → TASK_STATE_COMPLETED with the KPIs as an artifact.
  */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { Role, TaskState, type Message, type Part, type Task } from '@a2a-js/sdk';
 import { ClientFactory, type Client } from '@a2a-js/sdk/client';
-import { startStack, api, type Stack } from './support/stack.js';
+import { startStack, api, waitFor, type Stack } from './support/stack.js';
 
 const INPUT = { symbols: ['AAPL', 'MSFT'], from: '2005-01-01', to: '2009-12-31' };
 
@@ -106,6 +108,41 @@ describe('A2A server (official client)', function () {
       error = err;
     }
     expect(String(error)).to.match(/terminal state/);
+  });
+
+  it('sends push notifications (kept in Postgres) through the outbound policy', async function () {
+    const received: Array<{ token: string | undefined; body: { statusUpdate?: { status?: { state?: string } } } }> = [];
+    const receiver: Server = createServer((req, res) => {
+      let text = '';
+      req.on('data', (c: Buffer) => (text += c.toString('utf8')));
+      req.on('end', () => {
+        received.push({ token: req.headers['x-a2a-notification-token'] as string | undefined, body: JSON.parse(text) as never });
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/push`;
+    try {
+      const first = asTask(
+        await client.sendMessage(
+          {
+            tenant: '',
+            message: message([dataPart(INPUT)]),
+            configuration: { acceptedOutputModes: [], returnImmediately: false, historyLength: undefined, taskPushNotificationConfig: { tenant: '', id: '', taskId: '', url, token: 'secret-token', authentication: undefined } },
+            metadata: undefined,
+          },
+          auth(),
+        ),
+      );
+      await waitFor(async () => (received.some((r) => r.body.statusUpdate?.status?.state === 'TASK_STATE_INPUT_REQUIRED') ? true : undefined), 10_000, 'the input-required push');
+      expect(received.every((r) => r.token === 'secret-token')).to.equal(true);
+      const listed = await client.listTaskPushNotificationConfig({ tenant: '', taskId: first.id, pageSize: 10, pageToken: '' }, auth());
+      expect(listed.configs.map((c) => c.url)).to.deep.equal([url]);
+      await client.sendMessage({ tenant: '', message: message([dataPart({ decision: 'continue' })], { taskId: first.id, contextId: first.contextId }), configuration: undefined, metadata: undefined }, auth());
+      await waitFor(async () => (received.some((r) => r.body.statusUpdate?.status?.state === 'TASK_STATE_COMPLETED') ? true : undefined), 10_000, 'the completed push');
+    } finally {
+      await new Promise<void>((resolve) => receiver.close(() => resolve()));
+    }
   });
 
   it('streams a run as status updates and cancels it with CancelTask', async function () {

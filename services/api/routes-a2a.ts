@@ -15,7 +15,7 @@
 import { Router, type Request, type RequestHandler } from 'express';
 import { A2A_PROTOCOL_VERSION, AGENT_CARD_PATH, type AgentCard } from '@a2a-js/sdk';
 import { agentCardHandler, jsonRpcHandler, restHandler } from '@a2a-js/sdk/server/express';
-import { NotFoundError, UnauthorizedError } from '../../lib/index.js';
+import { NotFoundError, UnauthorizedError, createOutboundHttp } from '../../lib/index.js';
 import { DEFAULT_ORGANIZATION_SLUG, organizations } from '../../db/index.js';
 import { eq } from 'drizzle-orm';
 import { SLUG_PATTERN, type Definition } from '../../definitions/index.js';
@@ -23,6 +23,7 @@ import { findDefinition, type EngineDeps } from '../engine/index.js';
 import { credentialFrom, type ApiKeyAuthenticator, type Principal } from './auth.js';
 import type { RunEventHub } from './event-hub.js';
 import { RunRequestHandler } from './a2a/handler.js';
+import { OutboundPushSender, PostgresPushNotificationStore } from './a2a/push.js';
 import { PostgresTaskStore, PrincipalUser } from './a2a/tasks.js';
 
 /** The A2A protocol version the v0.3 compatibility interface declares. */
@@ -44,7 +45,7 @@ export function agentCardOf(definition: Pick<Definition, 'slug' | 'version' | 'n
     ],
     provider: { organization: 'Baton', url: baseUrl },
     version: String(definition.version),
-    capabilities: { streaming: true, pushNotifications: false, extensions: [], extendedAgentCard: false },
+    capabilities: { streaming: true, pushNotifications: true, extensions: [], extendedAgentCard: false },
     securitySchemes: {
       bearer: { scheme: { $case: 'httpAuthSecurityScheme', value: { description: 'A Baton API key', scheme: 'Bearer', bearerFormat: 'API key' } } },
     },
@@ -72,6 +73,8 @@ export function a2aRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: RunE
   const router = Router();
   /** One SDK handler (and its in-memory event buses) per organization, slug and version. */
   const handlers = new Map<string, { card: RequestHandler; rpc: RequestHandler; rest: RequestHandler }>();
+  const pushStore = new PostgresPushNotificationStore(deps);
+  const push = { store: pushStore, sender: new OutboundPushSender(pushStore, createOutboundHttp({ allow: deps.config.outbound.allow }), deps.logger) };
 
   async function principalOf(req: Request, required: boolean): Promise<Principal | undefined> {
     const key = credentialFrom(req);
@@ -101,7 +104,7 @@ export function a2aRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: RunE
     let handler = handlers.get(key);
     if (!handler) {
       const card = agentCardOf({ ...stored.spec, slug, version: stored.version }, deps.config.http.publicUrl);
-      const requestHandler = new RunRequestHandler(card, deps, slug, new PostgresTaskStore(deps, slug), hub);
+      const requestHandler = new RunRequestHandler(card, deps, slug, new PostgresTaskStore(deps, slug), hub, push);
       const userBuilder = (r: Request) => principalOf(r, true).then((p) => new PrincipalUser(p as Principal));
       handler = {
         card: agentCardHandler({ agentCardProvider: requestHandler, legacyCompat: { enabled: true } }),

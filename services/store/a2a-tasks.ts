@@ -3,7 +3,7 @@
  * The task itself is opaque JSON here (the A2A server serialises it with the SDK).
  */
 import { and, desc, eq, sql } from 'drizzle-orm';
-import { a2aTasks, type Db } from '../../db/index.js';
+import { a2aPushConfigs, a2aTasks, type Db } from '../../db/index.js';
 
 /** One stored task. */
 export interface A2aTaskRow {
@@ -71,4 +71,36 @@ export async function listA2aTasks(db: Db, organizationId: string, slug: string,
   const rows = await db.select().from(a2aTasks).where(base).orderBy(desc(a2aTasks.updatedAt), desc(a2aTasks.id)).limit(query.limit).offset(query.offset);
   const [{ total } = { total: 0 }] = await db.select({ total: sql<number>`count(*)::int` }).from(a2aTasks).where(base);
   return { rows, total };
+}
+
+/** One stored push-notification config of a task. */
+export interface A2aPushConfigRow {
+  id: string;
+  wireVersion: string;
+  /** `TaskPushNotificationConfig` as A2A JSON. */
+  config: unknown;
+}
+
+/** Insert or replace a task's push config (the task must belong to the organization). */
+export async function saveA2aPushConfig(db: Db, organizationId: string, taskId: string, row: A2aPushConfigRow): Promise<void> {
+  await db
+    .insert(a2aPushConfigs)
+    .values({ organizationId, taskId, id: row.id, wireVersion: row.wireVersion, config: row.config })
+    .onConflictDoUpdate({ target: [a2aPushConfigs.taskId, a2aPushConfigs.id], set: { wireVersion: row.wireVersion, config: row.config }, setWhere: eq(a2aPushConfigs.organizationId, organizationId) });
+}
+
+/** A task's push configs, oldest first. */
+export async function loadA2aPushConfigs(db: Db, organizationId: string, taskId: string): Promise<A2aPushConfigRow[]> {
+  return db
+    .select({ id: a2aPushConfigs.id, wireVersion: a2aPushConfigs.wireVersion, config: a2aPushConfigs.config })
+    .from(a2aPushConfigs)
+    .where(and(eq(a2aPushConfigs.organizationId, organizationId), eq(a2aPushConfigs.taskId, taskId)))
+    .orderBy(a2aPushConfigs.createdAt);
+}
+
+/** Delete one push config of a task, or all of them when `id` is omitted. */
+export async function deleteA2aPushConfigs(db: Db, organizationId: string, taskId: string, id?: string): Promise<void> {
+  await db
+    .delete(a2aPushConfigs)
+    .where(and(eq(a2aPushConfigs.organizationId, organizationId), eq(a2aPushConfigs.taskId, taskId), id === undefined ? undefined : eq(a2aPushConfigs.id, id)));
 }

@@ -20,6 +20,8 @@ import {
   AgentEvent,
   DefaultRequestHandler,
   type AgentExecutor,
+  type PushNotificationSender,
+  type PushNotificationStore,
   type ExecutionEventBus,
   type RequestContext,
   type ServerCallContext,
@@ -99,8 +101,9 @@ export class RunRequestHandler extends DefaultRequestHandler {
     private readonly slug: string,
     private readonly store: PostgresTaskStore,
     hub: RunEventHub,
+    push: { store: PushNotificationStore; sender: PushNotificationSender },
   ) {
-    super(card, store, new RunExecutor(deps, hub));
+    super(card, store, new RunExecutor(deps, hub), undefined, push.store, push.sender);
   }
 
   override async sendMessage(params: SendMessageRequest, context: ServerCallContext): Promise<Message | Task> {
