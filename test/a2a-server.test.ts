@@ -145,6 +145,25 @@ describe('A2A server (official client)', function () {
     }
   });
 
+  it('answers a v0.3 client (message/send without A2A-Version) through the SDK compatibility layer', async function () {
+    const response = await fetch(`${stack.baseUrl}/a2a/kpi-tracking`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.apiKey}` },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'message/send',
+        params: { message: { kind: 'message', messageId: crypto.randomUUID(), role: 'user', parts: [{ kind: 'data', data: INPUT }] } },
+      }),
+    });
+    const body = (await response.json()) as { result?: { kind: string; id: string; status: { state: string } }; error?: unknown };
+    expect(body.error, JSON.stringify(body.error)).to.equal(undefined);
+    expect(body.result?.kind).to.equal('task');
+    expect(body.result?.status.state).to.equal('input-required');
+    const run = await api<{ status: string }>(stack, 'GET', `/v1/runs/${body.result?.id}`);
+    expect(run.body.status).to.equal('running');
+  });
+
   it('streams a run as status updates and cancels it with CancelTask', async function () {
     const events: string[] = [];
     let taskId = '';
