@@ -203,9 +203,11 @@ class RunExecutor implements AgentExecutor {
     let after = existing.at(-1)?.seq ?? 0;
     bus.publish(AgentEvent.task({ ...task, status: { state: TaskState.TASK_STATE_WORKING, message: undefined, timestamp: new Date().toISOString() } }));
     for (;;) {
+      // Events first, then the run: the status read is never older than the events.
+      const events = await listEvents(this.deps, runId, after, 500);
       const run = await runForTask(this.deps, principal.organizationId, runId);
       const status = statusOfRun(run, ids);
-      for (const e of await listEvents(this.deps, runId, after, 500)) {
+      for (const e of events) {
         after = e.seq;
         // Once the run ended, its last step events would only follow the final status.
         if (!e.type.startsWith('step.') || TERMINAL.has(status.state)) continue;
