@@ -14,7 +14,7 @@ import { createLogger, loadCliConfig, loadConfig } from '../lib/index.js';
 import { createDatabase } from '../db/index.js';
 import { Queues, createRedis } from '../queues/index.js';
 import { reconcileAll } from '../services/engine/index.js';
-import { createMcpServer } from '../services/api/index.js';
+import { createMcpServer, registerDefinitionTools } from '../services/api/index.js';
 import { release } from '../scripts/release.js';
 import { StackError } from '../scripts/local-stack.js';
 import { ApiError, BatonClient } from './client.js';
@@ -165,7 +165,9 @@ program
   .command('mcp')
   .description('the MCP server on stdio, acting through the API (BATON_URL, BATON_API_KEY)')
   .action(async () => {
-    const server = createMcpServer(client());
+    const api = client();
+    const server = createMcpServer(api);
+    await registerDefinitionTools(server, api);
     await server.connect(new StdioServerTransport());
     await new Promise<void>((resolve) => {
       server.server.onclose = () => resolve();

@@ -51,7 +51,15 @@ describe('MCP server over streamable HTTP (official client)', function () {
   it('lists the tools and the manifest resource template', async function () {
     const client = await connect();
     const { tools } = await client.listTools();
-    expect(tools.map((t) => t.name)).to.have.members(['list_definitions', 'describe_definition', 'start_run', 'get_run', 'list_approvals', 'decide_approval', 'cancel_run']);
+    expect(tools.map((t) => t.name)).to.include.members(['list_definitions', 'describe_definition', 'start_run', 'get_run', 'list_approvals', 'decide_approval', 'cancel_run']);
+    // One start tool per definition, whose input schema is the definition's.
+    const own = tools.find((t) => t.name === 'start_kpi_tracking');
+    const ownInput = (own?.inputSchema.properties as { input: { required: string[]; additionalProperties: boolean } }).input;
+    expect(ownInput.required).to.have.members(['symbols', 'from', 'to']);
+    expect(ownInput.additionalProperties).to.equal(false);
+    const refused = (await client.callTool({ name: 'start_kpi_tracking', arguments: { input: { symbols: ['AAPL'], from: '2005-01-01' } } })) as CallToolResult;
+    expect(refused.isError).to.equal(true);
+    expect(JSON.stringify(refused.content)).to.match(/Invalid arguments for tool start_kpi_tracking.*input\.to/);
     const { resourceTemplates } = await client.listResourceTemplates();
     expect(resourceTemplates.map((r) => r.uriTemplate)).to.deep.equal(['baton://runs/{id}/manifest']);
     const described = toolJson<{ input: { required: string[] } }>(await client.callTool({ name: 'describe_definition', arguments: { slug: 'kpi-tracking' } }));
@@ -93,7 +101,7 @@ describe('MCP server over streamable HTTP (official client)', function () {
     expect(body.run.id).to.equal(started.run.id);
   });
 
-  it('asks the checkpoint through elicitation when the client supports it, and waits on to the end', async function () {
+  it('asks the checkpoint through elicitation when the client supports it, and waits on to the end (start_kpi_tracking)', async function () {
     const asked: string[] = [];
     const client = await connect({
       elicit: (message) => {
@@ -102,7 +110,7 @@ describe('MCP server over streamable HTTP (official client)', function () {
       },
     });
     const result = toolJson<{ run: { status: string; approvals: Array<{ decision: string; comment: string }> }; pendingApproval?: unknown }>(
-      await client.callTool({ name: 'start_run', arguments: { definition: 'kpi-tracking', input: INPUT, waitSeconds: 45 } }, undefined, { timeout: 50_000 }),
+      await client.callTool({ name: 'start_kpi_tracking', arguments: { input: INPUT, waitSeconds: 45 } }, undefined, { timeout: 50_000 }),
     );
     expect(asked).to.have.length(1);
     expect(asked[0]).to.match(/^Review the KPIs for AAPL, MSFT/);

@@ -13,7 +13,7 @@ import { ForbiddenError, NotFoundError, ValidationError } from '../../lib/index.
 import type { EngineDeps } from '../engine/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { engineBackend } from './mcp/engine-backend.js';
-import { createMcpServer } from './mcp/server.js';
+import { createMcpServer, registerDefinitionTools } from './mcp/server.js';
 
 /** Idle sessions are closed after this long, in milliseconds. */
 const SESSION_IDLE_MS = 30 * 60 * 1000;
@@ -61,7 +61,11 @@ export function mcpRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Router {
     transport.onclose = () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);
     };
-    await createMcpServer(engineBackend(deps, principal)).connect(transport);
+    const backend = engineBackend(deps, principal);
+    const server = createMcpServer(backend);
+    // One start tool per definition (a key without runs:read gets none).
+    await registerDefinitionTools(server, backend).catch(() => []);
+    await server.connect(transport);
     await transport.handleRequest(req, res, req.body);
   });
 

@@ -5,8 +5,9 @@
  *
  * Tools: `list_definitions`, `describe_definition` (with its input JSON Schema), `start_run`
  * (input validated against the definition's input schema; `waitSeconds` waits for the end or a
- * checkpoint), `get_run`, `list_approvals`, `decide_approval`, `cancel_run`. Resource template:
- * `baton://runs/{id}/manifest`.
+ * checkpoint), `get_run`, `list_approvals`, `decide_approval`, `cancel_run`, and one
+ * `start_<slug>` per definition whose `input` schema is the definition's own
+ * ({@link registerDefinitionTools}). Resource template: `baton://runs/{id}/manifest`.
  *
  * A checkpoint reached while `start_run` waits is put to the client through elicitation when
  * it declared the capability (a form with `decision` and `comment`; an accepted answer is
@@ -65,6 +66,101 @@ async function tool(fn: () => Promise<unknown>): Promise<CallToolResult> {
   }
 }
 
+/** What `start_run` (and each `start_<slug>` tool) is called with. */
+interface StartArgs {
+  definition: string;
+  input: unknown;
+  version?: number | undefined;
+  idempotencyKey?: string | undefined;
+  waitSeconds?: number | undefined;
+}
+
+/** Start a run and, with `waitSeconds`, wait for its end or a checkpoint (see the module doc). */
+async function startAndWait(server: McpServer, backend: BatonBackend, args: StartArgs, requestId: string | number): Promise<unknown> {
+  const started = await backend.startRun({
+    definition: args.definition,
+    input: args.input,
+    ...(args.version === undefined ? {} : { version: args.version }),
+    ...(args.idempotencyKey === undefined ? {} : { idempotencyKey: args.idempotencyKey }),
+  });
+  if (!args.waitSeconds) return { run: started };
+  const deadline = Date.now() + args.waitSeconds * 1000;
+  const asked = new Set<string>();
+  for (;;) {
+    const run = await backend.getRun(started.id);
+    if (TERMINAL.has(run.status)) return { run };
+    const pending = run.approvals.find((a) => a.status === 'pending');
+    if (pending && !asked.has(pending.id)) {
+      asked.add(pending.id);
+      const answer = server.server.getClientCapabilities()?.elicitation
+        ? await server.server.elicitInput(
+            {
+              mode: 'form',
+              message: `${pending.prompt}\n\n${JSON.stringify(pending.show, null, 2)}`,
+              requestedSchema: {
+                type: 'object',
+                properties: {
+                  decision: { type: 'string', title: 'Decision', enum: pending.decisions },
+                  comment: { type: 'string', title: 'Comment' },
+                },
+                required: ['decision'],
+              },
+            },
+            { relatedRequestId: requestId, timeout: Math.max(1000, deadline - Date.now()) },
+          )
+        : undefined;
+      const content = answer?.action === 'accept' ? answer.content : undefined;
+      if (typeof content?.['decision'] === 'string') {
+        await backend.decideApproval(pending.id, {
+          decision: content['decision'],
+          ...(typeof content['comment'] === 'string' && content['comment'] !== '' ? { comment: content['comment'] } : {}),
+        });
+        continue;
+      }
+      return { run, pendingApproval: { id: pending.id, prompt: pending.prompt, show: pending.show, decisions: pending.decisions } };
+    }
+    if (pending) return { run, pendingApproval: { id: pending.id, prompt: pending.prompt, show: pending.show, decisions: pending.decisions } };
+    if (Date.now() >= deadline) return { run, waited: 'timed out before the run ended or reached a checkpoint' };
+    await new Promise((r) => setTimeout(r, WAIT_POLL_MS));
+  }
+}
+
+/** An MCP tool name for a definition's own start tool: `start_kpi_tracking`. */
+export function startToolName(slug: string): string {
+  return `start_${slug.replace(/-/g, '_')}`;
+}
+
+/**
+ * Register one `start_<slug>` tool per definition the backend lists, whose `input` schema is the
+ * definition's own input JSON Schema (through zod's `fromJSONSchema`; Baton validates the input
+ * again with the schema itself). A schema zod cannot take is skipped (start_run still serves it).
+ */
+export async function registerDefinitionTools(server: McpServer, backend: BatonBackend): Promise<string[]> {
+  const listed = (await backend.listDefinitions()) as { items?: Array<{ slug: string; name: string; description?: string | null }> };
+  const names: string[] = [];
+  for (const d of listed.items ?? []) {
+    const described = (await backend.describeDefinition(d.slug)) as { input?: Record<string, unknown>; version?: number };
+    let input: z.ZodType;
+    try {
+      input = z.fromJSONSchema((described.input ?? {}) as Parameters<typeof z.fromJSONSchema>[0]);
+    } catch {
+      continue;
+    }
+    const name = startToolName(d.slug);
+    server.registerTool(
+      name,
+      {
+        title: `Start ${d.name}`,
+        description: `Start a run of ${d.slug} (version ${described.version ?? 'latest'})${d.description ? `: ${d.description}` : ''}. \`input\` is the definition's input schema; \`waitSeconds\` as in start_run.`,
+        inputSchema: { input, idempotencyKey: z.string().min(1).max(200).optional(), waitSeconds: z.number().min(0).max(MAX_WAIT_SECONDS).optional() },
+      },
+      (args, extra) => tool(() => startAndWait(server, backend, { definition: d.slug, ...args }, extra.requestId)),
+    );
+    names.push(name);
+  }
+  return names;
+}
+
 /** The server's name and version as announced to clients. */
 export const MCP_SERVER_INFO = { name: 'baton', version: '0.1.0' } as const;
 
@@ -102,55 +198,7 @@ export function createMcpServer(backend: BatonBackend): McpServer {
         waitSeconds: z.number().min(0).max(MAX_WAIT_SECONDS).optional(),
       },
     },
-    (args, extra) =>
-      tool(async () => {
-        const started = await backend.startRun({
-          definition: args.definition,
-          input: args.input,
-          ...(args.version === undefined ? {} : { version: args.version }),
-          ...(args.idempotencyKey === undefined ? {} : { idempotencyKey: args.idempotencyKey }),
-        });
-        if (!args.waitSeconds) return { run: started };
-        const deadline = Date.now() + args.waitSeconds * 1000;
-        const asked = new Set<string>();
-        for (;;) {
-          const run = await backend.getRun(started.id);
-          if (TERMINAL.has(run.status)) return { run };
-          const pending = run.approvals.find((a) => a.status === 'pending');
-          if (pending && !asked.has(pending.id)) {
-            asked.add(pending.id);
-            const answer = server.server.getClientCapabilities()?.elicitation
-              ? await server.server.elicitInput(
-                  {
-                    mode: 'form',
-                    message: `${pending.prompt}\n\n${JSON.stringify(pending.show, null, 2)}`,
-                    requestedSchema: {
-                      type: 'object',
-                      properties: {
-                        decision: { type: 'string', title: 'Decision', enum: pending.decisions },
-                        comment: { type: 'string', title: 'Comment' },
-                      },
-                      required: ['decision'],
-                    },
-                  },
-                  { relatedRequestId: extra.requestId, timeout: Math.max(1000, deadline - Date.now()) },
-                )
-              : undefined;
-            const content = answer?.action === 'accept' ? answer.content : undefined;
-            if (typeof content?.['decision'] === 'string') {
-              await backend.decideApproval(pending.id, {
-                decision: content['decision'],
-                ...(typeof content['comment'] === 'string' && content['comment'] !== '' ? { comment: content['comment'] } : {}),
-              });
-              continue;
-            }
-            return { run, pendingApproval: { id: pending.id, prompt: pending.prompt, show: pending.show, decisions: pending.decisions } };
-          }
-          if (pending) return { run, pendingApproval: { id: pending.id, prompt: pending.prompt, show: pending.show, decisions: pending.decisions } };
-          if (Date.now() >= deadline) return { run, waited: 'timed out before the run ended or reached a checkpoint' };
-          await new Promise((r) => setTimeout(r, WAIT_POLL_MS));
-        }
-      }),
+    (args, extra) => tool(() => startAndWait(server, backend, args, extra.requestId)),
   );
 
   server.registerTool(
