@@ -76,7 +76,6 @@ describe('baton CLI', function () {
 
     expect(await follow.exited, plain(follow.output())).to.equal(0);
     const end = plain(follow.output());
-    if (process.env.SHOW_SCREEN) console.log(end);
     expect(end).to.match(/\(decided elsewhere\)/);
     expect(end).to.match(/█+ 5\/5 steps \| run\.completed/);
     expect(end).to.match(/"kpis"/);
