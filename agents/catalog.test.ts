@@ -24,11 +24,12 @@ function parseError(source: string): DefinitionError {
 }
 
 describe('agent catalog', () => {
-  it('ships the seven named agents and kpi-calculator, version 1 each', async () => {
+  it('ships the seven named agents, kpi-calculator and a2a-client, version 1 each', async () => {
     const specs = await loadAgentCatalog();
     expect(specs.map((s) => `${s.name}@${s.version}:${s.type}/${s.implementation}`)).to.have.members([
       'summarizer@1:context/summarizer',
       'marketing-swarm@1:api/http',
+      'a2a-client@1:api/a2a',
       'postgres-agent@1:tool/sql',
       'image-generator-openai@1:function/function',
       'image-generator-google@1:function/function',
@@ -83,7 +84,7 @@ describe('agent catalog', () => {
   it('reports an unknown implementation, and one of another type', () => {
     const unknown = parseError('name: a\ntype: api\nversion: 1\ndescription: d\nimplementation: carrier-pigeon\n');
     expect(unknown.message).to.equal(
-      'agents/catalog/x.yaml:5:17: implementation: unknown implementation "carrier-pigeon" for type api (known: http)',
+      'agents/catalog/x.yaml:5:17: implementation: unknown implementation "carrier-pigeon" for type api (known: http, a2a)',
     );
     const mismatch = parseError('name: a\ntype: api\nversion: 1\ndescription: d\nimplementation: sql\n');
     expect(mismatch.message).to.contain("sql is a tool implementation, but the agent's type is api");

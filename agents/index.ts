@@ -43,3 +43,4 @@ export type {
   NamedAgent,
 } from './types.js';
 export type { KpiMonth, KpiOutput, SymbolKpis } from './function/kpi-types.js';
+export { a2aImplementation } from './a2a/a2a.js';

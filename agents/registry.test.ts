@@ -4,11 +4,12 @@ import { AgentError } from '../lib/index.js';
 import { allowListedEnv, bindAgentSpec, defaultImplementation, implementations, latestVersions, loadAgentCatalog } from './index.js';
 
 describe('agent registry', () => {
-  it('holds the six implementations with their types, keyed by name', () => {
+  it('holds the seven implementations with their types, keyed by name', () => {
     expect(Object.fromEntries([...implementations].map(([name, i]) => [name, i.type]))).to.deep.equal({
       llm: 'context',
       summarizer: 'context',
       http: 'api',
+      a2a: 'api',
       sql: 'tool',
       function: 'function',
       subrun: 'orchestrator',

@@ -1,4 +1,5 @@
 /** The agent implementations Baton ships with, by name, and the default per agent type. */
+import { a2aImplementation } from './a2a/a2a.js';
 import { httpImplementation } from './api/http.js';
 import { llmImplementation } from './context/llm.js';
 import { summarizerImplementation } from './context/summarizer.js';
@@ -10,7 +11,7 @@ import type { AgentImplementation, AgentSpec, AgentType } from './types.js';
 
 /**
  * Every implementation by its `name`: `llm` and `summarizer` (context), `http` (api), `sql`
- * (tool), `function` (function), `subrun` (orchestrator).
+ * (tool), `function` (function), `subrun` (orchestrator), `a2a` (api: a remote A2A agent).
  */
 export const implementations: ReadonlyMap<string, AgentImplementation> = new Map(
   (
@@ -21,6 +22,7 @@ export const implementations: ReadonlyMap<string, AgentImplementation> = new Map
       sqlImplementation,
       functionImplementation,
       subrunImplementation,
+      a2aImplementation,
     ] as AgentImplementation[]
   ).map((implementation) => [implementation.name, implementation] as const),
 );

@@ -134,6 +134,46 @@ export interface AgentContext {
   functions: FunctionRunner;
   /** Resolve a step module `name@version` to its code. @throws {ValidationError} when unknown. */
   moduleCode(ref: string): Promise<string>;
+  /**
+   * Open a Baton approval for this step and wait for its decision (polling Postgres; the step
+   * stays `running`). Present only on workers.
+   * @throws {CancelledError} when the run is cancelled or `signal` aborts while waiting.
+   */
+  approval?(request: AgentApprovalRequest): Promise<AgentApprovalDecision>;
+}
+
+/**
+ * An approval an agent asks for while its step runs (e.g. the `a2a` step when the remote task
+ * enters input-required): a Baton approval like a checkpoint's, decided through the approvals
+ * API, whose decision the agent receives.
+ */
+export interface AgentApprovalRequest {
+  /**
+   * 0 for the first approval of this step attempt, 1 for the next, … (an agent may ask several
+   * times; asking again with the same round returns the same approval, so a re-delivered job
+   * finds the approval it opened).
+   */
+  round: number;
+  /** Text shown to approvers. */
+  prompt: string;
+  /** JSON shown to approvers. */
+  show?: unknown;
+  /** Decisions offered (subset of continue, retry, abort). */
+  decisions: Array<'continue' | 'retry' | 'abort'>;
+  /** Deadline for a decision, in milliseconds; past it the approval expires and answers `abort`. */
+  timeoutMs: number;
+}
+
+/** The outcome of an {@link AgentApprovalRequest}. */
+export interface AgentApprovalDecision {
+  approvalId: string;
+  decision: 'continue' | 'retry' | 'abort';
+  /** The approver's comment, or null. */
+  comment: string | null;
+  /** Data sent with the decision (any JSON), or null. */
+  data: unknown;
+  /** Who decided (`user:…`, `service:…`, `system:timeout` when it expired). */
+  decidedBy: string | null;
 }
 
 /**

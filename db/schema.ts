@@ -523,3 +523,45 @@ export const webhookDeliveries = pgTable(
     index('webhook_deliveries_pending').on(t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
   ],
 );
+
+/**
+ * A2A tasks (issue 10): each is one run of a definition served as an A2A agent. `task` is the
+ * SDK's `Task` as JSON (`Task.toJSON`, A2A v1.0), as last saved; `state` its `status.state` name.
+ * `run_id` is null only between the task's first save and its run's creation.
+ */
+export const a2aTasks = pgTable(
+  'a2a_tasks',
+  {
+    id: text('id').primaryKey(),
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    definitionSlug: text('definition_slug').notNull(),
+    runId: uuid('run_id').references(() => runs.id, { onDelete: 'cascade' }),
+    contextId: text('context_id').notNull(),
+    state: text('state').notNull(),
+    task: jsonb('task').notNull(),
+    createdAt: createdAt(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('a2a_tasks_org_slug_updated').on(t.organizationId, t.definitionSlug, t.updatedAt), uniqueIndex('a2a_tasks_run').on(t.runId)],
+);
+
+/** Push-notification configs of A2A tasks (`TaskPushNotificationConfig` as A2A JSON), per task and config id. */
+export const a2aPushConfigs = pgTable(
+  'a2a_push_configs',
+  {
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    taskId: text('task_id')
+      .notNull()
+      .references(() => a2aTasks.id, { onDelete: 'cascade' }),
+    id: text('id').notNull(),
+    /** The A2A protocol version of the request that created it (`1.0`, `0.3`): the wire format of its pushes. */
+    wireVersion: text('wire_version').notNull(),
+    config: jsonb('config').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.taskId, t.id] })],
+);

@@ -303,6 +303,27 @@ export const checkpointStepSchema = z.strictObject({
   selfApproval: z.boolean().default(true),
 });
 
+/**
+ * The named agent a `type: a2a` step runs (shipped in `agents/catalog/a2a-client.yaml`,
+ * implementation `a2a`): `type: a2a` is shorthand for `agent: a2a-client`.
+ */
+export const A2A_STEP_AGENT = 'a2a-client';
+
+/**
+ * `type: a2a`: call a remote A2A agent. `with: {agentCardUrl | agentUrl, message, auth?, timeoutMs?,
+ * approvalTimeoutMs?}` (values may be templates; the agent validates the evaluated input).
+ */
+export const a2aStepSchema = z.strictObject({
+  ...workShape,
+  type: z.literal('a2a'),
+  with: z
+    .record(z.string(), z.unknown())
+    .refine((w) => (w['agentCardUrl'] === undefined) !== (w['agentUrl'] === undefined), {
+      message: 'must have exactly one of agentCardUrl or agentUrl',
+    })
+    .refine((w) => w['message'] !== undefined, { message: 'must have a message (text or data)' }),
+});
+
 /** The schema a raw step is validated with, decided by its `agent` / `type` keys. */
 export type StepShapeKind = 'agent' | 'function-code' | 'http' | 'llm' | 'orchestrator' | 'checkpoint';
 
@@ -371,6 +392,12 @@ export const stepSchema = z.unknown().transform((raw, ctx): StepDocument => {
     ctx.addIssue({ code: 'custom', message: 'must be a mapping' });
     return z.NEVER;
   }
+  if (raw['type'] === 'a2a' && raw['agent'] === undefined) {
+    const parsed = parseShape(a2aStepSchema, raw, ctx);
+    if (parsed === z.NEVER) return z.NEVER;
+    const { type: _a2a, ...rest } = parsed;
+    return { shape: 'agent', ...rest, agent: A2A_STEP_AGENT, type: 'api' };
+  }
   const shape = stepShapeOf(raw);
   switch (shape) {
     case 'agent': {
@@ -406,7 +433,7 @@ export const stepSchema = z.unknown().transform((raw, ctx): StepDocument => {
         ctx.addIssue({
           code: 'custom',
           path: ['type'],
-          message: `must be one of ${STEP_TYPES.join(', ')} (got ${JSON.stringify(type)})`,
+          message: `must be one of ${[...STEP_TYPES, 'a2a'].join(', ')} (got ${JSON.stringify(type)})`,
         });
       }
       return z.NEVER;

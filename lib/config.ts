@@ -260,3 +260,21 @@ function decodeKey32(text: string): Buffer {
 
 /** The validated, frozen process configuration. */
 export type Config = ReturnType<typeof loadConfig>;
+
+const CliEnv = z.object({
+  BATON_URL: optionalUrl,
+  BATON_API_KEY: unsetWhenEmpty(z.string().min(1).optional()),
+});
+
+/**
+ * What the `baton` CLI needs to reach a Baton API: `BATON_URL` (default `http://localhost:3000`)
+ * and `BATON_API_KEY` (default: the development key). Flags override both.
+ * @throws {ConfigError} when `BATON_URL` is not an absolute URL.
+ */
+export function loadCliConfig(env: Record<string, string | undefined> = process.env): { url: string; apiKey: string } {
+  const parsed = CliEnv.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(`invalid configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return { url: (parsed.data.BATON_URL ?? 'http://localhost:3000').replace(/\/+$/, ''), apiKey: parsed.data.BATON_API_KEY ?? DEV_API_KEY };
+}

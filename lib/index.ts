@@ -11,3 +11,4 @@ export * from './yaml-source.js';
 export * from './infrastructure.js';
 export * from './metrics.js';
 export * from './telemetry.js';
+export * from './a2a.js';

@@ -124,7 +124,7 @@ export interface RunEntryOptions {
  * message of an `Error`, or the thrown value as text); see {@link RunEntryOptions} for success
  * and deadlines.
  */
-export function runEntry(host: ProcessHost, name: string, main: () => Promise<void>, options: RunEntryOptions = {}): void {
+export function runEntry(host: ProcessHost, name: string, main: () => Promise<void | number>, options: RunEntryOptions = {}): void {
   if (options.deadlineMs !== undefined) {
     const seconds = options.deadlineMs / 1000;
     setTimeout(() => {
@@ -133,8 +133,8 @@ export function runEntry(host: ProcessHost, name: string, main: () => Promise<vo
     }, options.deadlineMs).unref();
   }
   main().then(
-    () => {
-      if (options.exitOnSuccess) host.exit(0);
+    (code) => {
+      if (options.exitOnSuccess) host.exit(typeof code === 'number' ? code : 0);
     },
     (err: unknown) => {
       host.stderr.write(`${name}: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -10,7 +10,7 @@ import { projectRoot } from '../lib/index.js';
 
 const ROOT = projectRoot();
 /** Production folders, most specific first. */
-const MODULES = ['services/engine', 'services/store', 'services/api', 'lib', 'db', 'queues', 'definitions', 'agents', 'workers'] as const;
+const MODULES = ['services/engine', 'services/store', 'services/api', 'lib', 'db', 'queues', 'definitions', 'agents', 'workers', 'cli'] as const;
 type Module = (typeof MODULES)[number];
 
 /** What each module may import (besides itself). `agents/types` only as `import type`. */
@@ -28,10 +28,14 @@ const ALLOWED: Record<Module, readonly string[]> = {
   'services/engine': ['lib', 'db', 'queues', 'definitions', 'services/store', 'agents/types'],
   'services/api': ['lib', 'db', 'queues', 'definitions', 'services/engine', 'services/store', 'agents/types'],
   workers: ['lib', 'db', 'queues', 'definitions', 'agents', 'services/engine', 'services/store'],
+  /** The `baton` CLI: a composition root over everything (cli/dev.ts runs the API and the workers). */
+  cli: ['lib', 'db', 'queues', 'definitions', 'agents', 'services/engine', 'services/store', 'services/api', 'workers'],
 };
 
 /** Composition roots: they build concrete clients, may import registries, and own the process. */
-const ENTRY_FILES = new Set(['services/api/main.ts', 'workers/main.ts']);
+const ENTRY_FILES = new Set(['services/api/main.ts', 'workers/main.ts', 'cli/main.ts']);
+/** Entry files, and `cli/dev.ts` (web and workers in one process): they may import what they compose. */
+const COMPOSITION_ROOTS = new Set([...ENTRY_FILES, 'cli/dev.ts']);
 /** Command entries (`npm run …`): they own the process too, but are outside the layering table. */
 const SCRIPT_ENTRIES = new Set(['scripts/release.ts', 'scripts/reconcile.ts', 'scripts/demo.ts', 'scripts/bench.ts', 'scripts/chaos.ts', 'scripts/bench-raw-worker.ts']);
 /** The one signal-handler installer and exit path; entries hand it `process`. */
@@ -96,7 +100,7 @@ describe('architecture', function () {
           if (!site.typeOnly) violations.push(`${rel} imports agents/types.ts without "import type"`);
           continue;
         }
-        if (ENTRY_FILES.has(rel) && to === 'agents') continue;
+        if (COMPOSITION_ROOTS.has(rel) && to === 'agents') continue;
         if (!allowed.includes(to)) violations.push(`${rel} imports ${targetRel} (${from} may import ${allowed.join(', ') || 'nothing'})`);
       }
     }
@@ -113,7 +117,7 @@ describe('architecture', function () {
         if (!to || to === from || targetRel === 'agents/types.ts' || targetRel === 'lib/logger.ts') continue;
         const isIndex = targetRel === `${to}/index.ts`;
         // services/api/main.ts and the test-support stack are composition roots.
-        if (!isIndex && !ENTRY_FILES.has(relative(ROOT, file))) deep.push(`${relative(ROOT, file)} → ${targetRel}`);
+        if (!isIndex && !COMPOSITION_ROOTS.has(relative(ROOT, file))) deep.push(`${relative(ROOT, file)} → ${targetRel}`);
       }
     }
     expect(deep).to.deep.equal([]);

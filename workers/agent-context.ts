@@ -5,7 +5,7 @@
  */
 import type { AgentContext, AgentSpec } from '../agents/index.js';
 import { ValidationError, bindTraceContext, registerSensitiveValues, type Logger } from '../lib/index.js';
-import { reportProgress, type AttemptRun } from '../services/engine/index.js';
+import { reportProgress, requestAgentApproval, type AttemptRun } from '../services/engine/index.js';
 import { createDeliverable, loadSecrets, saveAsset } from '../services/store/index.js';
 import type { WorkerDeps } from './deps.js';
 
@@ -62,6 +62,7 @@ export async function buildAgentContext(deps: WorkerDeps, who: AttemptIdentity, 
       create: (deliverable) => createDeliverable(database.db, { ...owner, ...deliverable }),
     },
     progress: (fraction, message) => reportProgress(deps, { runId: who.runId, stepId: who.stepId, generation: who.generation }, who.attempt, fraction, message),
+    approval: (request) => requestAgentApproval(deps, { runId: who.runId, stepId: who.stepId, generation: who.generation }, request, who.signal),
     functions: deps.functions,
     moduleCode: (ref) => {
       const found = deps.modules.get(ref);

@@ -25,6 +25,8 @@ import { statsRouter } from './routes-stats.js';
 import { documentRoute } from './openapi.js';
 
 const Readiness = z.object({ status: z.enum(['ready', 'unavailable']), redis: z.string(), postgres: z.string() });
+import { a2aRouter } from './routes-a2a.js';
+import { mcpRouter } from './routes-mcp.js';
 
 /** Timeout of each readiness probe, in milliseconds. */
 const READY_TIMEOUT_MS = 2000;
@@ -90,6 +92,8 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   app.use(webhooksRouter(deps, auth));
   app.use(consoleRouter(deps, auth, sessions, hub));
   app.use(statsRouter(deps, auth));
+  app.use(a2aRouter(deps, auth, hub));
+  app.use(mcpRouter(deps, auth));
   app.use((req, res) => {
     res.status(404).json({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.path}` } });
   });

@@ -48,3 +48,4 @@ export { ensureStepJobs, reconcileRun, reconcileAll, type ReconcileReport } from
 export { cancelRun, retryStep, skipStep, resumeRun, type Actor, type InterventionResult } from './interventions.js';
 export { advanceFanout, beginItem, finishItem, itemsOf, type FanoutState, type ItemStart } from './fanout.js';
 export { advanceSubrun, advanceSubruns, type SubrunPlan, type SubrunState } from './subruns.js';
+export { openAgentApproval, awaitAgentApproval, requestAgentApproval, ROUND_STRIDE, type AgentApprovalTarget } from './agent-approvals.js';

@@ -15,3 +15,4 @@ export * from './api-keys.js';
 export * from './integrations.js';
 export * from './webhook-subscriptions.js';
 export * from './observability.js';
+export * from './a2a-tasks.js';

@@ -1,0 +1,129 @@
+/**
+ * `/a2a/{slug}`: every definition as an A2A v1.0 agent (issue 10), through the official SDK's
+ * Express transports.
+ *
+ * - `GET /a2a/{slug}/.well-known/agent-card.json` — the Agent Card (no key needed: the default
+ *   organization's definition; with a key, the key's organization's). `supportedInterfaces`:
+ *   JSON-RPC at `/a2a/{slug}` (protocol 1.0, and 0.3 through the SDK's compatibility layer) and
+ *   HTTP+JSON at `/a2a/{slug}/rest` (1.0).
+ * - `POST /a2a/{slug}` — JSON-RPC (`SendMessage`, `SendStreamingMessage`, `GetTask`, `ListTasks`,
+ *   `CancelTask`, `SubscribeToTask`; v0.3 `message/send`, `tasks/get`, …).
+ * - `/a2a/{slug}/rest/…` — HTTP+JSON (`POST message:send`, `GET tasks/{id}`, …).
+ *
+ * Calls need the API key as `Authorization: Bearer <key>` (the card's `bearer` security scheme).
+ */
+import { Router, type Request, type RequestHandler } from 'express';
+import { A2A_PROTOCOL_VERSION, AGENT_CARD_PATH, type AgentCard } from '@a2a-js/sdk';
+import { agentCardHandler, jsonRpcHandler, restHandler } from '@a2a-js/sdk/server/express';
+import { NotFoundError, UnauthorizedError, createOutboundHttp } from '../../lib/index.js';
+import { DEFAULT_ORGANIZATION_SLUG, organizations } from '../../db/index.js';
+import { eq } from 'drizzle-orm';
+import { SLUG_PATTERN, type Definition } from '../../definitions/index.js';
+import type { EngineDeps } from '../engine/index.js';
+import { findDefinition } from '../store/index.js';
+import { credentialFrom, type ApiKeyAuthenticator, type Principal } from './auth.js';
+import type { RunEventHub } from './event-hub.js';
+import { RunRequestHandler } from './a2a/handler.js';
+import { OutboundPushSender, PostgresPushNotificationStore } from './a2a/push.js';
+import { PostgresTaskStore, PrincipalUser } from './a2a/tasks.js';
+
+/** The A2A protocol version the v0.3 compatibility interface declares. */
+const LEGACY_PROTOCOL_VERSION = '0.3';
+
+/**
+ * The Agent Card of a definition.
+ * @param baseUrl - public base URL of the API (`BATON_PUBLIC_URL`).
+ */
+export function agentCardOf(definition: Pick<Definition, 'slug' | 'version' | 'name' | 'description' | 'steps'>, baseUrl: string): AgentCard {
+  const url = `${baseUrl}/a2a/${definition.slug}`;
+  return {
+    name: definition.name,
+    description: definition.description ?? `Baton orchestration ${definition.slug}`,
+    supportedInterfaces: [
+      { url, protocolBinding: 'JSONRPC', tenant: '', protocolVersion: A2A_PROTOCOL_VERSION },
+      { url: `${url}/rest`, protocolBinding: 'HTTP+JSON', tenant: '', protocolVersion: A2A_PROTOCOL_VERSION },
+      { url, protocolBinding: 'JSONRPC', tenant: '', protocolVersion: LEGACY_PROTOCOL_VERSION },
+    ],
+    provider: { organization: 'Baton', url: baseUrl },
+    version: String(definition.version),
+    capabilities: { streaming: true, pushNotifications: true, extensions: [], extendedAgentCard: false },
+    securitySchemes: {
+      bearer: { scheme: { $case: 'httpAuthSecurityScheme', value: { description: 'A Baton API key', scheme: 'Bearer', bearerFormat: 'API key' } } },
+    },
+    securityRequirements: [{ schemes: { bearer: { list: [] } } }],
+    defaultInputModes: ['application/json', 'text/plain'],
+    defaultOutputModes: ['application/json', 'text/plain'],
+    skills: [
+      {
+        id: definition.slug,
+        name: definition.name,
+        description: `${definition.description ?? definition.name} Send the run input as a data part; at a checkpoint the task is input-required, answer with {decision, input?, comment?}. Steps: ${definition.steps.map((s) => s.id).join(' → ')}.`,
+        tags: ['baton', 'orchestration'],
+        examples: [],
+        inputModes: ['application/json'],
+        outputModes: ['application/json'],
+        securityRequirements: [],
+      },
+    ],
+    signatures: [],
+  };
+}
+
+/** The `/a2a/{slug}` routes. */
+export function a2aRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: RunEventHub): Router {
+  const router = Router();
+  /** One SDK handler (and its in-memory event buses) per organization, slug and version. */
+  const handlers = new Map<string, { card: RequestHandler; rpc: RequestHandler; rest: RequestHandler }>();
+  const pushStore = new PostgresPushNotificationStore(deps);
+  const push = { store: pushStore, sender: new OutboundPushSender(pushStore, createOutboundHttp({ allow: deps.config.outbound.allow }), deps.logger) };
+
+  async function principalOf(req: Request, required: boolean): Promise<Principal | undefined> {
+    const key = credentialFrom(req);
+    if (!key) {
+      if (required) throw new UnauthorizedError('missing API key: send "Authorization: Bearer <key>"');
+      return undefined;
+    }
+    const principal = await auth.resolve(key);
+    if (!principal) throw new UnauthorizedError('invalid API key');
+    return principal;
+  }
+
+  async function defaultOrganization(): Promise<string> {
+    const [org] = await deps.database.db.select({ id: organizations.id }).from(organizations).where(eq(organizations.slug, DEFAULT_ORGANIZATION_SLUG));
+    if (!org) throw new NotFoundError('no default organization');
+    return org.id;
+  }
+
+  router.use('/a2a/:slug', async (req, res, next) => {
+    const slug = String(req.params.slug ?? '');
+    if (!SLUG_PATTERN.test(slug)) throw new NotFoundError(`no A2A agent ${slug}`);
+    const isCard = req.method === 'GET' && req.path === `/${AGENT_CARD_PATH}`;
+    const principal = await principalOf(req, !isCard);
+    const organizationId = principal?.organizationId ?? (await defaultOrganization());
+    const stored = await findDefinition(deps.database.db, organizationId, slug);
+    const key = `${organizationId}/${slug}/${stored.version}`;
+    let handler = handlers.get(key);
+    if (!handler) {
+      const card = agentCardOf({ ...stored.spec, slug, version: stored.version }, deps.config.http.publicUrl);
+      const requestHandler = new RunRequestHandler(card, deps, slug, new PostgresTaskStore(deps, slug), hub, push);
+      const userBuilder = (r: Request) => principalOf(r, true).then((p) => new PrincipalUser(p as Principal));
+      handler = {
+        card: agentCardHandler({ agentCardProvider: requestHandler, legacyCompat: { enabled: true } }),
+        rpc: jsonRpcHandler({ requestHandler, userBuilder, legacyCompat: { enabled: true } }),
+        rest: restHandler({ requestHandler, userBuilder }),
+      };
+      handlers.set(key, handler);
+    }
+    const h = handler;
+    if (isCard) {
+      req.url = '/';
+      return h.card(req, res, next);
+    }
+    if (req.path === '/rest' || req.path.startsWith('/rest/')) {
+      req.url = req.url.slice('/rest'.length) || '/';
+      return h.rest(req, res, next);
+    }
+    return h.rpc(req, res, next);
+  });
+  return router;
+}
