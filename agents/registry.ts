@@ -1,5 +1,8 @@
 /** The agent implementations Baton ships with, by name, and the default per agent type. */
 import { httpImplementation } from './api/http.js';
+import { codemodImplementation } from './code/codemod.js';
+import { goalPlannerImplementation } from './code/planner.js';
+import { repoTestsImplementation } from './code/repo-tests.js';
 import { llmImplementation } from './context/llm.js';
 import { summarizerImplementation } from './context/summarizer.js';
 import { functionImplementation } from './function/function.js';
@@ -9,8 +12,9 @@ import { AgentError } from '../lib/index.js';
 import type { AgentImplementation, AgentSpec, AgentType } from './types.js';
 
 /**
- * Every implementation by its `name`: `llm` and `summarizer` (context), `http` (api), `sql`
- * (tool), `function` (function), `subrun` (orchestrator).
+ * Every implementation by its `name`: `llm`, `summarizer` and `goal-planner` (context), `http`
+ * (api), `sql` and `repo-tests` (tool), `function` and `codemod` (function), `subrun`
+ * (orchestrator).
  */
 export const implementations: ReadonlyMap<string, AgentImplementation> = new Map(
   (
@@ -21,6 +25,9 @@ export const implementations: ReadonlyMap<string, AgentImplementation> = new Map
       sqlImplementation,
       functionImplementation,
       subrunImplementation,
+      codemodImplementation,
+      repoTestsImplementation,
+      goalPlannerImplementation,
     ] as AgentImplementation[]
   ).map((implementation) => [implementation.name, implementation] as const),
 );

@@ -1,12 +1,13 @@
 /**
  * require-to-import@1 — CommonJS to ES modules.
  *
- * main({files, options: {exports = true, extensions = true}}, ctx) → {files, changed, converted, skipped}
+ * main({files, options: {exports = true, extensions = true, packageType = true}}, ctx) → {files, changed, converted, skipped}
  *   converted  {path: number of statements converted}
  *   skipped    [{file, line, reason}] requires and exports left as they were
  *
  * Top-level statements only (anything nested stays and is listed in `skipped`):
- *   const a = require('m')            → import a from 'm'
+ *   const a = require('m')            → import a from 'm'  (import * as a when m is a repository
+ *                                       file whose exports all become named exports)
  *   const { a, b: c } = require('m')  → import { a, b as c } from 'm'
  *   const a = require('m').b          → import { b as a } from 'm'
  *   require('m')                      → import 'm'
@@ -15,7 +16,9 @@
  *   exports.a = a / module.exports.a = a → export { a }
  *   exports.a = <function/class/expr> → export const a = …  (export function a … for a named function)
  * A file with no require/exports is not changed. Relative sources get their extension when the
- * target is in `files` (`./util` → `./util.js`).
+ * target is in `files` (`./util` → `./util.js`). With `packageType`, a `package.json` whose
+ * `type` is not `module` gets `"type": "module"` once files were converted and no require()
+ * is left (otherwise it is listed in `skipped`).
  */
 var SOURCE = /\.(c|m)?jsx?$|\.ts$/;
 
@@ -52,15 +55,43 @@ function normalize(parts) {
   return out.join('/');
 }
 
-function withExtension(source, from, files) {
-  if (source.indexOf('./') !== 0 && source.indexOf('../') !== 0) return source;
-  if (/\.(c|m)?(j|t)sx?$|\.json$/.test(source)) return source;
+var CANDIDATES = [['', ''], ['.js', '.js'], ['.ts', '.js'], ['.mjs', '.mjs'], ['.cjs', '.cjs'], ['/index.js', '/index.js'], ['/index.ts', '/index.js']];
+
+/** The repository file a relative require names, with the suffix ES modules need: {path, suffix} or undefined. */
+function resolveRelative(source, from, files) {
+  if (source.indexOf('./') !== 0 && source.indexOf('../') !== 0) return undefined;
   var base = normalize((dirOf(from) + '/' + source).split('/'));
-  var candidates = [['.js', '.js'], ['.ts', '.js'], ['.mjs', '.mjs'], ['.cjs', '.cjs'], ['/index.js', '/index.js'], ['/index.ts', '/index.js']];
-  for (var i = 0; i < candidates.length; i += 1) {
-    if (Object.prototype.hasOwnProperty.call(files, base + candidates[i][0])) return source + candidates[i][1];
+  for (var i = 0; i < CANDIDATES.length; i += 1) {
+    if (Object.prototype.hasOwnProperty.call(files, base + CANDIDATES[i][0])) return { path: base + CANDIDATES[i][0], suffix: CANDIDATES[i][1] };
   }
-  return source;
+  return undefined;
+}
+
+function withExtension(source, from, files) {
+  var target = resolveRelative(source, from, files);
+  return target ? source + target.suffix : source;
+}
+
+/** Whether a converted file will have only named exports (so `const m = require(it)` becomes `import * as m`). */
+function namedExportsOnly(kit, path, text) {
+  if (!SOURCE.test(path)) return false;
+  var ast;
+  try { ast = kit.parse(text, { typescript: /\.ts$/.test(path) }); } catch (err) { return false; }
+  var named = false;
+  var body = ast.program.body;
+  for (var i = 0; i < body.length; i += 1) {
+    var node = body[i];
+    if (node.type !== 'ExpressionStatement' || node.expression.type !== 'AssignmentExpression') continue;
+    var e = node.expression;
+    if (isModuleExports(e.left)) {
+      var shorthand = e.right.type === 'ObjectExpression' && e.right.properties.every(function (p) {
+        return p.type === 'ObjectProperty' && !p.computed && p.key.type === 'Identifier' && p.value.type === 'Identifier';
+      });
+      if (!shorthand) return false;
+      named = true;
+    } else if (exportedName(e.left) !== undefined) named = true;
+  }
+  return named;
 }
 
 function convertFile(kit, path, text, files, options) {
@@ -87,7 +118,10 @@ function convertFile(kit, path, text, files, options) {
       var from = requiredSource(d.init);
       var member = d.init && d.init.type === 'MemberExpression' && !d.init.computed && d.init.property.type === 'Identifier' ? requiredSource(d.init.object) : undefined;
       if (from !== undefined && d.id.type === 'Identifier') {
-        replacement = t.importDeclaration([t.importDefaultSpecifier(t.identifier(d.id.name))], source(from));
+        var target = resolveRelative(from, path, files);
+        var namespace = options.exports && target !== undefined && namedExportsOnly(kit, target.path, files[target.path]);
+        var specifier = namespace ? t.importNamespaceSpecifier(t.identifier(d.id.name)) : t.importDefaultSpecifier(t.identifier(d.id.name));
+        replacement = t.importDeclaration([specifier], source(from));
       } else if (from !== undefined && d.id.type === 'ObjectPattern') {
         var simple = d.id.properties.every(function (p) { return p.type === 'ObjectProperty' && !p.computed && p.key.type === 'Identifier' && p.value.type === 'Identifier'; });
         if (simple) {
@@ -140,7 +174,7 @@ function convertFile(kit, path, text, files, options) {
 function main(input, ctx) {
   var files = (input && input.files) || {};
   var given = (input && input.options) || {};
-  var options = { exports: given.exports !== false, extensions: given.extensions !== false };
+  var options = { exports: given.exports !== false, extensions: given.extensions !== false, packageType: given.packageType !== false };
   var kit = ctx.require('codekit');
   var out = {};
   var changed = [];
@@ -164,5 +198,21 @@ function main(input, ctx) {
       converted[path] = result.converted;
     }
   });
+  var manifest = files['package.json'];
+  var nested = skipped.some(function (s) { return s.reason === 'require() inside a function'; });
+  if (options.packageType && changed.length > 0 && manifest !== undefined && !nested) {
+    var pkg;
+    try { pkg = JSON.parse(manifest); } catch (err) { pkg = undefined; }
+    if (pkg && typeof pkg === 'object' && pkg.type !== 'module') {
+      pkg.type = 'module';
+      var indent = (/\n([ \t]+)"/.exec(manifest) || [null, '  '])[1];
+      out['package.json'] = JSON.stringify(pkg, null, indent) + (manifest.slice(-1) === '\n' ? '\n' : '');
+      changed.push('package.json');
+      changed.sort();
+      converted['package.json'] = 1;
+    }
+  } else if (options.packageType && changed.length > 0 && manifest !== undefined && nested) {
+    skipped.push({ file: 'package.json', line: 0, reason: 'type not set to module: some require() calls remain' });
+  }
   return { files: out, changed: changed, converted: converted, skipped: skipped };
 }
