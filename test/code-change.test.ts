@@ -218,3 +218,97 @@ describe('code-change pipeline', function () {
     expect(findings[0]?.rule).to.equal('no-forbidden-imports');
   });
 });
+
+describe('dry runs of code-change and orchestrations', function () {
+  this.timeout(60_000);
+  let stack: Stack;
+  before(async function () {
+    stack = await startStack({ workers: false });
+  });
+  after(async function () {
+    await stack?.close();
+  });
+
+  interface Job {
+    id: string;
+    stepId: string;
+    kind: string;
+    known: boolean;
+    dependsOn?: string[];
+    item?: unknown;
+    child?: { definition: { slug: string }; input: unknown; plan: { jobs: Job[] } } | { known: false; dependsOn: string[] };
+  }
+  interface Plan {
+    jobs: Job[];
+    steps: Array<{ id: string; runs: unknown; items?: { known: boolean; count?: number } }>;
+  }
+
+  it('enumerates one build job per goal, the checkpoint, and marks what depends on step outputs', async function () {
+    const goals = ['rename `a` to `b`', 'convert require to import', 'rename `c` to `d`'];
+    const res = await api<{ plan: Plan }>(stack, 'POST', '/v1/runs?dryRun=true', { definition: 'code-change', input: { repo: { files: GEOMETRY }, goals } });
+    expect(res.status, JSON.stringify(res.body)).to.equal(200);
+    const { jobs, steps } = res.body.plan;
+    expect(jobs.map((j) => [j.id, j.kind, j.known])).to.deep.equal([
+      ['plan', 'step', true],
+      ['build[0]', 'item', true],
+      ['build[1]', 'item', true],
+      ['build[2]', 'item', true],
+      ['test', 'step', true],
+      ['review', 'checkpoint', true],
+    ]);
+    expect(jobs.filter((j) => j.stepId === 'build').map((j) => j.item)).to.deep.equal(goals);
+    expect(steps.find((s) => s.id === 'publish')?.runs, 'no publishUrl: publish is skipped').to.equal(false);
+    const withUrl = await api<{ plan: Plan }>(stack, 'POST', '/v1/runs?dryRun=true', {
+      definition: 'code-change',
+      input: { repo: { files: GEOMETRY }, goals, publishUrl: 'http://127.0.0.1:9/patches' },
+    });
+    expect(withUrl.body.plan.jobs.at(-1)).to.deep.include({ id: 'publish', known: true });
+  });
+
+  it('marks a fan-out over step outputs as unknown, naming the step', async function () {
+    const slug = uniqueSlug('dry-fan');
+    await storeDefinition(
+      stack,
+      [
+        `slug: ${slug}`,
+        'version: 1',
+        'name: fan',
+        'input: { type: object }',
+        'steps:',
+        '  - { id: list, type: function, code: "function main() { return [1, 2] }" }',
+        '  - id: each',
+        '    type: function',
+        '    needs: [list]',
+        '    foreach: ${{ steps.list.output }}',
+        '    code: "function main(i) { return i }"',
+        '',
+      ].join('\n'),
+    );
+    const res = await api<{ plan: Plan }>(stack, 'POST', '/v1/runs?dryRun=true', { definition: slug, input: {} });
+    expect(res.body.plan.jobs).to.deep.equal([
+      { id: 'list', stepId: 'list', kind: 'step', known: true },
+      { id: 'each[*]', stepId: 'each', kind: 'item', known: false, dependsOn: ['list'] },
+    ]);
+  });
+
+  it("lists an orchestrator agent's child runs with their own plans", async function () {
+    const res = await api<{ plan: Plan }>(stack, 'POST', '/v1/runs?dryRun=true', {
+      definition: 'portfolio-review',
+      input: {
+        from: '2005-01-01',
+        to: '2006-12-31',
+        portfolios: [
+          { name: 'tech', symbols: ['AAPL', 'MSFT'] },
+          { name: 'retail', symbols: ['AMZN'] },
+        ],
+      },
+    });
+    expect(res.status, JSON.stringify(res.body)).to.equal(200);
+    const children = res.body.plan.jobs.filter((j) => j.kind === 'child-run');
+    expect(children.map((j) => j.id)).to.deep.equal(['review[0]', 'review[1]']);
+    const first = children[0]?.child as { definition: { slug: string }; input: unknown; plan: { jobs: Job[] } };
+    expect(first.definition.slug).to.equal('kpi-tracking');
+    expect(first.input).to.deep.equal({ symbols: ['AAPL', 'MSFT'], from: '2005-01-01', to: '2006-12-31' });
+    expect(first.plan.jobs.map((j) => j.id)).to.deep.equal(['load', 'kpis', 'review', 'summary']);
+  });
+});

@@ -9,7 +9,6 @@ import { SLUG_PATTERN } from '../../definitions/index.js';
 import {
   RUN_STATUSES,
   TERMINAL_RUN_EVENTS,
-  dryRun,
   getRunManifest,
   getRunView,
   listEvents,
@@ -21,6 +20,7 @@ import {
   type RunEventView,
   type RunStatus,
 } from '../engine/index.js';
+import { dryRun } from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import type { RunEventHub } from './event-hub.js';
 import { parseBody } from './validate.js';
@@ -154,7 +154,7 @@ export function runsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: Run
     if (dryRunFlag(req.query.dryRun)) {
       // Same validation as a real start (400 / 404), but nothing is written or enqueued.
       res.status(200).json(
-        await dryRun(deps, {
+        await dryRun(deps.database.db, {
           organizationId: principal.organizationId,
           definition: body.definition,
           ...(body.version === undefined ? {} : { version: body.version }),

@@ -48,15 +48,6 @@ export {
   type RunListItem,
   type RunStatus,
 } from './queries.js';
-export {
-  planDefinition,
-  dryRun,
-  type RunPlan,
-  type PlannedStep,
-  type PlannedCheckpoint,
-  type DryRunRequest,
-  type DryRunResult,
-} from './plan.js';
 export { TERMINAL_RUN_EVENTS, type RunEventType } from './run-scope.js';
 export { webhookMessage, markWebhookDelivered, sweepWebhookOutbox } from './webhooks.js';
 export { createIntegration, verifyIntegrationMessage, type IntegrationRow, type VerifiedMessage } from './integrations.js';
