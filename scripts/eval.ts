@@ -272,7 +272,7 @@ async function main(): Promise<number> {
   await writeFile(join(outDir, 'summary.md'), `# npm run eval ${stamp}\n\n${table}\n`);
   await writeFile(join(outDir, 'summary.json'), `${JSON.stringify(rows, null, 2)}\n`);
   const failed = rows.filter((r) => !['ok', 'same', 'updated'].includes(r.verdict)).length;
-  process.stdout.write(`\n${table}\n\nmanifests and summary: .runs/${stamp}/\n${rows.length - failed} passed, ${failed} failed\n`);
+  process.stdout.write(`\n${table}\n\nmanifests and summary: .runs/${stamp}/\neval: ${rows.length - failed} passed, ${failed} failed\n`);
   return failed === 0 && rows.length > 0 ? 0 : 1;
 }
 
