@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { projectRoot } from '../../../lib/paths.js';
+import { projectRoot } from '../../../lib/index.js';
 
 /** Absolute path of the bundle. */
 export function codekitBundlePath(): string {
