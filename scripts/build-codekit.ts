@@ -61,7 +61,7 @@ export async function buildCodekit(): Promise<{ path: string; bytes: number }> {
   return { path, bytes: Buffer.byteLength(section) };
 }
 
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('build-codekit.ts')) {
+if (process.argv[1] !== undefined && /build-codekit\.(ts|js)$/.test(process.argv[1])) {
   const { path, bytes } = await buildCodekit();
   process.stdout.write(`codekit: ${path} (${bytes} bytes)\n`);
 }

@@ -17,15 +17,20 @@
  * manifest and a summary table go to `.runs/<timestamp>/` (git-ignored). Exit code 1 on any
  * mismatch or failure.
  *
+ * The codekit bundle is built first when `npm run build` never ran.
+ *
  * Case file: `{name, definition, input, decisions?, timeoutMs?}`; in `input`, `{$fixtureRepo:
  * <name>}` becomes `{files}` of `fixtures/repos/<name>`, and `{{receiver}}` / `{{n8n}}` in strings
  * become the local receiver's / fake n8n's URL.
  */
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
 import { parse as parseYaml } from 'yaml';
 import { projectRoot } from '../lib/index.js';
+import { codekitBundlePath } from '../agents/function/codekit/bundle-path.js';
+import { buildCodekit } from './build-codekit.js';
 import { destroyTestEnvironment } from '../test/support/environment.js';
 import { startFakeGoogle, startFakeN8n, startFakeOpenAI, type ChatAnswer, type FakeServer } from '../test/support/fakes.js';
 import { startReceiver, type Receiver } from '../test/support/receiver.js';
@@ -196,6 +201,8 @@ async function main(): Promise<number> {
     const parsed = parseYaml(await readFile(join(casesDir, file), 'utf8')) as EvalCase;
     if (!only || parsed.name === only) cases.push(parsed);
   }
+  // A clean clone that was never built still evaluates: the codemods need the codekit bundle.
+  if (!existsSync(codekitBundlePath())) await buildCodekit();
   const recordings = JSON.parse(await readFile(join(ROOT, 'eval', 'recordings', 'chat-completions.json'), 'utf8')) as Recordings;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const outDir = join(ROOT, '.runs', stamp);
