@@ -291,6 +291,38 @@ describe('dry runs of code-change and orchestrations', function () {
     ]);
   });
 
+  it("plans an orchestrator step's child run from the input, and leaves one fed by step outputs unknown", async function () {
+    const slug = uniqueSlug('dry-child');
+    await storeDefinition(
+      stack,
+      [
+        `slug: ${slug}`,
+        'version: 1',
+        'name: child plans',
+        'input: { type: object }',
+        'steps:',
+        '  - id: change',
+        '    type: orchestrator',
+        '    run: { slug: code-change }',
+        '    with: { repo: "${{ input.repo }}", goals: "${{ input.goals }}" }',
+        '  - id: later',
+        '    type: orchestrator',
+        '    needs: [change]',
+        '    run: { slug: code-change }',
+        '    with: { repo: "${{ input.repo }}", goals: "${{ steps.change.output.plan.goal }}" }',
+        '',
+      ].join('\n'),
+    );
+    const goals = ['rename `a` to `b`', 'rename `c` to `d`'];
+    const res = await api<{ plan: Plan }>(stack, 'POST', '/v1/runs?dryRun=true', { definition: slug, input: { repo: { files: GEOMETRY }, goals } });
+    expect(res.status, JSON.stringify(res.body)).to.equal(200);
+    const [change, later] = res.body.plan.jobs;
+    const child = change?.child as { definition: { slug: string }; plan: { jobs: Job[] } };
+    expect(child.definition.slug).to.equal('code-change');
+    expect(child.plan.jobs.filter((j) => j.stepId === 'build').map((j) => j.id)).to.deep.equal(['build[0]', 'build[1]']);
+    expect(later).to.deep.include({ id: 'later', kind: 'child-run', known: false, dependsOn: ['change'] });
+  });
+
   it("lists an orchestrator agent's child runs with their own plans", async function () {
     const res = await api<{ plan: Plan }>(stack, 'POST', '/v1/runs?dryRun=true', {
       definition: 'portfolio-review',
