@@ -59,6 +59,16 @@ describe('code-change agents', function () {
     });
   });
 
+  describe('codemod', function () {
+    it("checks the options against the module's JSON Schema before any code runs", async function () {
+      const { codemodImplementation, CodemodConfig } = await import('./codemod.js');
+      const err = await rejection(
+        codemodImplementation.run({ repo: { files: { 'a.js': 'x' } }, module: 'rename-symbol@1', options: { from: 'a b', to: 'c' } }, testContext(), CodemodConfig.parse({})),
+      );
+      expect(err.message).to.contain('input.options.from');
+    });
+  });
+
   describe('repo-tests', function () {
     it("kills a test command that outlives its time limit, with its children, and reports it", async function () {
       const recorder: TestRecorder = { assets: [], deliverables: [], progress: [] };

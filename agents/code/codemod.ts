@@ -6,14 +6,15 @@
  * Input: `{repo: {files: {path: text}}, module: 'name@version' | null, options?, goal?, notes?,
  * reason?}`; `module: null` (a goal the planner could not plan) changes nothing and returns its
  * `reason` as `skipped`.
- * The module is called as every codemod is, `main({files, options}, ctx)`, and must return
+ * The module is called as every codemod is, `main({files, options}, ctx)` — `{files, options}`
+ * checked first against the module's input JSON Schema — and must return
  * `{files, changed}` (the new texts of what it changed); anything else it returns is kept as
  * `report`. Output: `{goal, module, options, notes, changed, files, diff, diffAssetId, report}`
  * (`diffAssetId` is `null` when nothing changed).
  */
 import { z } from 'zod';
 import { AgentError, ValidationError } from '../../lib/index.js';
-import { MODULE_REF_PATTERN } from '../modules.js';
+import { loadModules, MODULE_REF_PATTERN, validateModuleInput, type StepModule } from '../modules.js';
 import type { AgentContext, AgentImplementation } from '../types.js';
 import { repoPatch } from './patch.js';
 
@@ -68,6 +69,20 @@ export interface CodemodOutput {
   report: Record<string, unknown>;
 }
 
+let shipped: Promise<ReadonlyMap<string, StepModule>> | undefined;
+
+/**
+ * Check a module call's input (`{files, options}`) against the JSON Schema of the module's
+ * `module.yaml` (the shipped modules, loaded once per process), as function steps are checked.
+ * A module this process does not ship is left to `ctx.moduleCode`, which names it.
+ * @throws {ValidationError} naming the failing field, e.g. `input.options.from`.
+ */
+export async function checkModuleCall(ref: string, input: unknown): Promise<void> {
+  shipped ??= loadModules();
+  const module = (await shipped).get(ref);
+  if (module) validateModuleInput(module, input);
+}
+
 /** Parse `input` or throw a {@link ValidationError} naming the field. */
 export function parseInput<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
   const parsed = schema.safeParse(input);
@@ -88,8 +103,10 @@ export const codemodImplementation: AgentImplementation<CodemodConfig> = {
     if (request.module === null) {
       return { ...base, module: null, skipped: request.reason ?? 'no module planned', changed: [], files: {}, diff: '', diffAssetId: null, report: {} };
     }
+    const call = { files: request.repo.files, options: request.options };
+    await checkModuleCall(request.module, call);
     const code = await ctx.moduleCode(request.module);
-    const raw = await ctx.functions.run(code, { files: request.repo.files, options: request.options }, config.limits, ctx);
+    const raw = await ctx.functions.run(code, call, config.limits, ctx);
     const result = CodemodResult.safeParse(raw);
     if (!result.success) throw new AgentError(`${request.module} did not return {files, changed} (it is not a codemod)`);
     const { files: returned, changed: _listed, ...report } = result.data;

@@ -32,7 +32,7 @@ import { z } from 'zod';
 import { AgentError, CancelledError, ValidationError } from '../../lib/index.js';
 import { MODULE_REF_PATTERN } from '../modules.js';
 import type { AgentContext, AgentImplementation } from '../types.js';
-import { parseInput, RepoInput } from './codemod.js';
+import { checkModuleCall, parseInput, RepoInput } from './codemod.js';
 import { rebase, repoPatch, type RepoFiles } from './patch.js';
 
 /** The entry's `config:`. */
@@ -283,8 +283,10 @@ export const repoTestsImplementation: AgentImplementation<RepoTestsConfig> = {
 
     let findings: Finding[] = [];
     if (request.lint && changed.length > 0) {
+      const call = { files: changedFiles, options: request.lint.options };
+      await checkModuleCall(request.lint.module, call);
       const code = await ctx.moduleCode(request.lint.module);
-      const raw = await ctx.functions.run(code, { files: changedFiles, options: request.lint.options }, config.lintLimits, ctx);
+      const raw = await ctx.functions.run(code, call, config.lintLimits, ctx);
       const parsed = LintResult.safeParse(raw);
       if (!parsed.success) throw new AgentError(`${request.lint.module} did not return {findings} (it is not a linter)`);
       findings = parsed.data.findings;
