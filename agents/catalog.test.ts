@@ -24,7 +24,7 @@ function parseError(source: string): DefinitionError {
 }
 
 describe('agent catalog', () => {
-  it('ships the seven named agents, kpi-calculator and a2a-client, version 1 each', async () => {
+  it('ships the ten named agents, kpi-calculator and a2a-client, version 1 each', async () => {
     const specs = await loadAgentCatalog();
     expect(specs.map((s) => `${s.name}@${s.version}:${s.type}/${s.implementation}`)).to.have.members([
       'summarizer@1:context/summarizer',
@@ -36,6 +36,9 @@ describe('agent catalog', () => {
       'image-orchestrator@1:orchestrator/subrun',
       'finance-manager@1:orchestrator/subrun',
       'kpi-calculator@1:function/function',
+      'code-planner@1:context/goal-planner',
+      'codemod-runner@1:function/codemod',
+      'repo-tester@1:tool/repo-tests',
     ]);
     const byName = latestVersions(specs);
     expect(byName.get('image-generator-openai')?.secrets).to.deep.equal(['OPENAI_API_KEY']);

@@ -9,7 +9,14 @@ import { rejection } from './test-context.js';
 describe('step modules', () => {
   it('loads the shipped modules with their input schemas and code', async () => {
     const modules = await loadModules();
-    expect([...modules.keys()]).to.deep.equal(['image-generator-google@1', 'image-generator-openai@1', 'kpi-metrics@1']);
+    expect([...modules.keys()]).to.deep.equal([
+      'image-generator-google@1',
+      'image-generator-openai@1',
+      'kpi-metrics@1',
+      'no-forbidden-imports@1',
+      'rename-symbol@1',
+      'require-to-import@1',
+    ]);
     const kpi = modules.get('kpi-metrics@1');
     expect(kpi).to.deep.include({ ref: 'kpi-metrics@1', name: 'kpi-metrics', version: 1 });
     expect(kpi?.input).to.deep.include({ required: ['prices'] });

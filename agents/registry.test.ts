@@ -4,7 +4,7 @@ import { AgentError } from '../lib/index.js';
 import { allowListedEnv, bindAgentSpec, defaultImplementation, implementations, latestVersions, loadAgentCatalog } from './index.js';
 
 describe('agent registry', () => {
-  it('holds the seven implementations with their types, keyed by name', () => {
+  it('holds the ten implementations with their types, keyed by name', () => {
     expect(Object.fromEntries([...implementations].map(([name, i]) => [name, i.type]))).to.deep.equal({
       llm: 'context',
       summarizer: 'context',
@@ -13,6 +13,9 @@ describe('agent registry', () => {
       sql: 'tool',
       function: 'function',
       subrun: 'orchestrator',
+      codemod: 'function',
+      'repo-tests': 'tool',
+      'goal-planner': 'context',
     });
     for (const [name, implementation] of implementations) {
       expect(implementation.name).to.equal(name);

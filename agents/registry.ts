@@ -1,6 +1,9 @@
 /** The agent implementations Baton ships with, by name, and the default per agent type. */
 import { a2aImplementation } from './a2a/a2a.js';
 import { httpImplementation } from './api/http.js';
+import { codemodImplementation } from './code/codemod.js';
+import { goalPlannerImplementation } from './code/planner.js';
+import { repoTestsImplementation } from './code/repo-tests.js';
 import { llmImplementation } from './context/llm.js';
 import { summarizerImplementation } from './context/summarizer.js';
 import { functionImplementation } from './function/function.js';
@@ -10,8 +13,9 @@ import { AgentError } from '../lib/index.js';
 import type { AgentImplementation, AgentSpec, AgentType } from './types.js';
 
 /**
- * Every implementation by its `name`: `llm` and `summarizer` (context), `http` (api), `sql`
- * (tool), `function` (function), `subrun` (orchestrator), `a2a` (api: a remote A2A agent).
+ * Every implementation by its `name`: `llm`, `summarizer` and `goal-planner` (context), `http`
+ * and `a2a` (api; `a2a` calls a remote A2A agent), `sql` and `repo-tests` (tool), `function` and
+ * `codemod` (function), `subrun` (orchestrator).
  */
 export const implementations: ReadonlyMap<string, AgentImplementation> = new Map(
   (
@@ -23,6 +27,9 @@ export const implementations: ReadonlyMap<string, AgentImplementation> = new Map
       functionImplementation,
       subrunImplementation,
       a2aImplementation,
+      codemodImplementation,
+      repoTestsImplementation,
+      goalPlannerImplementation,
     ] as AgentImplementation[]
   ).map((implementation) => [implementation.name, implementation] as const),
 );

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { count, eq } from 'drizzle-orm';
 import { apiKeys, hashApiKey, organizations, runs, stepAttempts } from '../db/index.js';
 import { parseDefinition } from '../definitions/index.js';
-import { planDefinition } from '../services/engine/index.js';
+import { planDefinition } from '../services/store/index.js';
 import { api, runEvents, startStack, storeDefinition, waitFor, waitForRun, type Stack } from './support/stack.js';
 import { sleepAgent, uniqueSlug } from './support/test-agents.js';
 import type { RunListItem } from '../services/store/index.js';

@@ -37,7 +37,7 @@ describe('function implementation (worker-thread function runtime)', () => {
     expect(out.kpis.X.totalReturnPct).to.be.closeTo(10, 1e-9);
     const unknown = await rejection(functionImplementation.run({}, ctx, FunctionConfig.parse({ module: 'nope@1' })));
     expect(unknown).to.be.instanceOf(ValidationError);
-    expect(unknown.message).to.equal('module: unknown module nope@1 (known: image-generator-google@1, image-generator-openai@1, kpi-metrics@1)');
+    expect(unknown.message).to.equal('module: unknown module nope@1 (known: image-generator-google@1, image-generator-openai@1, kpi-metrics@1, no-forbidden-imports@1, rename-symbol@1, require-to-import@1)');
   });
 
   it('needs exactly one of module or code', () => {

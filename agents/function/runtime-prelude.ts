@@ -456,7 +456,7 @@ lazyGlobal('Buffer', 'buffer', 'Buffer');
 lazyGlobal('URL', 'url', 'URL');
 lazyGlobal('URLSearchParams', 'url', 'URLSearchParams');
 
-const ALLOWED = ['axios', 'crypto', 'url'];
+const ALLOWED = ['axios', 'codekit', 'crypto', 'url'];
 function deepFreeze(value) {
   if (value && typeof value === 'object') { for (const k of Object.keys(value)) deepFreeze(value[k]); freeze(value); }
   return value;

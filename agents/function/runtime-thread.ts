@@ -16,6 +16,7 @@ import { createHash, createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { QuickJSContext, QuickJSDeferredPromise, QuickJSHandle, QuickJSRuntime } from 'quickjs-emscripten';
 import { ISOLATE_PRELUDE, ISOLATE_SECTIONS } from './runtime-prelude.js';
+import { codekitSource } from './codekit/bundle-path.js';
 import {
   ABORT_CANCELLED,
   ABORT_TIMEOUT,
@@ -363,6 +364,7 @@ function installHost(call: Call, context: QuickJSContext): void {
   });
   define('source', (name) => {
     const key = str(name);
+    if (key === 'codekit') return context.newString(codekitSource());
     const source = Object.prototype.hasOwnProperty.call(ISOLATE_SECTIONS, key) ? ISOLATE_SECTIONS[key] : undefined;
     if (source === undefined) throw new TypeError(`unknown prelude section ${key}`);
     return context.newString(source);

@@ -173,7 +173,7 @@ describe('function runtime (worker threads)', function () {
   it('refuses modules outside the allow-list, naming the list', async () => {
     const err = await rejection(runtime.run('function main(input, ctx) { return ctx.require("fs"); }', null, limits, testContext()));
     expect(err).to.be.instanceOf(AgentError);
-    expect(err.message).to.contain('ctx.require("fs"): not allowed; allowed modules: axios, crypto, url');
+    expect(err.message).to.contain('ctx.require("fs"): not allowed; allowed modules: axios, codekit, crypto, url');
   });
 
   it('keeps the caller’s event loop and the other thread free while a function spins for its 10 s limit', async function () {

@@ -6,8 +6,9 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { NotFoundError, ValidationError } from '../../lib/index.js';
 import { SLUG_PATTERN } from '../../definitions/index.js';
-import { RUN_STATUSES, TERMINAL_RUN_EVENTS, dryRun, startRun, type EngineDeps, type RunStatus } from '../engine/index.js';
+import { RUN_STATUSES, TERMINAL_RUN_EVENTS, startRun, type EngineDeps, type RunStatus } from '../engine/index.js';
 import {
+  dryRun,
   getRunManifest,
   getRunView,
   listEvents,
@@ -168,7 +169,7 @@ export function runsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: Run
     if (dryRunText !== undefined && ['true', '1', ''].includes(dryRunText)) {
       // Same validation as a real start (400 / 404), but nothing is written or enqueued.
       res.status(200).json(
-        await dryRun(deps, {
+        await dryRun(deps.database.db, {
           organizationId: principal.organizationId,
           definition: body.definition,
           ...(body.version === undefined ? {} : { version: body.version }),

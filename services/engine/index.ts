@@ -23,15 +23,6 @@ export {
 } from './checkpoints.js';
 export { decideApproval, type DecisionAuth, type DecisionRequest, type DecisionOutcome } from './decisions.js';
 export * from './statuses.js';
-export {
-  planDefinition,
-  dryRun,
-  type RunPlan,
-  type PlannedStep,
-  type PlannedCheckpoint,
-  type DryRunRequest,
-  type DryRunResult,
-} from './plan.js';
 export { TERMINAL_RUN_EVENTS, type RunEventType } from './run-scope.js';
 export {
   enqueueWebhooks,

@@ -16,3 +16,4 @@ export * from './integrations.js';
 export * from './webhook-subscriptions.js';
 export * from './observability.js';
 export * from './a2a-tasks.js';
+export * from './plan.js';
