@@ -1,13 +1,11 @@
 /**
  * `baton definitions validate`: every problem of the given definition files as
- * `{file, line, column, message}`, over the definition loader (the same rules as `release` and
- * `POST /v1/definitions`). One function, so a stricter guard can replace it.
+ * `{file, line, column, message}`, from the definitions guard.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadAgentCatalogEntries } from '../agents/index.js';
-import { parseDefinition, type DefinitionProblem } from '../definitions/index.js';
-import { DefinitionError, projectRoot } from '../lib/index.js';
+import { projectRoot } from '../lib/index.js';
+import { checkDefinitions as checkWithGuard } from '../scripts/definitions-guard.js';
 
 /** One problem of a definition file; `line`/`column` are 1-based (1:1 when unknown). */
 export interface DefinitionCheck {
@@ -33,21 +31,11 @@ export async function definitionFiles(paths: readonly string[]): Promise<string[
 }
 
 /**
- * Check definition files against the loader, with the agents of `agents/catalog/` as the known agents.
+ * Check definition files with the definitions guard (`scripts/definitions-guard.ts`, the same
+ * check `.ci/run` runs): the loader's rules, the agent catalog, step modules and their versions,
+ * orchestrator targets.
  * @returns every problem found (empty when all files are valid).
  */
 export async function checkDefinitions(paths: readonly string[]): Promise<DefinitionCheck[]> {
-  const agents = new Map((await loadAgentCatalogEntries()).map((e) => [e.spec.name, e.spec.type] as const));
-  const problems: DefinitionCheck[] = [];
-  for (const file of await definitionFiles(paths)) {
-    try {
-      parseDefinition(await readFile(file, 'utf8'), { file, agents });
-    } catch (err) {
-      if (!(err instanceof DefinitionError)) throw err;
-      const listed = (err.details?.['problems'] as DefinitionProblem[] | undefined) ?? [];
-      if (listed.length === 0) problems.push({ file, line: 1, column: 1, message: err.message });
-      for (const p of listed) problems.push({ file: p.file || file, line: p.line ?? 1, column: p.column ?? 1, message: p.message });
-    }
-  }
-  return problems;
+  return checkWithGuard(await definitionFiles(paths));
 }
