@@ -20,7 +20,7 @@ import { mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parse as parseScript } from '@babel/parser';
-import { DefinitionError, parseYamlSource, projectRoot, type PositionedProblem, type Segment } from '../lib/index.js';
+import { DefinitionError, parseYamlSource, projectRoot, runEntry, type PositionedProblem, type Segment } from '../lib/index.js';
 import { loadModules, parseAgentSource, MODULE_REF_PATTERN, type AgentType, type StepModule } from '../agents/index.js';
 import { parseDefinition, type Definition } from '../definitions/index.js';
 
@@ -211,12 +211,15 @@ export function formatProblems(problems: readonly GuardProblem[]): string {
   return problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.message}`).join('\n');
 }
 
-if (process.argv[1] && /definitions-guard\.(ts|js)$/.test(process.argv[1])) {
+/** The command: print every problem and exit 1, or say all is valid. */
+async function main(): Promise<number> {
   const problems = await checkDefinitions(process.argv.slice(2));
   if (problems.length > 0) {
     process.stderr.write(`${formatProblems(problems)}\n${problems.length} problem(s)\n`);
-    process.exitCode = 1;
-  } else {
-    process.stdout.write('definitions guard: every definition, agent and module is valid and every definition has an evaluation fixture\n');
+    return 1;
   }
+  process.stdout.write('definitions guard: every definition, agent and module is valid and every definition has an evaluation fixture\n');
+  return 0;
 }
+
+if (process.argv[1] && /definitions-guard\.(ts|js)$/.test(process.argv[1])) runEntry(process, 'definitions guard', main, { exitOnSuccess: true });

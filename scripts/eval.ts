@@ -28,7 +28,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
 import { parse as parseYaml } from 'yaml';
-import { projectRoot } from '../lib/index.js';
+import { projectRoot, runEntry } from '../lib/index.js';
 import { codekitBundlePath } from '../agents/function/codekit/bundle-path.js';
 import { buildCodekit } from './build-codekit.js';
 import { destroyTestEnvironment } from '../test/support/environment.js';
@@ -283,4 +283,4 @@ async function main(): Promise<number> {
   return failed === 0 && rows.length > 0 ? 0 : 1;
 }
 
-process.exitCode = await main();
+runEntry(process, 'eval', main, { exitOnSuccess: true });

@@ -37,7 +37,7 @@ const ENTRY_FILES = new Set(['services/api/main.ts', 'workers/main.ts', 'cli/mai
 /** Entry files, and `cli/dev.ts` (web and workers in one process): they may import what they compose. */
 const COMPOSITION_ROOTS = new Set([...ENTRY_FILES, 'cli/dev.ts']);
 /** Command entries (`npm run …`): they own the process too, but are outside the layering table. */
-const SCRIPT_ENTRIES = new Set(['scripts/release.ts', 'scripts/reconcile.ts', 'scripts/demo.ts', 'scripts/bench.ts', 'scripts/chaos.ts', 'scripts/bench-raw-worker.ts']);
+const SCRIPT_ENTRIES = new Set(['scripts/release.ts', 'scripts/reconcile.ts', 'scripts/demo.ts', 'scripts/bench.ts', 'scripts/chaos.ts', 'scripts/bench-raw-worker.ts', 'scripts/eval.ts', 'scripts/definitions-guard.ts']);
 /** The one signal-handler installer and exit path; entries hand it `process`. */
 const SHUTDOWN_FILE = 'lib/shutdown.ts';
 
