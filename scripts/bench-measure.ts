@@ -219,6 +219,13 @@ const RECORD_HEAD = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ \[(\d+)\] (?:
 const STATEMENT = /^(?:statement|execute [^:]*):\s*([\s\S]*)$/;
 const WRITES = /\b(insert|update|delete|merge)\b|\bfor\s+(no\s+key\s+)?update\b|\bfor\s+(key\s+)?share\b/i;
 const ASYNC_COMMIT = /synchronous_commit\s*(=|to)\s*'?(off|local)\b/i;
+/**
+ * Baton's server-side transitions (`db/migrations/0006_hot-path.sql`): the log shows only the
+ * call, so what they write — and whether they commit with `synchronous_commit = off` — is known
+ * here. `baton_claim_step` commits asynchronously; `baton_complete_step` durably.
+ */
+const DURABLE_FUNCTIONS = /\bbaton_complete_step\s*\(/i;
+const ASYNC_FUNCTIONS = /\bbaton_claim_step\s*\(/i;
 
 /** One record of the server log: a head line and its continuation lines (a multi-line statement). */
 interface LogRecord {
@@ -262,11 +269,11 @@ export function countStatements(logText: string, database: string, excludePids: 
       if (tx?.writes && !tx.async && /^(commit|end)\b/i.test(text)) counts.durableCommits += 1;
       blocks.delete(record.pid);
     } else if (tx) {
-      tx.writes ||= WRITES.test(text);
-      tx.async ||= ASYNC_COMMIT.test(text);
+      tx.writes ||= WRITES.test(text) || DURABLE_FUNCTIONS.test(text) || ASYNC_FUNCTIONS.test(text);
+      tx.async ||= ASYNC_COMMIT.test(text) || ASYNC_FUNCTIONS.test(text);
     } else {
       counts.transactions += 1;
-      if (WRITES.test(text)) counts.durableCommits += 1;
+      if ((WRITES.test(text) || DURABLE_FUNCTIONS.test(text)) && !ASYNC_FUNCTIONS.test(text)) counts.durableCommits += 1;
     }
   }
   return counts;

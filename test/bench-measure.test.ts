@@ -65,6 +65,16 @@ describe('bench measurements', function () {
     }
   });
 
+  it("counts Baton's hot-path functions by their commit: the claim asynchronous, the completion durable", function () {
+    const line = (text: string) => `2026-12-01 15:00:00.000 UTC [7] postgres@bench LOG:  statement: ${text}`;
+    const text = [
+      line('select * from baton_claim_step($1, $2, $3, $4, $5, $6::jsonb, $7)'),
+      line('select * from baton_complete_step($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8)'),
+      line('select 1'),
+    ].join('\n');
+    expect(countStatements(text, 'bench')).to.deep.equal({ statements: 3, transactions: 3, durableCommits: 1 });
+  });
+
   it('reads CPU time of a process from /proc as the kernel accounts it (getrusage agrees)', async function () {
     const before = await cpuSnapshot([process.pid]);
     const usage = process.cpuUsage();
