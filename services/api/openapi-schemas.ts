@@ -93,3 +93,72 @@ export const AssetSummary = z.looseObject({
 
 /** An item of `GET /v1/runs/:id/deliverables`. */
 export const DeliverableView = z.looseObject({ id: z.uuid(), stepId: z.string(), title: z.string(), kind: z.string(), content: z.unknown(), assetIds: z.array(z.uuid()), createdAt: Timestamp });
+
+/** A webhook subscription (never its secret). */
+export const WebhookSubscription = z.object({
+  id: z.uuid(),
+  url: z.string(),
+  events: z.array(z.string()).meta({ description: 'Event patterns: a type (`run.completed`), a family (`step.*`) or `*`' }),
+  description: z.string().nullable(),
+  enabled: z.boolean(),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+
+/** `POST /v1/webhooks`: the subscription with its signing secret, shown only then. */
+export const CreatedWebhookSubscription = WebhookSubscription.extend({
+  secret: z.string().meta({ description: 'The `whsec_…` Standard Webhooks signing secret; shown only in this answer' }),
+});
+
+/** One delivery of the webhook delivery log. */
+export const WebhookDelivery = z.object({
+  id: z.uuid(),
+  webhookId: z.uuid().nullable(),
+  runId: z.uuid(),
+  seq: z.number().int().meta({ description: 'The run event sequence number delivered' }),
+  event: z.string(),
+  status: z.enum(['pending', 'delivered', 'failed']).meta({ description: 'pending (not yet sent, or waiting to retry), delivered, or failed (refused, or out of attempts)' }),
+  attempts: z.number().int(),
+  responseStatus: z.number().int().nullable(),
+  latencyMs: z.number().nullable(),
+  lastError: z.string().nullable(),
+  url: z.string().nullable(),
+  nextAttemptAt: NullableTimestamp,
+  createdAt: Timestamp,
+  finishedAt: NullableTimestamp,
+});
+
+/** The console session (`/console/session`). */
+export const ConsoleSessionView = z.object({
+  subject: z.string(),
+  organizationId: z.string(),
+  scopes: z.array(z.string()),
+  roles: z.array(z.string()),
+  csrfToken: z.string().meta({ description: 'Send it back as the `x-csrf-token` header on every state-changing console request' }),
+});
+
+/** What a decision link shows: the approval its token is for, the link's approver and whether it was used. */
+export const ApprovalForLink = ApprovalView.extend({
+  approver: z.string().meta({ description: 'Whom the link was issued to' }),
+  linkUsed: z.boolean(),
+});
+
+/** A JSON-RPC 2.0 message (request, notification, response or a batch member); the protocol defines `method` and `params`. */
+export const JsonRpcMessage = z.looseObject({
+  jsonrpc: z.literal('2.0'),
+  id: z.union([z.string(), z.number().int(), z.null()]).optional(),
+  method: z.string().optional(),
+  params: z.unknown().optional(),
+  result: z.unknown().optional(),
+  error: z.looseObject({ code: z.number().int(), message: z.string(), data: z.unknown().optional() }).optional(),
+});
+
+/** An error of the A2A HTTP+JSON binding (google.rpc `Status` as JSON), as the A2A SDK answers it. */
+export const A2aRestError = z.looseObject({
+  error: z.looseObject({
+    code: z.number().int().meta({ description: 'The HTTP status' }),
+    status: z.string().meta({ description: 'google.rpc code name, e.g. NOT_FOUND, FAILED_PRECONDITION' }),
+    message: z.string(),
+    details: z.array(z.unknown()).optional(),
+  }),
+});

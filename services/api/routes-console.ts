@@ -20,9 +20,13 @@ import { approvalForToken, type EngineDeps } from '../engine/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator, type Principal } from './auth.js';
 import type { ConsoleSessions } from './console-session.js';
 import type { RunEventHub } from './event-hub.js';
-import { parseBody } from './validate.js';
+import { parseBody, parseQuery } from './validate.js';
+import { documentRoute, UuidParam } from './openapi.js';
+import { ApprovalForLink, ConsoleSessionView, RunListItem } from './openapi-schemas.js';
 
 const SignInBody = z.strictObject({ apiKey: z.string().min(1).max(500) });
+/** `?token=` of a decideUrl (absent: 401 for the JSON answer; the HTML page needs none). */
+const DecisionPageQuery = z.object({ token: z.string({ error: 'must be given once' }).optional().meta({ description: 'The token of the decideUrl' }) });
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Coalescing window of the live status stream, in milliseconds. */
 const STREAM_FLUSH_MS = 250;
@@ -72,15 +76,19 @@ export function consoleRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, sessi
     res.type('html').send(page.html);
   };
 
+  documentRoute({ method: 'get', path: '/console', summary: 'The run console (HTML)', description: 'A single page (preact + htm ES modules); it signs in through `/console/session` and uses the JSON API.', tags: ['console'], auth: 'none', responses: { 200: { description: 'The page, with a Content-Security-Policy', contentType: 'text/html', schema: z.string() } } });
   router.get('/console', (_req, res) => sendPage(res));
+  documentRoute({ method: 'get', path: '/console/assets/:file', summary: "The console's static files (`console/`)", tags: ['console'], auth: 'none', params: z.object({ file: z.string().meta({ description: 'A path under `console/`, e.g. `app.js`' }) }), responses: { 200: { description: 'The file, typed by its extension', contentType: 'application/octet-stream', schema: z.string() }, 404: { description: 'No such file' } } });
   router.use('/console/assets', express.static(join(projectRoot(), 'console'), { index: false, maxAge: 0 }));
   const vendor = vendorFiles();
+  documentRoute({ method: 'get', path: '/console/vendor/:file', summary: "The console's browser modules, from node_modules", tags: ['console'], auth: 'none', params: z.object({ file: z.enum(Object.keys(vendor)) }), responses: { 200: { description: 'The ES module', contentType: 'text/javascript', schema: z.string() }, 404: { description: 'No such module' } } });
   router.get('/console/vendor/:file', (req, res) => {
     const path = vendor[String(req.params.file)];
     if (!path) throw new NotFoundError(`no console file ${req.params.file}`);
     res.type('text/javascript').sendFile(path, { maxAge: 3600_000 });
   });
 
+  documentRoute({ method: 'post', path: '/console/session', summary: 'Sign in to the console with an API key', description: 'Keeps the key in an HttpOnly cookie (`Set-Cookie`); later console requests send the cookie and the returned `csrfToken` as `x-csrf-token`.', tags: ['console'], auth: 'none', body: SignInBody, responses: { 200: { description: 'Signed in', schema: ConsoleSessionView }, 400: { description: 'Missing or invalid apiKey' }, 401: { description: 'Invalid API key' } } });
   router.post('/console/session', async (req, res) => {
     const { apiKey } = parseBody(SignInBody, req.body);
     const principal = await auth.resolve(apiKey);
@@ -89,6 +97,7 @@ export function consoleRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, sessi
     res.json(sessionView(principal, sessions.csrfFor(apiKey)));
   });
 
+  documentRoute({ method: 'get', path: '/console/session', summary: 'The console session', description: 'Authenticated by the session cookie.', tags: ['console'], auth: 'none', responses: { 200: { description: 'Signed in', schema: ConsoleSessionView }, 401: { description: 'Not signed in' } } });
   router.get('/console/session', async (req, res) => {
     const key = sessions.keyOf(req);
     const principal = key ? await auth.resolve(key) : null;
@@ -96,6 +105,7 @@ export function consoleRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, sessi
     res.json(sessionView(principal, sessions.csrfFor(key)));
   });
 
+  documentRoute({ method: 'delete', path: '/console/session', summary: 'Sign out of the console', description: 'With the session cookie, the session\'s `x-csrf-token` is required.', tags: ['console'], auth: 'none', headers: z.object({ 'x-csrf-token': z.string().optional().meta({ description: 'The `csrfToken` of the session (required with the cookie)' }) }), responses: { 204: { description: 'Signed out: the cookie is cleared (also when there was none)' }, 403: { description: 'The cookie without its CSRF token' } } });
   router.delete('/console/session', (req, res) => {
     sessions.credential(req); // the CSRF check
     sessions.close(req, res);
@@ -103,6 +113,7 @@ export function consoleRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, sessi
   });
 
   // Live status of the organization's runs: `event: run` with the run's list item on every change.
+  documentRoute({ method: 'get', path: '/console/stream', summary: "Live status of the organization's runs (SSE)", description: 'Server-sent events: `event: run` with the run\'s list item whenever one of the organization\'s runs changes (coalesced over 250 ms); `: keep-alive` comments every 15 s. Works with the API key or the console session.', tags: ['console'], scope: 'runs:read', responses: { 200: { description: 'The event stream; each `data:` is a run list item', contentType: 'text/event-stream', schema: RunListItem } } });
   router.get('/console/stream', requireApiKey(auth, 'runs:read'), (req, res) => {
     const { organizationId } = principalOf(req);
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', 'x-accel-buffering': 'no' });
@@ -137,11 +148,12 @@ export function consoleRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, sessi
   });
 
   // A decideUrl opened in a browser: the approval page; the page reads the approval as JSON here.
+  documentRoute({ method: 'get', path: '/v1/approvals/:id/decision', summary: 'A decideUrl opened: the approval page, or the approval its token is for', description: 'A browser (`Accept: text/html`) gets the approval page; with `Accept: application/json` the answer is the approval the `?token=` is for. No API key: the token authenticates.', tags: ['approvals'], auth: 'none', params: z.object({ id: UuidParam }), query: DecisionPageQuery, responses: { 200: { description: 'The approval, its approver and whether the link was used (JSON); or the page (HTML)', schema: ApprovalForLink }, 400: { description: '`token` given more than once' }, 401: { description: 'Missing or forged token' }, 403: { description: 'A token for another approval or an earlier attempt' }, 404: { description: 'No such approval' }, 410: { description: 'The approval has expired' } } });
   router.get('/v1/approvals/:id/decision', async (req: Request, res) => {
     if (req.accepts(['json', 'html']) === 'html') return sendPage(res);
     const id = String(req.params.id ?? '');
     if (!UUID.test(id)) throw new NotFoundError(`approval ${id} not found`);
-    const token = typeof req.query.token === 'string' ? req.query.token : '';
+    const { token } = parseQuery(DecisionPageQuery, req.query);
     if (!token) throw new UnauthorizedError('missing ?token= (open the decideUrl you received)');
     res.set('cache-control', 'no-store');
     res.json(await approvalForToken(deps, id, token));

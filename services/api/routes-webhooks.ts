@@ -6,11 +6,13 @@
  */
 import { Router, type Request } from 'express';
 import { z } from 'zod';
-import { NotFoundError, ValidationError } from '../../lib/index.js';
+import { NotFoundError } from '../../lib/index.js';
 import { forgetSubscriptionCache, redeliverWebhook, type EngineDeps } from '../engine/index.js';
 import { createSubscription, deleteSubscription, getSubscription, listDeliveries, listSubscriptions, updateSubscription } from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
-import { parseBody, queryString } from './validate.js';
+import { parseBody, parseQuery } from './validate.js';
+import { documentRoute, ItemsOf, UuidParam } from './openapi.js';
+import { CreatedWebhookSubscription, WebhookDelivery, WebhookSubscription } from './openapi-schemas.js';
 
 const Url = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).max(2000);
 const Events = z.array(z.string().min(1).max(100)).min(1, { error: 'give at least one event pattern, e.g. ["run.*"]' }).max(50);
@@ -25,7 +27,21 @@ const UpdateBody = z.strictObject({
 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const DELIVERY_STATUSES = ['pending', 'delivered', 'failed'];
+const DELIVERY_STATUSES = ['pending', 'delivered', 'failed'] as const;
+
+/** The delivery-log query; unknown parameters are ignored, a repeated one is refused. */
+const DeliveriesQuery = z.object({
+  runId: z.string({ error: 'must be given once' }).regex(UUID, { error: 'expected a run id' }).optional().meta({ description: 'Only the deliveries of this run' }),
+  status: z.enum(DELIVERY_STATUSES, { error: `expected one of ${DELIVERY_STATUSES.join(', ')}` }).optional(),
+  limit: z.coerce
+    .number({ error: 'expected an integer from 1 to 500' })
+    .int({ error: 'expected an integer from 1 to 500' })
+    .min(1, { error: 'expected an integer from 1 to 500' })
+    .max(500, { error: 'expected an integer from 1 to 500' })
+    .default(100),
+});
+
+const WebhookId = z.object({ id: UuidParam });
 
 function idParam(req: Request, what: string): string {
   const id = String(req.params.id ?? '');
@@ -38,6 +54,7 @@ export function webhooksRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Rou
   const db = deps.database.db;
   const admin = requireApiKey(auth, 'admin');
 
+  documentRoute({ method: 'post', path: '/v1/webhooks', summary: 'Subscribe a URL to run events', tags: ['webhooks'], scope: 'admin', body: CreateBody, responses: { 201: { description: 'Created; the signing secret is shown only here', schema: CreatedWebhookSubscription }, 400: { description: 'Invalid url, events (an unknown pattern names `events.<i>`) or description' } } });
   router.post('/v1/webhooks', admin, async (req, res) => {
     const body = parseBody(CreateBody, req.body);
     const organizationId = principalOf(req).organizationId;
@@ -46,14 +63,17 @@ export function webhooksRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Rou
     res.status(201).json(created);
   });
 
+  documentRoute({ method: 'get', path: '/v1/webhooks', summary: "The organization's webhook subscriptions, newest first", tags: ['webhooks'], scope: 'admin', responses: { 200: { description: 'Subscriptions (never their secrets)', schema: ItemsOf(WebhookSubscription) } } });
   router.get('/v1/webhooks', admin, async (req, res) => {
     res.json({ items: await listSubscriptions(db, principalOf(req).organizationId) });
   });
 
+  documentRoute({ method: 'get', path: '/v1/webhooks/:id', summary: 'One webhook subscription', tags: ['webhooks'], scope: 'admin', params: WebhookId, responses: { 200: { description: 'The subscription (never its secret)', schema: WebhookSubscription }, 404: { description: 'No such subscription' } } });
   router.get('/v1/webhooks/:id', admin, async (req, res) => {
     res.json(await getSubscription(db, principalOf(req).organizationId, idParam(req, 'webhook')));
   });
 
+  documentRoute({ method: 'patch', path: '/v1/webhooks/:id', summary: 'Change a webhook subscription', description: 'Pending deliveries go to the new URL; a disabled subscription gets no new events and its pending deliveries close as `failed`.', tags: ['webhooks'], scope: 'admin', params: WebhookId, body: UpdateBody, responses: { 200: { description: 'The updated subscription', schema: WebhookSubscription }, 400: { description: 'Invalid field (named)' }, 404: { description: 'No such subscription' } } });
   router.patch('/v1/webhooks/:id', admin, async (req, res) => {
     const id = idParam(req, 'webhook');
     const body = parseBody(UpdateBody, req.body);
@@ -63,6 +83,7 @@ export function webhooksRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Rou
     res.json(updated);
   });
 
+  documentRoute({ method: 'delete', path: '/v1/webhooks/:id', summary: 'Delete a webhook subscription and its delivery log', tags: ['webhooks'], scope: 'admin', params: WebhookId, responses: { 204: { description: 'Deleted' }, 404: { description: 'No such subscription' } } });
   router.delete('/v1/webhooks/:id', admin, async (req, res) => {
     const organizationId = principalOf(req).organizationId;
     await deleteSubscription(db, organizationId, idParam(req, 'webhook'));
@@ -70,22 +91,14 @@ export function webhooksRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Rou
     res.status(204).end();
   });
 
+  documentRoute({ method: 'get', path: '/v1/webhooks/:id/deliveries', summary: "A subscription's delivery log, newest first", tags: ['webhooks'], scope: 'admin', params: WebhookId, query: DeliveriesQuery, responses: { 200: { description: 'Deliveries', schema: ItemsOf(WebhookDelivery) }, 400: { description: 'Invalid parameter (named)' }, 404: { description: 'No such subscription' } } });
   router.get('/v1/webhooks/:id/deliveries', admin, async (req, res) => {
     const id = idParam(req, 'webhook');
-    const status = queryString(req, 'status');
-    if (status !== undefined && !DELIVERY_STATUSES.includes(status)) {
-      throw new ValidationError(`status must be one of ${DELIVERY_STATUSES.join(', ')}`, { field: 'status' });
-    }
-    const runId = queryString(req, 'runId');
-    if (runId !== undefined && !UUID.test(runId)) throw new ValidationError('runId must be a run id', { field: 'runId' });
-    const limitText = queryString(req, 'limit');
-    const limit = limitText === undefined ? 100 : Number(limitText);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
-      throw new ValidationError('limit must be an integer from 1 to 500', { field: 'limit' });
-    }
+    const { runId, status, limit } = parseQuery(DeliveriesQuery, req.query);
     res.json({ items: await listDeliveries(db, principalOf(req).organizationId, id, { runId, status, limit }) });
   });
 
+  documentRoute({ method: 'post', path: '/v1/webhook-deliveries/:id/redeliver', summary: 'Send a delivery again', tags: ['webhooks'], scope: 'admin', params: WebhookId, responses: { 202: { description: 'The delivery, pending again with a fresh budget of attempts', schema: WebhookDelivery }, 404: { description: 'No such delivery' }, 409: { description: 'The delivery is still pending' } } });
   router.post('/v1/webhook-deliveries/:id/redeliver', admin, async (req, res) => {
     res.status(202).json(await redeliverWebhook(deps, principalOf(req).organizationId, idParam(req, 'webhook delivery')));
   });
