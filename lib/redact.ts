@@ -57,10 +57,12 @@ export class SubstringReplacer {
   /** How many times each needle was added (the same form of two values counts twice). */
   private readonly refs = new Map<string, number>();
   /**
-   * Needles per hash of their first three UTF-16 code units (2^20 slots): a filter that lets
-   * most positions of a line pass without building a string, even with thousands of needles.
+   * Needles per hash of their first three UTF-16 code units (2^20 slots, 4 MiB): a filter that
+   * lets most positions of a line pass without building a string, even with thousands of
+   * needles. Allocated with the first needle: most redactors (a step with no secrets) have none,
+   * and a step hop must not pay a 4 MiB allocation (it cost 6 % of a worker's CPU, plus GC).
    */
-  private readonly prefixes = new Uint32Array(PREFIX_SLOTS);
+  private prefixes: Uint32Array | undefined;
 
   /** @param needles - strings of at least {@link MIN_SUBSTRING_SECRET_CHARS} characters (shorter ones are ignored). */
   constructor(needles: Iterable<string> = []) {
@@ -88,6 +90,7 @@ export class SubstringReplacer {
     }
     same.add(needle);
     const slot = prefixSlot(needle, 0);
+    this.prefixes ??= new Uint32Array(PREFIX_SLOTS);
     this.prefixes[slot] = (this.prefixes[slot] ?? 0) + 1;
   }
 
@@ -111,7 +114,7 @@ export class SubstringReplacer {
       if (bucket.lengths.length === 0) this.buckets.delete(key);
     }
     const slot = prefixSlot(needle, 0);
-    this.prefixes[slot] = Math.max(0, (this.prefixes[slot] ?? 1) - 1);
+    if (this.prefixes) this.prefixes[slot] = Math.max(0, (this.prefixes[slot] ?? 1) - 1);
   }
 
   /** Whether there are no needles. */
@@ -121,7 +124,8 @@ export class SubstringReplacer {
 
   /** `text` with every (non-overlapping, leftmost-longest) needle replaced by `replacement`. */
   replace(text: string, replacement: string = REDACTED): string {
-    if (this.buckets.size === 0) return text;
+    const prefixes = this.prefixes;
+    if (this.buckets.size === 0 || !prefixes) return text;
     // Few needles: the engine's native substring search finds "none here" (the usual case) faster.
     if (this.refs.size <= FEW_NEEDLES) {
       let any = false;
@@ -137,7 +141,7 @@ export class SubstringReplacer {
     let copied = 0;
     const last = text.length - MIN_SUBSTRING_SECRET_CHARS;
     for (let i = 0; i <= last; i += 1) {
-      if (this.prefixes[prefixSlot(text, i)] === 0) continue;
+      if (prefixes[prefixSlot(text, i)] === 0) continue;
       const bucket = this.buckets.get(text.slice(i, i + MIN_SUBSTRING_SECRET_CHARS));
       if (!bucket) continue;
       const length = bucket.lengths.find((n) => i + n <= text.length && bucket.byLength.get(n)?.has(text.slice(i, i + n)) === true);
