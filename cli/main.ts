@@ -156,7 +156,7 @@ program
     const logger = createLogger({ level: config.log.level, service: 'reconcile' });
     const database = createDatabase(config.postgres.url, { max: 4, applicationName: 'baton-reconcile' });
     const producer = createRedis(config.redis.url, 'producer');
-    const queues = new Queues(producer, config.redis.prefix, logger);
+    const queues = new Queues(producer, config.redis.prefix, logger, { keepCompletedJobs: config.redis.keepCompletedJobs });
     try {
       json(await reconcileAll({ config, database, queues, logger, agentTypes: new Map() }));
     } finally {

@@ -91,6 +91,7 @@ const Env = z.object({
       error: 'expected letters, digits, "-" or "_", optionally wrapped in {braces} as a Redis Cluster hash tag',
     })
     .default('baton'),
+  JOBS_KEEP_COMPLETED: z.coerce.number({ error: 'expected a whole number of jobs' }).int().min(0).max(1_000_000).default(0),
   BATON_API_KEY: unsetWhenEmpty(
     z
       .string()
@@ -182,7 +183,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       publicUrl: (e.BATON_PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
     }),
     postgres: Object.freeze({ url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX }),
-    redis: Object.freeze({ url: e.REDIS_URL, prefix: e.QUEUE_PREFIX }),
+    redis: Object.freeze({ url: e.REDIS_URL, prefix: e.QUEUE_PREFIX, keepCompletedJobs: e.JOBS_KEEP_COMPLETED }),
     auth: Object.freeze({
       apiKey: e.BATON_API_KEY ?? DEV_API_KEY,
       webhookSecret: e.BATON_WEBHOOK_SECRET ?? DEV_WEBHOOK_SECRET,

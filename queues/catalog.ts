@@ -150,17 +150,19 @@ export const NUDGE_JOB = 'nudge';
 
 const DAY_S = 24 * 3600;
 
+/** Failed jobs stay a week (at most 10,000 per queue), for Bull Board; Postgres has the record. */
+export const REMOVE_ON_FAIL = { age: 7 * DAY_S, count: 10_000 } as const;
+
 /**
- * Retention of finished jobs: the last 1,000 completed jobs per queue (Bull Board's recent
- * history) and a week of failed ones (at most 10,000 per queue). Redis therefore holds a fixed
- * amount of finished work however many runs pass — Postgres keeps the durable record (steps,
- * attempts, events) — and a repeated add of an id no longer kept is harmless, because every
- * processor is fenced by Postgres (a finished step's job only acknowledges).
+ * Retention of finished jobs. By default (`keepCompleted` 0) a completed job leaves Redis at
+ * once: Postgres keeps the durable record (steps, attempts, events), so Redis holds only the work
+ * still to do, and a repeated add of a finished job's id is harmless because every handler is
+ * fenced by Postgres (a finished step's job only acknowledges). `JOBS_KEEP_COMPLETED=N` keeps the
+ * last N completed jobs per queue instead (history in Bull Board, or tests that look at them).
  */
-export const RETENTION = {
-  removeOnComplete: { count: 1_000 },
-  removeOnFail: { age: 7 * DAY_S, count: 10_000 },
-} as const;
+export function retention(keepCompleted: number): { removeOnComplete: true | { count: number }; removeOnFail: typeof REMOVE_ON_FAIL } {
+  return { removeOnComplete: keepCompleted > 0 ? { count: keepCompleted } : true, removeOnFail: REMOVE_ON_FAIL };
+}
 
 /**
  * Exponential backoff with full jitter, capped: `min(maxDelayMs, baseMs · 2^(n−1)) · U(0.5, 1)`

@@ -10,7 +10,8 @@ import {
   NUDGE_JOB,
   cancelChannel,
   QUEUE_NAMES,
-  RETENTION,
+  REMOVE_ON_FAIL,
+  retention,
   queueForStepType,
   stepJobId,
   webhookJobId,
@@ -64,10 +65,9 @@ export interface ChildRef {
 const ROOT_OPTIONS: JobsOptions = {
   attempts: 12, // exponential from 1 s: the last retry comes ~34 min after the first failure
   backoff: { type: 'exponential', delay: 1000 },
-  ...RETENTION,
 };
 
-function stepJob(runId: string, s: StepJobSpec): { name: string; queueName: string; data: StepJobData; opts: JobsOptions } {
+function stepJob(runId: string, s: StepJobSpec, kept: ReturnType<typeof retention>): { name: string; queueName: string; data: StepJobData; opts: JobsOptions } {
   return {
     name: s.stepId,
     queueName: queueForStepType(s.type),
@@ -79,7 +79,7 @@ function stepJob(runId: string, s: StepJobSpec): { name: string; queueName: stri
       // A step that fails for good must not leave the root waiting forever (bullmq#3362):
       // the root wakes and Postgres, not BullMQ, decides what the failure means for the run.
       ignoreDependencyOnFailure: true,
-      ...RETENTION,
+      ...kept,
     },
   };
 }
@@ -89,15 +89,21 @@ export class Queues {
   private readonly queues = new Map<QueueName, Queue>();
   readonly flows: FlowProducer;
 
+  /** What finished jobs leave behind (see `retention`). */
+  private readonly kept: ReturnType<typeof retention>;
+
   /**
    * @param connection - a `producer` Redis connection (see `createRedis`); not closed by `close()`.
    * @param prefix - BullMQ key prefix (`QUEUE_PREFIX`).
+   * @param options.keepCompletedJobs - completed jobs kept per queue (`JOBS_KEEP_COMPLETED`; 0: none).
    */
   constructor(
     readonly connection: Redis,
     readonly prefix: string,
     logger: Logger,
+    options: { keepCompletedJobs?: number } = {},
   ) {
+    this.kept = retention(options.keepCompletedJobs ?? 0);
     for (const name of QUEUE_NAMES) {
       const queue = new Queue(name, { connection, prefix });
       queue.on('error', (err) => logger.error({ err, queue: name }, 'queue error'));
@@ -137,10 +143,11 @@ export class Queues {
       opts: {
         jobId: rootId,
         ...ROOT_OPTIONS,
+        ...this.kept,
         // A child run's root must not leave its parent step waiting forever if it fails for good.
         ...(parent ? { parent, ignoreDependencyOnFailure: true } : {}),
       },
-      children: ready.map((s) => stepJob(runId, s)),
+      children: ready.map((s) => stepJob(runId, s, this.kept)),
     };
     await this.flows.add(flow);
   }
@@ -163,7 +170,7 @@ export class Queues {
   private flowOf(r: JobRequest): FlowJob {
     switch (r.kind) {
       case 'step': {
-        const job = stepJob(r.runId, r.spec);
+        const job = stepJob(r.runId, r.spec, this.kept);
         return { ...job, opts: { ...job.opts, parent: { id: r.rootId, queue: this.runsQueueQualifiedName } } };
       }
       case 'item': {
@@ -179,7 +186,7 @@ export class Queues {
             attempts,
             backoff: { type: STEP_BACKOFF },
             ignoreDependencyOnFailure: true,
-            ...RETENTION,
+            ...this.kept,
           },
         };
       }
@@ -245,7 +252,7 @@ export class Queues {
         backoff: { type: 'exponential', delay: 1000 },
         // Postgres keeps the delivery log: a finished job has nothing left to tell.
         removeOnComplete: true,
-        removeOnFail: RETENTION.removeOnFail,
+        removeOnFail: REMOVE_ON_FAIL,
       },
     );
   }

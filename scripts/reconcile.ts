@@ -12,7 +12,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.log.level, service: 'reconcile' });
   const database = createDatabase(config.postgres.url, { max: 4, applicationName: 'baton-reconcile' });
   const producer = createRedis(config.redis.url, 'producer');
-  const queues = new Queues(producer, config.redis.prefix, logger);
+  const queues = new Queues(producer, config.redis.prefix, logger, { keepCompletedJobs: config.redis.keepCompletedJobs });
   try {
     const report = await reconcileAll({ config, database, queues, logger, agentTypes: new Map() });
     process.stdout.write(`${JSON.stringify(report)}\n`);

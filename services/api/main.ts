@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   shutdown.register('postgres', () => database.close());
   const producer = createRedis(config.redis.url, 'producer');
   shutdown.register('redis', () => producer.quit());
-  const queues = new Queues(producer, config.redis.prefix, logger);
+  const queues = new Queues(producer, config.redis.prefix, logger, { keepCompletedJobs: config.redis.keepCompletedJobs });
   shutdown.register('queues', () => queues.close());
   const hub = new RunEventHub(database.sql, logger);
   await hub.start();

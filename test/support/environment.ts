@@ -38,6 +38,8 @@ export function testEnvironment(): Promise<TestEnvironment> {
       STEP_LOCK_DURATION_MS: '3000',
       STALLED_INTERVAL_MS: '1000',
       SHUTDOWN_TIMEOUT_MS: '5000',
+      // Keep finished jobs, so tests can look at their BullMQ states (production removes them).
+      JOBS_KEEP_COMPLETED: '1000',
     };
     const config = loadConfig(env);
     const report = await release(config, silentLogger());

@@ -45,7 +45,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const logger = options.logger ?? (process.env.TEST_STACK_LOG ? createLogger({ level: process.env.TEST_STACK_LOG, service: 'test' }) : silentLogger());
   const database: Database = createDatabase(config.postgres.url, { max: 10 });
   const producer = createRedis(config.redis.url, 'producer');
-  const queues = new Queues(producer, config.redis.prefix, logger);
+  const queues = new Queues(producer, config.redis.prefix, logger, { keepCompletedJobs: config.redis.keepCompletedJobs });
   const agents = new Map<string, NamedAgent>();
   const agentTypes = new Map<string, AgentType>();
   for (const a of options.agents ?? []) {
