@@ -7,9 +7,9 @@
  */
 import { AGENT_TYPES, parseAgentSource } from '../agents/index.js';
 import { ShutdownRegistry, createLogger, loadConfig, type Config } from '../lib/index.js';
-import { createDatabase } from '../db/index.js';
-import { Queues, createRedis } from '../queues/index.js';
-import { createApp, RunEventHub } from '../services/api/index.js';
+import { createRedis } from '../queues/index.js';
+import { connectEngine } from '../services/engine/index.js';
+import { createApp, RunEventHub, serveApp } from '../services/api/index.js';
 import { createAgentLayer } from '../workers/agent-layer.js';
 import { startWorkers } from '../workers/start-workers.js';
 import { release } from '../scripts/release.js';
@@ -41,17 +41,12 @@ export async function startDev(options: { port?: number }, log: (line: string) =
   log(`migrated ${config.postgres.url.replace(/\/\/[^@/]*@/, '//')}, synced ${report.definitions.created.length + report.definitions.unchanged.length} definitions`);
 
   const shutdown = new ShutdownRegistry(logger);
-  const database = createDatabase(config.postgres.url, { max: config.postgres.poolMax, applicationName: 'baton-dev' });
-  shutdown.register('postgres', () => database.close());
-  const producer = createRedis(config.redis.url, 'producer');
-  shutdown.register('redis-producer', () => producer.quit());
-  const queues = new Queues(producer, config.redis.prefix, logger, { keepCompletedJobs: config.redis.keepCompletedJobs });
-  shutdown.register('queues', () => queues.close());
+  const engine = connectEngine(config, logger, shutdown, { applicationName: 'baton-dev' });
   const layer = await createAgentLayer(config, logger);
   shutdown.register('function-runtime', () => layer.close());
-  const deps = { config, database, queues, logger, agents: new Map(), agentTypes: new Map(), ...layer };
+  const deps = { ...engine, agents: new Map(), ...layer };
 
-  const hub = new RunEventHub(database.sql, logger);
+  const hub = new RunEventHub(engine.database.sql, logger);
   await hub.start();
   shutdown.register('event-hub', () => hub.stop());
   const workerConnection = createRedis(config.redis.url, 'worker');
@@ -59,17 +54,7 @@ export async function startDev(options: { port?: number }, log: (line: string) =
   const pool = startWorkers(deps, workerConnection, AGENT_TYPES);
   shutdown.register('workers', () => pool.close());
 
-  const server = createApp(deps, hub, parseAgentSource).listen(port);
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
-  shutdown.register('http', async () => {
-    server.closeIdleConnections();
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    setTimeout(() => server.closeAllConnections(), 1000).unref();
-    await closed;
-  });
+  await serveApp(createApp(deps, hub, parseAgentSource), port, shutdown);
   const base = config.http.publicUrl;
   log(`Baton is running (API, ${AGENT_TYPES.length} agent queues + engine workers, reconciler every ${config.worker.reconcileIntervalMs} ms)`);
   log(`  API      ${base}/v1   (BATON_URL=${base})`);

@@ -11,11 +11,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { createLogger, installSignalHandlers, loadCliConfig, loadConfig, runEntry, silentLogger } from '../lib/index.js';
-import { createDatabase } from '../db/index.js';
-import { Queues, createRedis } from '../queues/index.js';
-import { reconcileAll } from '../services/engine/index.js';
 import { createMcpServer, registerDefinitionTools } from '../services/api/index.js';
 import { release } from '../scripts/release.js';
+import { reconcileOnce } from '../scripts/reconcile.js';
 import { ApiError, BatonClient } from './client.js';
 import { checkDefinitions, definitionFiles } from './definitions-check.js';
 import { startDev } from './dev.js';
@@ -152,18 +150,7 @@ program
   .command('reconcile')
   .description('re-create from Postgres every job unfinished runs need (DATABASE_URL, REDIS_URL)')
   .action(async () => {
-    const config = loadConfig();
-    const logger = createLogger({ level: config.log.level, service: 'reconcile' });
-    const database = createDatabase(config.postgres.url, { max: 4, applicationName: 'baton-reconcile' });
-    const producer = createRedis(config.redis.url, 'producer');
-    const queues = new Queues(producer, config.redis.prefix, logger, { keepCompletedJobs: config.redis.keepCompletedJobs });
-    try {
-      json(await reconcileAll({ config, database, queues, logger, agentTypes: new Map() }));
-    } finally {
-      await queues.close();
-      await producer.quit();
-      await database.close();
-    }
+    json(await reconcileOnce());
   });
 
 program

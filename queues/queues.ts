@@ -243,7 +243,7 @@ export class Queues {
    */
   async addWebhookJob(runId: string, seq: number, jobId: string, delayMs = 0): Promise<void> {
     await this.get('webhooks').add(
-      'deliver',
+      JOB_NAMES.webhook,
       { runId, seq },
       {
         jobId,
@@ -268,11 +268,6 @@ export class Queues {
     } catch (err) {
       if ((err as { code?: number }).code !== BullErrorCode.JobNotInState) throw err;
     }
-  }
-
-  /** Whether job `id` exists in `queue` (in any state). */
-  async has(queue: QueueName, id: string): Promise<boolean> {
-    return (await this.get(queue).getJob(id)) !== undefined;
   }
 
   /**

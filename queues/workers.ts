@@ -16,6 +16,7 @@ import type { Redis } from 'ioredis';
 import { classifyInfrastructure, infrastructureBackoffMs, type Logger } from '../lib/index.js';
 import {
   CancelMessage,
+  JOB_NAMES,
   JOB_PAYLOADS,
   NUDGE_JOB,
   cancelChannel,
@@ -212,7 +213,7 @@ export function startConsumers(options: ConsumerOptions, queues: Queues, handler
   // One scheduler for the whole deployment (upsert is idempotent across workers and restarts).
   queues
     .get('runs')
-    .upsertJobScheduler('reconcile', { every: options.reconcileIntervalMs }, { name: 'reconcile', data: {}, opts: { removeOnComplete: true, removeOnFail: 100 } })
+    .upsertJobScheduler(JOB_NAMES.reconcile, { every: options.reconcileIntervalMs }, { name: JOB_NAMES.reconcile, data: {}, opts: { removeOnComplete: true, removeOnFail: 100 } })
     .catch((err: unknown) => logger.error({ err }, 'could not schedule reconciliation'));
   const subscriber = options.connection.duplicate();
   const channel = cancelChannel(options.prefix);

@@ -1,26 +1,25 @@
 /**
- * `npm run reconcile`: re-create from Postgres every job an unfinished run needs and Redis does
- * not have (the same work the periodic `reconcile` job does), print what it did, and exit.
+ * `npm run reconcile` (and `baton reconcile`): re-create from Postgres every job an unfinished run
+ * needs and Redis does not have (the same work the periodic `reconcile` job does), print what it
+ * did, and exit.
  */
-import { createLogger, loadConfig, runEntry } from '../lib/index.js';
-import { createDatabase } from '../db/index.js';
-import { Queues, createRedis } from '../queues/index.js';
-import { reconcileAll } from '../services/engine/index.js';
+import { ShutdownRegistry, createLogger, loadConfig, runEntry } from '../lib/index.js';
+import { connectEngine, reconcileAll, type ReconcileReport } from '../services/engine/index.js';
 
-async function main(): Promise<void> {
+/** Reconcile every unfinished run once, with clients of its own (closed before it returns). */
+export async function reconcileOnce(): Promise<ReconcileReport> {
   const config = loadConfig();
   const logger = createLogger({ level: config.log.level, service: 'reconcile' });
-  const database = createDatabase(config.postgres.url, { max: 4, applicationName: 'baton-reconcile' });
-  const producer = createRedis(config.redis.url, 'producer');
-  const queues = new Queues(producer, config.redis.prefix, logger, { keepCompletedJobs: config.redis.keepCompletedJobs });
+  const shutdown = new ShutdownRegistry(logger);
   try {
-    const report = await reconcileAll({ config, database, queues, logger, agentTypes: new Map() });
-    process.stdout.write(`${JSON.stringify(report)}\n`);
+    return await reconcileAll(connectEngine(config, logger, shutdown, { applicationName: 'baton-reconcile', poolMax: 4 }));
   } finally {
-    await queues.close();
-    await producer.quit();
-    await database.close();
+    await shutdown.run(config.shutdown.timeoutMs);
   }
 }
 
-runEntry(process, 'baton reconcile', main, { exitOnSuccess: true });
+if (process.argv[1] && /reconcile\.(ts|js)$/.test(process.argv[1])) {
+  runEntry(process, 'baton reconcile', async () => {
+    process.stdout.write(`${JSON.stringify(await reconcileOnce())}\n`);
+  }, { exitOnSuccess: true });
+}

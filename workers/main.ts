@@ -6,8 +6,8 @@
 import { parseArgs } from 'node:util';
 import { AGENT_TYPES, type AgentType } from '../agents/index.js';
 import { ConfigError, ShutdownRegistry, createLogger, installSignalHandlers, loadConfig, runEntry, serveMetrics, startTelemetry } from '../lib/index.js';
-import { createDatabase } from '../db/index.js';
-import { Queues, createRedis } from '../queues/index.js';
+import { connectEngine } from '../services/engine/index.js';
+import { createRedis } from '../queues/index.js';
 import { createAgentLayer } from './agent-layer.js';
 import { startWorkers } from './start-workers.js';
 
@@ -37,19 +37,14 @@ async function main(): Promise<void> {
     logger.info({ port: metrics.port }, 'metrics listening');
   }
 
-  const database = createDatabase(config.postgres.url, { max: config.postgres.poolMax, applicationName: 'baton-worker' });
-  shutdown.register('postgres', () => database.close());
-  const producer = createRedis(config.redis.url, 'producer');
-  shutdown.register('redis-producer', () => producer.quit());
-  const queues = new Queues(producer, config.redis.prefix, logger, { keepCompletedJobs: config.redis.keepCompletedJobs });
-  shutdown.register('queues', () => queues.close());
+  const engine = connectEngine(config, logger, shutdown, { applicationName: 'baton-worker' });
   const workerConnection = createRedis(config.redis.url, 'worker');
   shutdown.register('redis-worker', () => workerConnection.quit());
 
   const layer = await createAgentLayer(config, logger);
   shutdown.register('function-runtime', () => layer.close());
   const pool = startWorkers(
-    { config, database, queues, logger, agents: new Map(), agentTypes: new Map(), ...layer },
+    { ...engine, agents: new Map(), ...layer },
     workerConnection,
     agentTypes,
   );

@@ -9,7 +9,7 @@ import { ForbiddenError, NotFoundError } from '../../lib/index.js';
 import { APPROVAL_STATUSES, approvalNotice, decideApproval, type DecisionAuth, type EngineDeps } from '../engine/index.js';
 import { approvalResponsesOf, approvalSummary, getApproval, listApprovals, verifyIntegrationMessage } from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
-import { parseBody, parseQuery } from './validate.js';
+import { CursorParam, limitParam, parseBody, parseQuery } from './validate.js';
 import { documentRoute, AnyObject, PageOf, UuidParam } from './openapi.js';
 import { ApprovalView } from './openapi-schemas.js';
 
@@ -23,13 +23,8 @@ const DecisionBody = z.strictObject({
 /** The inbox query; unknown parameters are ignored. */
 const ListApprovalsQuery = z.object({
   status: z.enum(APPROVAL_STATUSES, { error: `expected one of ${APPROVAL_STATUSES.join(', ')}` }).optional(),
-  limit: z.coerce
-    .number({ error: 'expected an integer from 1 to 200' })
-    .int({ error: 'expected an integer from 1 to 200' })
-    .min(1, { error: 'expected an integer from 1 to 200' })
-    .max(200, { error: 'expected an integer from 1 to 200' })
-    .default(50),
-  cursor: z.string({ error: 'must be given once' }).optional().meta({ description: '`nextCursor` of the previous page' }),
+  limit: limitParam(200, 50),
+  cursor: CursorParam,
 });
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const INTEGRATION_HEADER = 'baton-integration';

@@ -19,7 +19,7 @@ import {
 } from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import type { RunEventHub } from './event-hub.js';
-import { parseBody, parseQuery } from './validate.js';
+import { CursorParam, limitParam, parseBody, parseQuery } from './validate.js';
 import { documentRoute, AnyObject, PageOf, UuidParam } from './openapi.js';
 import { RunEvent, RunListItem, RunView } from './openapi-schemas.js';
 
@@ -112,13 +112,8 @@ const ListRunsQuery = z.object({
   definition: z.string({ error: 'must be given once' }).regex(SLUG_PATTERN, { error: 'expected a definition slug' }).optional(),
   createdAfter: isoTimestamp,
   createdBefore: isoTimestamp,
-  limit: z.coerce
-    .number({ error: 'expected an integer from 1 to 200' })
-    .int({ error: 'expected an integer from 1 to 200' })
-    .min(1, { error: 'expected an integer from 1 to 200' })
-    .max(200, { error: 'expected an integer from 1 to 200' })
-    .default(50),
-  cursor: z.string({ error: 'must be given once' }).optional().meta({ description: '`nextCursor` of the previous page' }),
+  limit: limitParam(200, 50),
+  cursor: CursorParam,
 });
 
 /**

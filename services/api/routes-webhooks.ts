@@ -10,7 +10,7 @@ import { NotFoundError } from '../../lib/index.js';
 import { forgetSubscriptionCache, redeliverWebhook, type EngineDeps } from '../engine/index.js';
 import { createSubscription, deleteSubscription, getSubscription, listDeliveries, listSubscriptions, updateSubscription } from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
-import { parseBody, parseQuery } from './validate.js';
+import { limitParam, parseBody, parseQuery } from './validate.js';
 import { documentRoute, ItemsOf, UuidParam } from './openapi.js';
 import { CreatedWebhookSubscription, WebhookDelivery, WebhookSubscription } from './openapi-schemas.js';
 
@@ -33,12 +33,7 @@ const DELIVERY_STATUSES = ['pending', 'delivered', 'failed'] as const;
 const DeliveriesQuery = z.object({
   runId: z.string({ error: 'must be given once' }).regex(UUID, { error: 'expected a run id' }).optional().meta({ description: 'Only the deliveries of this run' }),
   status: z.enum(DELIVERY_STATUSES, { error: `expected one of ${DELIVERY_STATUSES.join(', ')}` }).optional(),
-  limit: z.coerce
-    .number({ error: 'expected an integer from 1 to 500' })
-    .int({ error: 'expected an integer from 1 to 500' })
-    .min(1, { error: 'expected an integer from 1 to 500' })
-    .max(500, { error: 'expected an integer from 1 to 500' })
-    .default(100),
+  limit: limitParam(500, 100),
 });
 
 const WebhookId = z.object({ id: UuidParam });

@@ -1,6 +1,6 @@
 /** Request validation with zod, reported as `ValidationError` naming the first bad field. */
 import type { Request } from 'express';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { ValidationError } from '../../lib/index.js';
 
 /**
@@ -36,3 +36,15 @@ export function queryString(req: Request, field: string): string | undefined {
 export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.infer<S> {
   return parseBody(schema, query);
 }
+
+/**
+ * The `limit` query parameter of a listing: an integer from 1 to `max`, `fallback` when absent.
+ * @param max - the largest page, in items.
+ */
+export function limitParam(max: number, fallback: number): z.ZodDefault<z.ZodCoercedNumber> {
+  const error = `expected an integer from 1 to ${max}`;
+  return z.coerce.number({ error }).int({ error }).min(1, { error }).max(max, { error }).default(fallback);
+}
+
+/** The `cursor` query parameter of a paged listing: the previous page's `nextCursor`. */
+export const CursorParam = z.string({ error: 'must be given once' }).optional().meta({ description: '`nextCursor` of the previous page' });

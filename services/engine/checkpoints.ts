@@ -21,6 +21,7 @@ import type { EngineDeps } from './deps.js';
 import { APPROVAL_ABORTED } from './finalize.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { completeStepIn, failStepIn, rerunFromIn, type StepRecord, type StepRef } from './steps.js';
+import { engineFailure } from './statuses.js';
 
 
 /** Decisions a checkpoint may offer (D7). */
@@ -277,5 +278,5 @@ export async function applyDecision(deps: EngineDeps, scope: RunScope, step: Ste
   }
   const reason = approval.status === 'expired' ? 'the approval deadline passed' : `aborted by ${approval.decidedBy}`;
   const message = approval.comment ? `${reason}: ${approval.comment}` : reason;
-  return failStepIn(deps, scope, step, attempt, { name: 'ApprovalAborted', code: APPROVAL_ABORTED, message }, true);
+  return failStepIn(deps, scope, step, attempt, engineFailure(APPROVAL_ABORTED, 'ApprovalAborted', message), true);
 }

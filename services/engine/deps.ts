@@ -1,7 +1,7 @@
 /** What the engine needs from its host process (API or worker), injected by the entry file. */
-import type { Config, Logger } from '../../lib/index.js';
-import type { Database } from '../../db/index.js';
-import type { Queues } from '../../queues/index.js';
+import type { Config, Logger, ShutdownRegistry } from '../../lib/index.js';
+import { createDatabase, type Database } from '../../db/index.js';
+import { Queues, createRedis } from '../../queues/index.js';
 import type { AgentType } from '../../agents/types.js';
 
 export interface EngineDeps {
@@ -15,4 +15,25 @@ export interface EngineDeps {
    * both, so `services/` never loads agent code (only the `AgentType` type).
    */
   agentTypes: ReadonlyMap<string, AgentType>;
+}
+
+/**
+ * Open the engine's clients for an entry process — a Postgres pool, a producer Redis connection
+ * and the queues over it — and register each with `shutdown` (closed in reverse order).
+ * @param options.applicationName - Postgres `application_name` (`baton-web`, `baton-worker`, …).
+ * @param options.poolMax - Postgres connections (default `DATABASE_POOL_MAX`).
+ */
+export function connectEngine(
+  config: Config,
+  logger: Logger,
+  shutdown: ShutdownRegistry,
+  options: { applicationName: string; poolMax?: number },
+): EngineDeps {
+  const database = createDatabase(config.postgres.url, { max: options.poolMax ?? config.postgres.poolMax, applicationName: options.applicationName });
+  shutdown.register('postgres', () => database.close());
+  const producer = createRedis(config.redis.url, 'producer');
+  shutdown.register('redis-producer', () => producer.quit());
+  const queues = new Queues(producer, config.redis.prefix, logger, { keepCompletedJobs: config.redis.keepCompletedJobs });
+  shutdown.register('queues', () => queues.close());
+  return { config, database, queues, logger, agentTypes: new Map() };
 }

@@ -13,7 +13,7 @@ import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { APPROVAL_ABORTED } from './steps.js';
-import { isRunFinished } from './statuses.js';
+import { engineFailure, isRunFinished } from './statuses.js';
 
 export type FinalizeOutcome =
   | { kind: 'finished'; status: string }
@@ -75,18 +75,14 @@ export async function finalizeRun(deps: EngineDeps, runId: string): Promise<Fina
         output = (await evaluateMapping(definition.output, scopeOf(run, rows))) ?? null;
       } catch (err) {
         status = 'failed';
-        error = { name: 'OutputMappingError', code: 'OUTPUT_MAPPING_FAILED', message: (err as Error).message };
+        error = engineFailure('OUTPUT_MAPPING_FAILED', 'OutputMappingError', (err as Error).message);
       }
     } else if (run.status === 'cancelling' && !aborted) {
-      error = (run.error) ?? { name: 'RunCancelled', code: 'CANCELLED', message: 'cancelled' };
+      error = run.error ?? engineFailure('CANCELLED', 'RunCancelled', 'cancelled');
     } else {
       const first = aborted ?? failures[0];
       const cause = first?.error as SerializedError | null;
-      error = {
-        name: 'StepFailed',
-        code: aborted ? APPROVAL_ABORTED : 'STEP_FAILED',
-        message: `step ${first?.stepId} ${aborted ? 'was aborted' : 'failed'}: ${cause?.message ?? 'unknown error'}`,
-      };
+      error = engineFailure(aborted ? APPROVAL_ABORTED : 'STEP_FAILED', 'StepFailed', `step ${first?.stepId} ${aborted ? 'was aborted' : 'failed'}: ${cause?.message ?? 'unknown error'}`);
     }
     // Steps that can never run now (dormant compensations stay as they are).
     const never = await tx

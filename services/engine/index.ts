@@ -4,7 +4,7 @@
  * Read models and CRUD (run and event listings, definitions, API keys, integrations) are in
  * `services/store/`.
  */
-export type { EngineDeps } from './deps.js';
+export { connectEngine, type EngineDeps } from './deps.js';
 export { startRun, type StartRunRequest, type StartedRun } from './start-run.js';
 export { beginStep, completeStep, failStep, failOrphanedStep, rerunFrom, reportProgress, isParentStep, type StepStart, type StepRecord, type AttemptRun } from './steps.js';
 export { finalizeRun, APPROVAL_ABORTED, type FinalizeOutcome } from './finalize.js';

@@ -11,12 +11,12 @@
  * finished root cannot take children.
  */
 import { and, eq, inArray, sql } from 'drizzle-orm';
-import { ConflictError, NotFoundError, type SerializedError } from '../../lib/index.js';
+import { ConflictError, NotFoundError } from '../../lib/index.js';
 import { approvals, runs, stepAttempts, stepItems, steps } from '../../db/index.js';
 import { descendantsOf } from '../../definitions/index.js';
 import { queueForStepType, rootJobId, stepJobId, type QueueName, type StepJobSpec, type StepType } from '../../queues/index.js';
 import { advance, loadSteps, type StepRow } from './advance.js';
-import { isStepLive } from './statuses.js';
+import { engineFailure, isStepLive } from './statuses.js';
 import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
@@ -101,7 +101,7 @@ export async function cancelRun(deps: EngineDeps, actor: Actor, runId: string, r
     const rows = await loadSteps(scope);
     const jobs = await liveJobs(scope, rows);
     const open = rows.filter((r) => ['pending', 'queued', 'running', 'waiting'].includes(r.status));
-    const error: SerializedError = { name: 'RunCancelled', code: 'CANCELLED', message };
+    const error = engineFailure('CANCELLED', 'RunCancelled', message);
     if (open.length > 0) {
       await tx
         .update(steps)

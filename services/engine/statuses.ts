@@ -3,6 +3,7 @@
  * (declared once in `db/statuses.ts`, which types the schema's columns), the predicates the
  * engine decides with, and the {@link FailureCode}s recorded in `runs.error` / `steps.error`.
  */
+import type { SerializedError } from '../../lib/index.js';
 import type { RunStatus, StepStatus } from '../../db/index.js';
 
 export {
@@ -70,7 +71,7 @@ export const FAILURE_CODES = {
 /** A failure code the engine records on runs and steps. */
 export type FailureCode = keyof typeof FAILURE_CODES;
 
-/** Whether a recorded failure is the work's (`user`) or Baton's (`system`); unknown codes are the work's (agent errors). */
-export function failureKind(code: string): 'user' | 'system' {
-  return code in FAILURE_CODES ? FAILURE_CODES[code as FailureCode] : code === 'UNAVAILABLE' ? 'system' : 'user';
+/** A failure the engine records on a step or a run, with one of the typed codes. */
+export function engineFailure(code: FailureCode, name: string, message: string): SerializedError {
+  return { name, code, message };
 }

@@ -17,11 +17,11 @@ import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { secretsForMapping, unsealRunInput } from './sensitive.js';
-import { isRunActive } from './statuses.js';
+import { engineFailure, isRunActive, type FailureCode } from './statuses.js';
 import { claimQueuedStep, completeRunningStep } from './hot-path.js';
 
 /** Error code of a checkpoint step that a person (or its deadline) aborted. */
-export const APPROVAL_ABORTED = 'APPROVAL_ABORTED';
+export const APPROVAL_ABORTED = 'APPROVAL_ABORTED' satisfies FailureCode;
 
 /** Outcome of claiming a step job. */
 export type StepStart =
@@ -175,7 +175,7 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
       ({ input, sensitive } = await resolveInput(deps, scope, spec, row, rows));
     } catch (err) {
       const serialized = serializeError(err);
-      mappingError = { ...serialized, code: serialized.code === 'MISSING_SECRET' ? 'MISSING_SECRET' : 'INPUT_MAPPING_FAILED' };
+      mappingError = { ...serialized, code: serialized.code === 'MISSING_SECRET' ? 'MISSING_SECRET' : ('INPUT_MAPPING_FAILED' satisfies FailureCode) };
     }
     const redactor = new Redactor(sensitive);
     if (mappingError) mappingError = redactor.redact(mappingError);
@@ -416,7 +416,7 @@ export async function failOrphanedStep(
   reason: string,
 ): Promise<void> {
   await withRun(deps, data.runId, async (scope) => {
-    const error: SerializedError = { name: 'JobFailed', code: 'JOB_FAILED', message: reason };
+    const error = engineFailure('JOB_FAILED', 'JobFailed', reason);
     const updated = await scope.tx
       .update(steps)
       .set({ status: 'failed', error, finishedAt: sql`now()` })

@@ -11,7 +11,7 @@
  * agent's output mapping over the child outputs once all completed.
  */
 import { and, eq, inArray } from 'drizzle-orm';
-import { MISSING_PARENT_KEY, classifyInfrastructure, type SerializedError } from '../../lib/index.js';
+import { MISSING_PARENT_KEY, classifyInfrastructure } from '../../lib/index.js';
 import { runs } from '../../db/index.js';
 import type { OrchestratorStep } from '../../definitions/index.js';
 import { stepJobId, type StepJobData } from '../../queues/index.js';
@@ -19,6 +19,7 @@ import type { EngineDeps } from './deps.js';
 import { reconcileRun } from './reconcile.js';
 import { startRun, type StartRunRequest } from './start-run.js';
 import { completeStep, failStep, type StepRecord } from './steps.js';
+import { engineFailure } from './statuses.js';
 
 /** What the orchestrator step's job should do next. */
 export type SubrunState =
@@ -104,11 +105,7 @@ export async function advanceSubruns(
   const failed = children.find((c) => c.status === 'failed' || c.status === 'cancelled');
   if (failed) {
     const cause = failed.error;
-    const error: SerializedError = {
-      name: 'ChildRunFailed',
-      code: 'CHILD_RUN_FAILED',
-      message: `child run ${failed.id} (${failed.definitionSlug}) ${failed.status}: ${cause?.message ?? 'no reason'}`,
-    };
+    const error = engineFailure('CHILD_RUN_FAILED', 'ChildRunFailed', `child run ${failed.id} (${failed.definitionSlug}) ${failed.status}: ${cause?.message ?? 'no reason'}`);
     return { kind: 'done', childRunId: failed.id, ...(await failStep(deps, data, attempt, error, true)) };
   }
   const unfinished = children.filter((c) => c.status !== 'completed');
