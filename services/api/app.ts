@@ -10,6 +10,7 @@ import { consoleRouter } from './routes-console.js';
 import { errorHandler } from './error-handler.js';
 import type { RunEventHub } from './event-hub.js';
 import { adminApiRouter } from './routes-admin.js';
+import { rolesRouter } from './routes-roles.js';
 import { approvalsRouter } from './routes-approvals.js';
 import { assetsRouter } from './routes-assets.js';
 import { interventionsRouter } from './routes-interventions.js';
@@ -86,6 +87,7 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   app.use(definitionsRouter(deps, auth));
   app.use(agentsRouter(deps, auth, parseAgent));
   app.use(adminApiRouter(deps, auth));
+  app.use(rolesRouter(deps, auth));
   app.use(interventionsRouter(deps, auth));
   app.use(secretsRouter(deps, auth));
   app.use(assetsRouter(deps, auth));
