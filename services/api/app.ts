@@ -46,7 +46,7 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T> {
 export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentParser): express.Express {
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', true);
+  app.set('trust proxy', deps.config.http.trustProxy);
   const sessions = new ConsoleSessions(deps.config.auth.webhookSecret);
   const auth = new ApiKeyAuthenticator(deps.database.db, sessions);
   app.use(requestObservability());

@@ -44,7 +44,7 @@ export const ApprovalResponseView = z.object({
   decision: z.string(),
   comment: z.string().nullable(),
   data: z.unknown().meta({ description: 'The modified data this response sent (`input`)' }),
-  clientIp: z.string().nullable().meta({ description: 'The client address (`req.ip`; `X-Forwarded-For` is trusted)' }),
+  clientIp: z.string().nullable().meta({ description: 'The client address (`req.ip`: the peer, or its `X-Forwarded-For` client when the peer is a trusted proxy, `TRUST_PROXY`)' }),
   userAgent: z.string().nullable(),
   at: Timestamp,
 });
