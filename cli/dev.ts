@@ -32,7 +32,7 @@ export async function startDev(options: { port?: number }, log: (line: string) =
   const loaded = loadConfig();
   const port = options.port ?? loaded.http.port;
   const defaultUrl = loaded.http.publicUrl === `http://localhost:${loaded.http.port}`;
-  const config: Config = { ...loaded, http: { port, publicUrl: defaultUrl ? `http://localhost:${port}` : loaded.http.publicUrl } };
+  const config: Config = { ...loaded, http: { ...loaded.http, port, publicUrl: defaultUrl ? `http://localhost:${port}` : loaded.http.publicUrl } };
   const logger = createLogger({ level: config.log.level, service: 'dev' });
   for (const name of config.devDefaults) logger.warn(`${name} is not set: using the development default`);
 

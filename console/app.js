@@ -341,7 +341,7 @@ function ApprovalPage({ id, token }) {
   if (!approval) return html`<main class="narrow"><p class="muted">Loading…</p></main>`;
   const closed = approval.status !== 'pending' || approval.linkUsed;
   return html`<main class="narrow"><h1>Approval: ${approval.stepId}</h1>
-    <p class="muted">for ${approval.approver} · deadline ${when(approval.expiresAt)} · <a href=${`/console#/runs/${approval.runId}`} id="run-link">run ${approval.runId.slice(0, 8)}</a></p>
+    <p class="muted">for ${String(approval.approver).startsWith('link:') ? 'whoever holds this link' : approval.approver} · deadline ${when(approval.expiresAt)} · <a href=${`/console#/runs/${approval.runId}`} id="run-link">run ${approval.runId.slice(0, 8)}</a></p>
     ${closed && !decided
       ? html`<p class="error" role="status">${approval.linkUsed ? 'This link was already used.' : `Already ${approval.status}`}${approval.decision ? ` Decision: ${approval.decision}${approval.decidedBy ? ` by ${approval.decidedBy}` : ''}.` : ''}</p>`
       : html`<section class="card"><${Decide} approval=${approval} token=${token} onDecided=${() => setDecided(true)} /></section>`}

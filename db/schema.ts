@@ -275,6 +275,9 @@ export const approvalResponses = pgTable(
     decision: text('decision').notNull(),
     comment: text('comment'),
     data: jsonb('data'),
+    /** The responding client's address (`req.ip`, after `trust proxy`) and `User-Agent`, when known. */
+    clientIp: text('client_ip'),
+    userAgent: text('user_agent'),
     createdAt: createdAt(),
   },
   (t) => [uniqueIndex('approval_responses_approver').on(t.approvalId, t.approver)],
@@ -318,11 +321,31 @@ export const approvalTokens = pgTable('approval_tokens', {
   approvalId: uuid('approval_id')
     .notNull()
     .references(() => approvals.id, { onDelete: 'cascade' }),
+  /** The identity the link is minted for: `user:…`/`service:…`, `role:…` (a role without members) or `link:<approval id>`. */
   approver: text('approver').notNull(),
+  /** The checkpoint role through which a member's link was minted (null for direct approvers). */
+  role: text('role'),
   expiresAt: ts('expires_at').notNull(),
   usedAt: ts('used_at'),
   createdAt: createdAt(),
 });
+
+/**
+ * Organization role membership (`PUT /v1/roles/:role`): the subjects holding `role`. A checkpoint
+ * with `approvers: [{role}]` mints one decide link per member.
+ */
+export const roles = pgTable(
+  'roles',
+  {
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    role: text('role').notNull(),
+    members: text('members').array().notNull().default(sql`'{}'::text[]`),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.organizationId, t.role] })],
+);
 
 /** Append-only history of a run; `seq` is the per-run sequence (SSE `id:`). */
 export const runEvents = pgTable(

@@ -34,6 +34,11 @@ export type ExpressionScope = {
    * input is resolved; never in `when`, `show` or `output`).
    */
   secrets?: Record<string, string>;
+  /**
+   * In a compensation step (named by another step's `compensate:`), the step it undoes: its id,
+   * output and status (`compensated.output.bookingId`). Absent everywhere else.
+   */
+  compensated?: { id: string; output: unknown; status: string };
 };
 
 /** One piece of a template string: literal text or the JSONata text of one `${{ }}`. */

@@ -255,6 +255,35 @@ function checkExpressions(
   }
 }
 
+/**
+ * Ancestry in which a compensation step (named by `compensate:`) also reads the steps it
+ * compensates and their ancestors: they completed before it runs (`steps.book.output`, like
+ * `compensated.output`).
+ */
+function withCompensated(ancestry: Ancestry, steps: readonly StepSpec[]): Ancestry {
+  const undoes = new Map<string, string[]>();
+  for (const s of steps) if (s.compensate !== undefined) undoes.set(s.compensate, [...(undoes.get(s.compensate) ?? []), s.id]);
+  return {
+    has: (stepId, ancestorId) =>
+      ancestry.has(stepId, ancestorId) || (undoes.get(stepId) ?? []).some((id) => id === ancestorId || ancestry.has(id, ancestorId)),
+  };
+}
+
+/** `compensated` exists only in a compensation step's expressions: refuse it anywhere else. */
+function checkNoCompensated(sites: readonly ExpressionSite[], owner: string, problems: PendingProblem[]): void {
+  for (const site of sites) {
+    let expressions: string[];
+    try {
+      expressions = site.bare ? [site.text] : parseTemplate(site.text).flatMap((part) => (part.kind === 'expression' ? [part.expression] : []));
+    } catch {
+      continue; // reported by checkExpressions
+    }
+    if (expressions.some((e) => /(?<![A-Za-z0-9_$.])compensated\b/.test(e))) {
+      problems.push({ path: site.path, message: `step ${owner}: ${site.label} reads compensated, but no step names ${owner} in compensate:` });
+    }
+  }
+}
+
 /** Cross-field rules over a shape-valid document; builds the {@link Definition}. */
 function buildDefinition(doc: DefinitionDocument, options: DefinitionLoadOptions): Built {
   const problems: PendingProblem[] = [];
@@ -287,7 +316,7 @@ function buildDefinition(doc: DefinitionDocument, options: DefinitionLoadOptions
 
   const cycle = findCycle(steps, indexById);
   if (cycle) problems.push({ path: cycle.path, message: `cycle: ${cycle.ids.join(' → ')}` });
-  const ancestors = cycle ? undefined : ancestryOf(steps);
+  const ancestors = cycle ? undefined : withCompensated(ancestryOf(steps), steps);
 
   steps.forEach((step, i) => {
     const at = (...rest: Segment[]): Segment[] => ['steps', i, ...rest];
@@ -314,6 +343,7 @@ function buildDefinition(doc: DefinitionDocument, options: DefinitionLoadOptions
       sites.push(...mappingSites(step.with, at('with'), 'with'));
     }
     checkExpressions(sites, step.id, indexById, ancestors, problems);
+    if (!steps.some((s) => s.compensate === step.id)) checkNoCompensated(sites, step.id, problems);
     if (step.kind === 'checkpoint') checkCheckpoint(step, i, indexById, ancestors, problems);
   });
 

@@ -5,6 +5,7 @@
  * frozen object. Importing this module reads nothing and never exits; entry files call
  * `loadConfig()` and turn a {@link ConfigError} into a one-line message and exit code 1.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { isOutboundAllowEntry } from './outbound.js';
@@ -39,6 +40,28 @@ const csv = z.preprocess(
   (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : v),
   z.array(z.string()).optional(),
 );
+
+const TRUST_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** Whether `value` is a `TRUST_PROXY` setting (see the schema). */
+function isTrustProxy(value: string): boolean {
+  if (/^(true|false|\d{1,3})$/.test(value.trim())) return true;
+  const entries = value.split(',').map((s) => s.trim());
+  return entries.every((entry) => {
+    if (TRUST_NAMES.has(entry)) return true;
+    const [address = '', bits, ...rest] = entry.split('/');
+    const family = isIP(address);
+    if (family === 0 || rest.length > 0) return false;
+    return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+  });
+}
+
+/** Express' `trust proxy` value of a valid `TRUST_PROXY`. */
+function trustProxyValue(value: string): boolean | number | string {
+  const v = value.trim();
+  if (v === 'true' || v === 'false') return v === 'true';
+  return /^\d+$/.test(v) ? Number(v) : v;
+}
 
 /** A 32-byte key as base64 (44 characters) or hex (64 characters). */
 const key32 = z
@@ -132,6 +155,15 @@ const Env = z.object({
     error: 'expected comma-separated host names, *.suffix entries, IP addresses or CIDRs (e.g. 10.0.0.0/8)',
   }),
   HTTP_STEP_TIMEOUT_MS: positiveInt('milliseconds').default(30_000),
+  /**
+   * Which peers' `X-Forwarded-For` Express believes (`trust proxy`): `true`, `false`, a number of
+   * hops, or comma-separated `loopback`/`linklocal`/`uniquelocal`, IP addresses and CIDRs.
+   */
+  TRUST_PROXY: z
+    .string()
+    .refine(isTrustProxy, { error: 'expected true, false, a number of hops, or comma-separated loopback, linklocal, uniquelocal, IP addresses or CIDRs' })
+    .default('loopback, linklocal, uniquelocal')
+    .transform(trustProxyValue),
   /** Port of a worker's Prometheus `/metrics` server; unset: workers serve no metrics. */
   METRICS_PORT: unsetWhenEmpty(
     z.coerce
@@ -181,6 +213,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     http: Object.freeze({
       port: e.PORT,
       publicUrl: (e.BATON_PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
+      /** Express' `trust proxy`: whose `X-Forwarded-For` sets `req.ip` (e.g. a decision's `clientIp`). */
+      trustProxy: e.TRUST_PROXY,
     }),
     postgres: Object.freeze({ url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX }),
     redis: Object.freeze({ url: e.REDIS_URL, prefix: e.QUEUE_PREFIX, keepCompletedJobs: e.JOBS_KEEP_COMPLETED }),

@@ -16,7 +16,7 @@ describe('config', function () {
     const config = loadConfig({});
     expect(config.postgres).to.deep.equal({ url: 'postgres://postgres@127.0.0.1:5432/baton', poolMax: 8 });
     expect(config.redis).to.deep.equal({ url: 'redis://127.0.0.1:6379', prefix: 'baton', keepCompletedJobs: 0 });
-    expect(config.http).to.deep.equal({ port: 3000, publicUrl: 'http://localhost:3000' });
+    expect(config.http).to.deep.equal({ port: 3000, publicUrl: 'http://localhost:3000', trustProxy: 'loopback, linklocal, uniquelocal' });
     expect(config.auth.apiKey).to.equal(DEV_API_KEY);
     expect(config.devDefaults).to.deep.equal(['BATON_API_KEY', 'BATON_WEBHOOK_SECRET', 'BATON_SECRETS_KEY']);
     expect(config.outbound.allow).to.include('127.0.0.0/8');
@@ -36,6 +36,11 @@ describe('config', function () {
     expect(attempt({ PORT: 'eighty' })).to.match(/^invalid configuration: PORT: expected a TCP port/);
     expect(attempt({ BATON_WEBHOOK_SECRET: 'secret' })).to.contain('BATON_WEBHOOK_SECRET: expected a Standard Webhooks secret');
     expect(attempt({ REDIS_URL: 'localhost:6379' })).to.contain('REDIS_URL: expected a redis://');
+    expect(attempt({ TRUST_PROXY: 'proxy.internal' })).to.contain('TRUST_PROXY: expected true, false, a number of hops');
+    expect(attempt({ TRUST_PROXY: '10.0.0.0/33' })).to.contain('TRUST_PROXY: expected');
+    expect(loadConfig({ TRUST_PROXY: 'false' }).http.trustProxy).to.equal(false);
+    expect(loadConfig({ TRUST_PROXY: '2' }).http.trustProxy).to.equal(2);
+    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8, fd00::1' }).http.trustProxy).to.equal('loopback, 10.0.0.0/8, fd00::1');
     expect(attempt({ NODE_ENV: 'production' })).to.equal(
       'invalid configuration: BATON_API_KEY: required when NODE_ENV=production; BATON_WEBHOOK_SECRET: required when NODE_ENV=production; BATON_SECRETS_KEY: required when NODE_ENV=production',
     );

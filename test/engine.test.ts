@@ -231,7 +231,8 @@ steps:
       expect(run.approvals[0]).to.include({ status: 'decided', decision: 'continue' });
       const events = await runEvents(stack, runId);
       const resolved = find(events, 'checkpoint.resolved')[0];
-      expect(resolved?.data).to.include({ decision: 'continue', decidedBy: 'anyone', via: 'token' });
+      // A link of a checkpoint without approvers decides as the link it is (issue 12), never `anyone`.
+      expect(resolved?.data).to.include({ decision: 'continue', decidedBy: `link:${String(approval.id)}`, via: 'token' });
       expect(find(events, 'step.started', 'finish')[0]!.seq).to.be.greaterThan(resolved!.seq);
       expect(sleepCalls.get(`${slug}-finish`)).to.equal(1);
       // No event or stored payload carries a usable token.
@@ -284,7 +285,7 @@ steps:
         .setProtectedHeader({ alg: 'HS256' })
         .setIssuer('baton')
         .setAudience('baton:approval-decision')
-        .setSubject('anyone')
+        .setSubject(`link:${String(a1.id)}`)
         .setJti('forged')
         .setIssuedAt()
         .setExpirationTime('1h')

@@ -10,6 +10,7 @@ import { consoleRouter } from './routes-console.js';
 import { errorHandler } from './error-handler.js';
 import type { RunEventHub } from './event-hub.js';
 import { adminApiRouter } from './routes-admin.js';
+import { rolesRouter } from './routes-roles.js';
 import { approvalsRouter } from './routes-approvals.js';
 import { assetsRouter } from './routes-assets.js';
 import { interventionsRouter } from './routes-interventions.js';
@@ -45,7 +46,7 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T> {
 export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentParser): express.Express {
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', true);
+  app.set('trust proxy', deps.config.http.trustProxy);
   const sessions = new ConsoleSessions(deps.config.auth.webhookSecret);
   const auth = new ApiKeyAuthenticator(deps.database.db, sessions);
   app.use(requestObservability());
@@ -86,6 +87,7 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   app.use(definitionsRouter(deps, auth));
   app.use(agentsRouter(deps, auth, parseAgent));
   app.use(adminApiRouter(deps, auth));
+  app.use(rolesRouter(deps, auth));
   app.use(interventionsRouter(deps, auth));
   app.use(secretsRouter(deps, auth));
   app.use(assetsRouter(deps, auth));

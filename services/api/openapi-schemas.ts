@@ -37,6 +37,18 @@ export const ApprovalView = z.looseObject({
   decision: z.string().nullable(),
 });
 
+/** One response to an approval (`GET /v1/approvals/:id`, the run manifest). */
+export const ApprovalResponseView = z.object({
+  approver: z.string().meta({ description: 'The identity that responded: for a link, the one it was minted for (`user:…`, `role:…` of a role without members, `link:<approval id>` without approvers)' }),
+  via: z.string().meta({ description: 'token, api-key or integration' }),
+  decision: z.string(),
+  comment: z.string().nullable(),
+  data: z.unknown().meta({ description: 'The modified data this response sent (`input`)' }),
+  clientIp: z.string().nullable().meta({ description: 'The client address (`req.ip`: the peer, or its `X-Forwarded-For` client when the peer is a trusted proxy, `TRUST_PROXY`)' }),
+  userAgent: z.string().nullable(),
+  at: Timestamp,
+});
+
 /** `GET /v1/runs/:id`. */
 export const RunView = RunListItem.extend({
   input: z.unknown(),

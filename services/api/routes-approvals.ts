@@ -11,7 +11,7 @@ import { approvalResponsesOf, approvalSummary, getApproval, listApprovals, verif
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import { CursorParam, limitParam, parseBody, parseQuery } from './validate.js';
 import { documentRoute, AnyObject, PageOf, UuidParam } from './openapi.js';
-import { ApprovalView } from './openapi-schemas.js';
+import { ApprovalResponseView, ApprovalView } from './openapi-schemas.js';
 
 const DecisionBody = z.strictObject({
   decision: z.string().min(1),
@@ -54,7 +54,7 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
     );
   });
 
-  documentRoute({ method: 'get', path: '/v1/approvals/:id', summary: 'One approval with every response', tags: ['approvals'], scope: 'runs:read', params: z.object({ id: UuidParam }), responses: { 200: { description: 'The approval', schema: ApprovalView.extend({ responses: z.array(AnyObject) }) }, 404: { description: 'No such approval' } } });
+  documentRoute({ method: 'get', path: '/v1/approvals/:id', summary: 'One approval with every response', tags: ['approvals'], scope: 'runs:read', params: z.object({ id: UuidParam }), responses: { 200: { description: 'The approval', schema: ApprovalView.extend({ responses: z.array(ApprovalResponseView) }) }, 404: { description: 'No such approval' } } });
   router.get('/v1/approvals/:id', requireApiKey(auth, 'runs:read'), async (req, res) => {
     const approvalId = approvalIdParam(req.params.id);
     const approval = await getApproval(deps, approvalId);
@@ -123,6 +123,7 @@ export function approvalsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Ro
         ...(body.comment === undefined ? {} : { comment: body.comment }),
         ...(body.input === undefined ? {} : { input: body.input }),
         auth: decisionAuth,
+        client: { ...(req.ip ? { ip: req.ip } : {}), ...(req.get('user-agent') ? { userAgent: req.get('user-agent') } : {}) },
       });
       // 200: decided. 202: response recorded, more approvers needed (`required: N`).
       res.status(outcome.settled ? 200 : 202).json({

@@ -22,6 +22,22 @@ export function compensationSteps(definition: Definition): Set<string> {
   return new Set(definition.steps.flatMap((s) => (s.compensate ? [s.compensate] : [])));
 }
 
+/**
+ * The step a compensation undoes (`compensated` in its expressions): of the completed steps whose
+ * `compensate:` names `compensationId`, the most recently finished — the one whose compensation
+ * finalize queues first (reverse completion order).
+ * @returns its row, or `undefined` when `compensationId` compensates no completed step.
+ */
+export function compensatedStep(definition: Definition, rows: readonly StepRow[], compensationId: string): StepRow | undefined {
+  const byId = new Map(rows.map((r) => [r.stepId, r]));
+  return definition.steps
+    .filter((s) => s.compensate === compensationId)
+    .flatMap((s) => {
+      const row = byId.get(s.id);
+      return row?.status === 'completed' ? [row] : [];
+    })
+    .sort((a, b) => (b.finishedAt?.getTime() ?? 0) - (a.finishedAt?.getTime() ?? 0))[0];
+}
 
 /** The job options of a step generation, from its definition. */
 export function jobSpecFor(spec: StepSpec, generation: number): StepJobSpec {

@@ -67,7 +67,7 @@ export async function openAgentApproval(deps: EngineDeps, target: AgentApprovalT
     await tx.insert(approvalTokens).values({
       jti: randomUUID(),
       approvalId: approval.id,
-      approver: 'anyone',
+      approver: `link:${approval.id}`,
       expiresAt: approval.expiresAt,
       createdAt: sql`date_trunc('second', now())`,
     });

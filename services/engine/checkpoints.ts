@@ -16,10 +16,10 @@ import { evaluateMapping, renderTemplate, type CheckpointStep } from '../../defi
 import { stepJobId, type StepJobData } from '../../queues/index.js';
 import { loadSteps, scopeOf } from './advance.js';
 import { mintDecisionToken, tokenKey } from './approval-tokens.js';
-import { approvalSummary, definitionById, getApproval, type ApprovalRow } from '../store/index.js';
+import { approvalSummary, definitionById, getApproval, roleMembers, type ApprovalRow } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { APPROVAL_ABORTED } from './finalize.js';
-import { withRun, type RunScope } from './run-scope.js';
+import { withRun, type RunScope, type Tx } from './run-scope.js';
 import { completeStepIn, failStepIn, rerunFromIn, type StepRecord, type StepRef } from './steps.js';
 import { engineFailure } from './statuses.js';
 
@@ -37,9 +37,33 @@ export interface CheckpointState {
   remindMs: number[];
 }
 
-function approverIds(spec: CheckpointStep): string[] {
-  if (spec.approvers.length === 0) return ['anyone'];
-  return spec.approvers.map((a) => ('role' in a ? `role:${a.role}` : `user:${a.user}`));
+/** A decide link to mint: the identity it is for, and the checkpoint role it came through. */
+interface LinkGrant {
+  approver: string;
+  role: string | null;
+}
+
+/**
+ * The decide links of a new approval, one per identity: each `{user}` approver; each member of a
+ * `{role}` approver (organization role membership, `PUT /v1/roles/:role`), or one shared
+ * `role:<name>` link when the role has no members; and for a checkpoint without approvers one
+ * bearer link minted for `link:<approval id>` (whoever holds it; never recorded as `anyone`).
+ * Membership is read once, when the checkpoint opens.
+ */
+async function linkGrants(tx: Tx, organizationId: string, spec: CheckpointStep, approvalId: string): Promise<LinkGrant[]> {
+  if (spec.approvers.length === 0) return [{ approver: `link:${approvalId}`, role: null }];
+  const members = await roleMembers(tx, organizationId, spec.approvers.flatMap((a) => ('role' in a ? [a.role] : [])));
+  const grants = new Map<string, LinkGrant>();
+  for (const a of spec.approvers) {
+    if (!('role' in a)) {
+      grants.set(`user:${a.user}`, { approver: `user:${a.user}`, role: null });
+      continue;
+    }
+    const of = members.get(a.role) ?? [];
+    if (of.length === 0) grants.set(`role:${a.role}`, { approver: `role:${a.role}`, role: a.role });
+    for (const m of of) if (!grants.has(m)) grants.set(m, { approver: m, role: a.role });
+  }
+  return [...grants.values()];
 }
 
 /**
@@ -84,10 +108,11 @@ export async function openCheckpoint(deps: EngineDeps, data: StepJobData, attemp
         .returning();
       if (!approval) throw new Error('approval insert returned nothing');
       await tx.insert(approvalTokens).values(
-        approverIds(spec).map((approver) => ({
+        (await linkGrants(tx, run.organizationId, spec, approval.id)).map(({ approver, role }) => ({
           jti: randomUUID(),
           approvalId: approval!.id,
           approver,
+          role,
           expiresAt: approval!.expiresAt,
           createdAt: sql`date_trunc('second', now())`,
         })),
@@ -148,13 +173,14 @@ export interface LinkAudience {
 }
 
 /**
- * Whether `audience` may receive the decide link issued to `approver` (`anyone`, `user:…`,
- * `role:…`): only its own links, and none at all for the run's starter when the checkpoint
+ * Whether `audience` may receive the decide link issued to `approver` (`link:<approval id>` of a
+ * checkpoint without approvers — or `anyone`, its name before issue 12 —, `user:…`/`service:…`,
+ * `role:…` of a role without members): only its own links, and none at all for the run's starter when the checkpoint
  * refuses self-approval. So a link minted for an approver reaches that approver only.
  */
 export function mayReceiveLink(approver: string, audience: LinkAudience, approval: Pick<ApprovalRow, 'selfApproval'>, startedBy: string): boolean {
   if (!approval.selfApproval && audience.identity === startedBy) return false;
-  if (approver === 'anyone' || approver === audience.identity) return true;
+  if (approver === 'anyone' || approver.startsWith('link:') || approver === audience.identity) return true;
   return approver.startsWith('role:') && audience.roles.includes(approver.slice('role:'.length));
 }
 
@@ -177,8 +203,9 @@ export async function starterAudience(deps: EngineDeps, runId: string): Promise<
 
 /**
  * The notification payload of an approval for `audience`, with one signed `decideUrl` per
- * approver link the audience may receive ({@link mayReceiveLink}); `decideUrl` is the first, or
- * null when none. Tokens are re-minted from their stored claims (see approval-tokens.ts).
+ * approver link the audience may receive ({@link mayReceiveLink}) — `{approver, role?, url}`, where
+ * `approver` is the identity the link is minted for and `role` the checkpoint role a member's link
+ * came through —; `decideUrl` is the first, or null when none. Tokens are re-minted from their stored claims (see approval-tokens.ts).
  */
 export async function approvalNotice(deps: EngineDeps, approvalId: string, audience: LinkAudience): Promise<Record<string, unknown>> {
   const approval = await getApproval(deps, approvalId);
@@ -192,6 +219,7 @@ export async function approvalNotice(deps: EngineDeps, approvalId: string, audie
   const decideUrls = await Promise.all(
     tokens.map(async (t) => ({
       approver: t.approver,
+      ...(t.role === null ? {} : { role: t.role }),
       url:
         base +
         (await mintDecisionToken(key, {

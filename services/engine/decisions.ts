@@ -9,13 +9,13 @@
  * transaction rolls back, token and message id included). After the commit the parked
  * checkpoint job is promoted.
  */
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, isNull, sql } from 'drizzle-orm';
 import { ConflictError, ForbiddenError, GoneError, NotFoundError, ValidationError } from '../../lib/index.js';
 import { approvalResponses, approvalTokens, approvals, integrationReceipts, runs, steps } from '../../db/index.js';
 import { validateAgainstSchema } from '../../definitions/index.js';
 import { tokenKey, verifyDecisionToken } from './approval-tokens.js';
 import { applyDecision, promoteParked } from './checkpoints.js';
-import { approvalSummary, definitionById, getApproval, type ApprovalRow } from '../store/index.js';
+import { approvalSummary, definitionById, getApproval, memberRoles, type ApprovalRow } from '../store/index.js';
 import type { StepRecord } from './steps.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope, type Tx } from './run-scope.js';
@@ -37,6 +37,14 @@ export interface DecisionRequest {
   /** Modified data (with `continue` or `retry`), validated against the checkpoint's `modify`. */
   input?: unknown;
   auth: DecisionAuth;
+  /** The responding client as the API saw it (recorded on the response). */
+  client?: DecisionClient;
+}
+
+/** Where a response came from: the client address (`req.ip`) and `User-Agent`, when known. */
+export interface DecisionClient {
+  ip?: string;
+  userAgent?: string;
 }
 
 /** Result of an accepted response. */
@@ -60,22 +68,30 @@ function isApprover(approvers: Approver[], identity: string, roles: string[]): b
   return approvers.some((a) => ('role' in a ? roles.includes(a.role) : identity === `user:${a.user}`));
 }
 
-/** Resolve the responding identity, or refuse. */
-async function identify(
-  deps: EngineDeps,
-  approval: ApprovalRow,
-  auth: DecisionAuth,
-): Promise<{ identity: string; tokenJti?: string }> {
+/** The responding identity, and for a link the token to spend (its id and the approver it was minted for). */
+interface Identified {
+  identity: string;
+  token?: { jti: string; approver: string };
+}
+
+/**
+ * Resolve the responding identity, or refuse. A link decides as the identity it was minted for
+ * (a link minted as `anyone` before issue 12 decides as `link:<approval id>`); an API key as its
+ * subject, with the roles of the key and of the organization's role membership.
+ */
+async function identify(deps: EngineDeps, approval: ApprovalRow, auth: DecisionAuth): Promise<Identified> {
   const approvers = approval.approvers as Approver[];
   if (auth.via === 'token') {
     const claims = await verifyDecisionToken(tokenKey(deps.config.auth.webhookSecret), auth.token);
     if (claims.approvalId !== approval.id) throw new ForbiddenError('this decision link belongs to another approval');
     if (claims.generation !== approval.generation) throw new ForbiddenError('this decision link is for an earlier request');
-    return { identity: claims.approver, tokenJti: claims.jti };
+    const identity = claims.approver === 'anyone' ? `link:${approval.id}` : claims.approver;
+    return { identity, token: { jti: claims.jti, approver: claims.approver } };
   }
   if (auth.organizationId !== approval.organizationId) throw new NotFoundError(`approval ${approval.id} not found`);
   const identity = auth.via === 'api-key' ? auth.subject : `integration:${auth.name}`;
-  if (!isApprover(approvers, identity, auth.roles)) {
+  const roles = auth.via === 'api-key' ? [...auth.roles, ...(await memberRoles(deps, approval.organizationId, identity))] : auth.roles;
+  if (!isApprover(approvers, identity, roles)) {
     throw new ForbiddenError(`${identity} is not an approver of this checkpoint`);
   }
   return { identity };
@@ -85,7 +101,7 @@ function standing(a: ApprovalRow): Record<string, unknown> {
   return { status: a.status, decision: a.decision, decidedBy: a.decidedBy, decidedAt: a.decidedAt?.toISOString() ?? null };
 }
 
-async function spendToken(tx: Tx, approval: ApprovalRow, jti: string, identity: string): Promise<void> {
+async function spendToken(tx: Tx, approval: ApprovalRow, { jti, approver }: { jti: string; approver: string }): Promise<void> {
   const spent = await tx
     .update(approvalTokens)
     .set({ usedAt: sql`now()` })
@@ -93,7 +109,7 @@ async function spendToken(tx: Tx, approval: ApprovalRow, jti: string, identity: 
       and(
         eq(approvalTokens.jti, jti),
         eq(approvalTokens.approvalId, approval.id),
-        eq(approvalTokens.approver, identity),
+        eq(approvalTokens.approver, approver),
         isNull(approvalTokens.usedAt),
       ),
     )
@@ -102,6 +118,33 @@ async function spendToken(tx: Tx, approval: ApprovalRow, jti: string, identity: 
   const [known] = await tx.select().from(approvalTokens).where(eq(approvalTokens.jti, jti));
   if (!known) throw new ForbiddenError('unknown decision link');
   throw new ConflictError('this decision link was already used', { details: standing(approval) });
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The modified data of a `continue` quorum: every `continue` response's `input`, in the order the
+ * responses were accepted, merged shallowly — a later response's top-level field replaces an
+ * earlier one's, fields it leaves out are kept (a non-object input replaces the whole value) — and
+ * validated against the checkpoint's `modify` schema.
+ * @returns the merged data, or null when no response modified anything.
+ * @throws {ValidationError} when the merge does not match `modify` (field `input.…`).
+ */
+async function mergedModifications(tx: Tx, approval: ApprovalRow): Promise<unknown> {
+  const rows = await tx
+    .select({ data: approvalResponses.data })
+    .from(approvalResponses)
+    .where(and(eq(approvalResponses.approvalId, approval.id), eq(approvalResponses.decision, 'continue')))
+    .orderBy(asc(approvalResponses.createdAt), asc(approvalResponses.id));
+  let merged: unknown = null;
+  for (const { data } of rows) {
+    if (data === null) continue;
+    merged = isPlainObject(merged) && isPlainObject(data) ? { ...merged, ...data } : data;
+  }
+  if (merged !== null && approval.modify) validateAgainstSchema(approval.modify as Record<string, unknown>, merged, 'input');
+  return merged;
 }
 
 /**
@@ -123,7 +166,10 @@ async function finishCheckpoint(deps: EngineDeps, scope: RunScope, approval: App
 
 /**
  * Respond to an approval. `abort` and `retry` settle it at once; `continue` settles it when
- * `required` distinct approvers have continued.
+ * `required` distinct approvers have continued, with the continues' modified data merged
+ * ({@link mergedModifications}) as the approval's `data` (the step's `output.data`). Each
+ * response records its identity (for a link, the one it was minted for), via, client address and
+ * user agent.
  * @throws {UnauthorizedError} forged or malformed token.
  * @throws {ForbiddenError} a token for another approval or attempt; not an approver; self-approval refused.
  * @throws {NotFoundError} unknown approval (or another organization's).
@@ -135,7 +181,7 @@ async function finishCheckpoint(deps: EngineDeps, scope: RunScope, approval: App
 export async function decideApproval(deps: EngineDeps, request: DecisionRequest): Promise<DecisionOutcome> {
   const found = await getApproval(deps, request.approvalId);
   if (!found) throw new NotFoundError(`approval ${request.approvalId} not found`);
-  const { identity, tokenJti } = await identify(deps, found, request.auth);
+  const { identity, token } = await identify(deps, found, request.auth);
 
   const outcome = await withRun(deps, found.runId, async (scope): Promise<DecisionOutcome & { record?: StepRecord }> => {
     const { tx, emit } = scope;
@@ -163,7 +209,7 @@ export async function decideApproval(deps: EngineDeps, request: DecisionRequest)
     if (!approval.selfApproval && identity === createdBy) {
       throw new ForbiddenError(`self-approval is not allowed: ${identity} started this run`);
     }
-    if (tokenJti) await spendToken(tx, approval, tokenJti, identity);
+    if (token) await spendToken(tx, approval, token);
     if (request.auth.via === 'integration') {
       const fresh = await tx
         .insert(integrationReceipts)
@@ -181,6 +227,10 @@ export async function decideApproval(deps: EngineDeps, request: DecisionRequest)
         decision: request.decision,
         comment: request.comment ?? null,
         data: request.input ?? null,
+        clientIp: request.client?.ip ?? null,
+        userAgent: request.client?.userAgent ?? null,
+        // The wall clock after the run lock, not the transaction start: orders responses as decided.
+        createdAt: sql`clock_timestamp()`,
       })
       .onConflictDoNothing()
       .returning({ id: approvalResponses.id });
@@ -202,6 +252,7 @@ export async function decideApproval(deps: EngineDeps, request: DecisionRequest)
       });
       return { approval, settled: false, continues, required: approval.required };
     }
+    const data = request.decision === 'continue' ? await mergedModifications(tx, approval) : (request.input ?? null);
     const [won] = await tx
       .update(approvals)
       .set({
@@ -210,7 +261,7 @@ export async function decideApproval(deps: EngineDeps, request: DecisionRequest)
         comment: request.comment ?? null,
         decidedBy: identity,
         decidedVia: request.auth.via,
-        data: request.input ?? null,
+        data,
         decidedAt: sql`now()`,
       })
       .where(and(eq(approvals.id, approval.id), eq(approvals.status, 'pending'), sql`now() < ${approvals.expiresAt}`))

@@ -21,7 +21,7 @@ export {
   SUPPORTED_DECISIONS,
   type CheckpointState,
 } from './checkpoints.js';
-export { decideApproval, type DecisionAuth, type DecisionRequest, type DecisionOutcome } from './decisions.js';
+export { decideApproval, type DecisionAuth, type DecisionClient, type DecisionRequest, type DecisionOutcome } from './decisions.js';
 export * from './statuses.js';
 export { TERMINAL_RUN_EVENTS, type RunEventType } from './run-scope.js';
 export {

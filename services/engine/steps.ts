@@ -12,7 +12,7 @@ import { Redactor, ValidationError, serializeError, type SerializedError } from 
 import { runs, stepAttempts, steps, type AttemptStatus } from '../../db/index.js';
 import { descendantsOf, evaluateMapping, type Definition, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
 import { rootJobId, stepJobId, type StepJobData, type StepJobSpec } from '../../queues/index.js';
-import { advance, compensationSteps, liveJobSpecs, loadSteps, scopeOf, type StepRow } from './advance.js';
+import { advance, compensatedStep, compensationSteps, liveJobSpecs, loadSteps, scopeOf, type StepRow } from './advance.js';
 import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
@@ -144,7 +144,7 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
     const isParent = isParentStep(spec);
     if (row.status === 'running' && isParent) {
       // The recorded input is redacted; a parent re-resolves it (sub-run input may need real values).
-      const real = await resolveInput(deps, scope, spec, row, rows).catch(() => ({ input: row.input, sensitive: [] as string[] }));
+      const real = await resolveInput(deps, scope, definition, spec, row, rows).catch(() => ({ input: row.input, sensitive: [] as string[] }));
       return { kind: 'resume', attempt: row.attempts, spec, input: real.input, idempotencyKey: stepJobId(row.runId, row.stepId, row.generation), sensitive: real.sensitive, run: attemptRun(scope.run) };
     }
     if (row.status === 'running') {
@@ -172,7 +172,7 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
     let sensitive: string[] = [];
     let mappingError: SerializedError | undefined;
     try {
-      ({ input, sensitive } = await resolveInput(deps, scope, spec, row, rows));
+      ({ input, sensitive } = await resolveInput(deps, scope, definition, spec, row, rows));
     } catch (err) {
       const serialized = serializeError(err);
       mappingError = { ...serialized, code: serialized.code === 'MISSING_SECRET' ? 'MISSING_SECRET' : ('INPUT_MAPPING_FAILED' satisfies FailureCode) };
@@ -250,15 +250,20 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
 
 /**
  * A step's input for its next attempt, with real values: the override of a retry decision, the
- * `foreach` list, or the `with:` mapping over the unsealed run input and the secrets it names.
+ * `foreach` list, or the `with:` mapping over the unsealed run input and the secrets it names (and,
+ * for a compensation, `compensated`: the step it undoes).
  * @returns the input and the sensitive values it may contain.
  * @throws {MissingSecretError} when a named secret is not stored; {ValidationError} when the mapping fails.
  */
-async function resolveInput(deps: EngineDeps, scope: RunScope, spec: StepSpec, row: StepRow, rows: StepRow[]): Promise<{ input: unknown; sensitive: string[] }> {
+async function resolveInput(deps: EngineDeps, scope: RunScope, definition: Definition, spec: StepSpec, row: StepRow, rows: StepRow[]): Promise<{ input: unknown; sensitive: string[] }> {
   if (spec.kind === 'checkpoint') return { input: null, sensitive: [] };
   if (row.inputOverride !== null) return { input: row.inputOverride, sensitive: [] };
   const real = unsealRunInput(deps, scope.run);
-  const exprScope = { ...scopeOf({ ...scope.run, input: real.input }, rows) };
+  const undone = compensatedStep(definition, rows, spec.id);
+  const exprScope: ExpressionScope = {
+    ...scopeOf({ ...scope.run, input: real.input }, rows),
+    ...(undone ? { compensated: { id: undone.stepId, output: undone.output, status: undone.status } } : {}),
+  };
   if (spec.foreach !== undefined) return { input: await evaluateForeach(spec.foreach, exprScope), sensitive: real.values };
   const secrets = await secretsForMapping(deps, scope.run.organizationId, spec.with);
   const input = await evaluateMapping(spec.with, { ...exprScope, secrets });

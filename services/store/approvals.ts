@@ -37,7 +37,11 @@ export function approvalSummary(a: ApprovalRow): Record<string, unknown> {
   };
 }
 
-/** Every response to the given approvals (who, when, how, comment, modifications), oldest first. */
+/**
+ * Every response to the given approvals, oldest first: `{approver, via, decision, comment, data,
+ * clientIp, userAgent, at}` — `approver` is the identity that decided (for a link, the one it was
+ * minted for), `clientIp`/`userAgent` the responding client (null when unknown).
+ */
 export async function approvalResponsesOf(deps: Pick<StoreDeps, 'database'>, approvalIds: string[]): Promise<Map<string, Array<Record<string, unknown>>>> {
   const byApproval = new Map<string, Array<Record<string, unknown>>>(approvalIds.map((id) => [id, []]));
   if (approvalIds.length === 0) return byApproval;
@@ -53,6 +57,8 @@ export async function approvalResponsesOf(deps: Pick<StoreDeps, 'database'>, app
       decision: r.decision,
       comment: r.comment,
       data: r.data,
+      clientIp: r.clientIp,
+      userAgent: r.userAgent,
       at: r.createdAt.toISOString(),
     });
   }

@@ -13,6 +13,7 @@ export * from './queries.js';
 export * from './definitions-store.js';
 export * from './api-keys.js';
 export * from './integrations.js';
+export * from './roles.js';
 export * from './webhook-subscriptions.js';
 export * from './observability.js';
 export * from './a2a-tasks.js';
