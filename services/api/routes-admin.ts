@@ -65,7 +65,8 @@ export function adminApiRouter(deps: Pick<StoreDeps, 'database'>, auth: ApiKeyAu
 
   documentRoute({ method: 'delete', path: '/v1/api-keys/:id', summary: 'Revoke an API key', description: 'Every API node refuses the key within a second (at once, normally). Revoking a revoked key changes nothing.', tags: ['admin'], scope: 'admin', params: KeyId, responses: { 204: { description: 'Revoked' }, 404: { description: "No such key in the caller's organization" } } });
   router.delete('/v1/api-keys/:id', requireApiKey(auth, 'admin'), async (req, res) => {
-    await revokeApiKey(deps, principalOf(req).organizationId, keyIdParam(req));
+    // Other nodes hear of it through Postgres (NOTIFY at commit); this one forgets it now.
+    auth.forget(await revokeApiKey(deps, principalOf(req).organizationId, keyIdParam(req)));
     res.status(204).end();
   });
 
@@ -73,7 +74,9 @@ export function adminApiRouter(deps: Pick<StoreDeps, 'database'>, auth: ApiKeyAu
   router.post('/v1/api-keys/:id/rotate', requireApiKey(auth, 'admin'), async (req, res) => {
     const id = keyIdParam(req);
     const { graceSeconds } = parseBody(RotateBody, req.body);
-    res.status(201).json(await rotateApiKey(deps, principalOf(req).organizationId, id, graceSeconds));
+    const { rotated, replacedKeyHash } = await rotateApiKey(deps, principalOf(req).organizationId, id, graceSeconds);
+    auth.forget(replacedKeyHash);
+    res.status(201).json(rotated);
   });
 
   documentRoute({ method: 'post', path: '/v1/integrations', summary: 'Register a trusted integration', tags: ['admin'], scope: 'admin', body: CreateIntegrationBody, responses: { 201: { description: 'The integration and its whsec_ secret', schema: z.object({ id: z.string(), name: z.string(), roles: z.array(z.string()), secret: z.string() }) }, 400: { description: 'Invalid body (named field)' } } });

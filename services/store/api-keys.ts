@@ -90,17 +90,20 @@ export async function listApiKeys(deps: Pick<StoreDeps, 'database'>, organizatio
 /**
  * Revoke a key of the organization now. Revoking a revoked key changes nothing; one whose
  * rotation grace period still runs stops at once. The database trigger of migration 0010 tells
- * every API node at commit.
+ * every API node at commit; the caller's own cache may hear it a moment later, so it forgets the
+ * returned hash itself.
+ * @returns the key's SHA-256 hex digest.
  * @throws {NotFoundError} when the organization has no such key.
  */
-export async function revokeApiKey(deps: Pick<StoreDeps, 'database'>, organizationId: string, id: string): Promise<void> {
+export async function revokeApiKey(deps: Pick<StoreDeps, 'database'>, organizationId: string, id: string): Promise<string> {
   const db = deps.database.db;
   const [row] = await db
     .update(apiKeys)
     .set({ revokedAt: sql`least(coalesce(${apiKeys.revokedAt}, now()), now())` })
     .where(and(eq(apiKeys.id, id), eq(apiKeys.organizationId, organizationId)))
-    .returning({ id: apiKeys.id });
+    .returning({ keyHash: apiKeys.keyHash });
   if (!row) throw new NotFoundError(`API key ${id} not found`, { field: 'id' });
+  return row.keyHash;
 }
 
 /** A rotation's result: the new key (shown once) and when the old one stops working. */
@@ -114,6 +117,8 @@ export interface RotatedApiKey extends CreatedApiKey {
 /**
  * Rotate a key: a new key with the same name, subject, scopes and roles; the old one revoked
  * now or `graceSeconds` from now (both old and new work meanwhile).
+ * @returns the new key and the old key's SHA-256 hex digest (for the caller's cache, as with
+ * {@link revokeApiKey}).
  * @throws {NotFoundError} when the organization has no such key.
  * @throws {ConflictError} when the key is already revoked (or rotated, with a grace period running).
  */
@@ -122,7 +127,7 @@ export async function rotateApiKey(
   organizationId: string,
   id: string,
   graceSeconds: number,
-): Promise<RotatedApiKey> {
+): Promise<{ rotated: RotatedApiKey; replacedKeyHash: string }> {
   return deps.database.db.transaction(async (tx) => {
     const [old] = await tx
       .select()
@@ -138,7 +143,7 @@ export async function rotateApiKey(
       .where(eq(apiKeys.id, id))
       .returning({ revokedAt: apiKeys.revokedAt });
     if (!revoked?.revokedAt) throw new Error('api key revoke returned nothing');
-    return { ...created, replaces: id, replacedKeyRevokedAt: revoked.revokedAt };
+    return { rotated: { ...created, replaces: id, replacedKeyRevokedAt: revoked.revokedAt }, replacedKeyHash: old.keyHash };
   });
 }
 
