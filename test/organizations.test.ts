@@ -126,6 +126,22 @@ describe('organizations and keys', function () {
     });
   });
 
+  it('without BATON_ADMIN_API_KEY, the platform routes and Bull Board answer 403 naming it', async function () {
+    const closed = await startStack({ workers: false, config: { auth: { ...stack.config.auth, adminApiKey: undefined } } });
+    try {
+      for (const [method, path] of [['GET', '/v1/organizations'], ['POST', '/v1/organizations'], ['GET', '/admin/queues/api/queues']] as const) {
+        for (const key of [stack.adminApiKey, closed.apiKey]) {
+          const res = await api<ErrorBody>({ baseUrl: closed.baseUrl, apiKey: key }, method, path, method === 'POST' ? { slug: 'closed', name: 'x' } : undefined);
+          expect(res.status, `${method} ${path}`).to.equal(403);
+          expect(res.body.error.message).to.contain('BATON_ADMIN_API_KEY');
+        }
+      }
+      expect((await api(closed, 'GET', '/v1/runs')).status, 'organization routes are unaffected').to.equal(200);
+    } finally {
+      await closed.close();
+    }
+  });
+
   describe('keys of an organization', function () {
     it('lists keys without secrets, records their last use, and revokes one (404 for another organization\'s key)', async function () {
       const org = await newOrganization('keys');
