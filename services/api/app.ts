@@ -72,7 +72,7 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
 
   app.use(metricsRouter(deps));
   app.use(openApiRouter(deps));
-  documentRoute({ method: 'get', path: ADMIN_PATH, summary: 'Bull Board (HTML)', description: 'Platform administrators only: the platform-admin key (`BATON_ADMIN_API_KEY`) as Bearer or as the HTTP Basic password; an organization key gets 403.', tags: ['operations'], responses: { 200: { description: 'The queue dashboard', contentType: 'text/html', schema: z.string() } } });
+  documentRoute({ method: 'get', path: ADMIN_PATH, summary: 'Bull Board (HTML)', description: 'Platform administrators only: the platform-admin key (`BATON_ADMIN_API_KEY`) as Bearer or as the HTTP Basic password; an organization key gets 403.', tags: ['operations'], auth: 'platformKey', responses: { 200: { description: 'The queue dashboard', contentType: 'text/html', schema: z.string() } } });
   app.use(ADMIN_PATH, ...adminRouter(deps.queues, auth));
   app.use(
     express.json({
