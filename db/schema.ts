@@ -42,29 +42,25 @@ export const organizations = pgTable('organizations', {
  * trigger (migration 0010) NOTIFYs `baton_api_keys` with the hash when a key is revoked, deleted
  * or changes identity, scopes or roles, so every API node's cache forgets it at commit.
  */
-export const apiKeys = pgTable(
-  'api_keys',
-  {
-    id: uuid('id').primaryKey().defaultRandom(),
-    organizationId: uuid('organization_id')
-      .notNull()
-      .references(() => organizations.id),
-    name: text('name').notNull(),
-    keyHash: text('key_hash').notNull().unique(),
-    prefix: text('prefix').notNull(),
-    /** Identity the key acts as (e.g. `user:alice`, `service:billing`). */
-    subject: text('subject').notNull(),
-    scopes: text('scopes').array().notNull(),
-    /** Approver roles the key's identity holds (checkpoint `approvers: [{role}]`). */
-    roles: text('roles').array().notNull().default(sql`'{}'::text[]`),
-    createdAt: createdAt(),
-    /** When the key stops working; a rotation with a grace period sets it in the future. */
-    revokedAt: ts('revoked_at'),
-    /** Last successful authentication, approximate (written at most once a minute per key). */
-    lastUsedAt: ts('last_used_at'),
-  },
-  (t) => [index('api_keys_org_created').on(t.organizationId, t.createdAt)],
-);
+export const apiKeys = pgTable('api_keys', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  organizationId: uuid('organization_id')
+    .notNull()
+    .references(() => organizations.id),
+  name: text('name').notNull(),
+  keyHash: text('key_hash').notNull().unique(),
+  prefix: text('prefix').notNull(),
+  /** Identity the key acts as (e.g. `user:alice`, `service:billing`). */
+  subject: text('subject').notNull(),
+  scopes: text('scopes').array().notNull(),
+  /** Approver roles the key's identity holds (checkpoint `approvers: [{role}]`). */
+  roles: text('roles').array().notNull().default(sql`'{}'::text[]`),
+  createdAt: createdAt(),
+  /** When the key stops working; a rotation with a grace period sets it in the future. */
+  revokedAt: ts('revoked_at'),
+  /** Last successful authentication, approximate (written at most once a minute per key). */
+  lastUsedAt: ts('last_used_at'),
+});
 
 /** Orchestration definitions, one row per (organization, slug, version). */
 export const definitions = pgTable(

@@ -1,9 +1,7 @@
 -- Organizations and keys (issue 12 item 1): when a key was last used (approximate, at most one
--- write a minute per key), keys listed per organization, and every API node told at COMMIT when
--- a key is revoked, deleted or changes scopes or roles, so its in-process cache forgets it.
+-- write a minute per key), and every API node told at COMMIT when a key is revoked, deleted or
+-- changes identity, scopes or roles, so its in-process cache forgets it.
 ALTER TABLE "api_keys" ADD COLUMN "last_used_at" timestamp with time zone;
---> statement-breakpoint
-CREATE INDEX "api_keys_org_created" ON "api_keys" USING btree ("organization_id","created_at");
 --> statement-breakpoint
 CREATE OR REPLACE FUNCTION baton_notify_api_key_change() RETURNS trigger AS $$
 BEGIN
