@@ -58,7 +58,7 @@ export async function startDev(options: { port?: number }, log: (line: string) =
   const base = config.http.publicUrl;
   log(`Baton is running (API, ${AGENT_TYPES.length} agent queues + engine workers, reconciler every ${config.worker.reconcileIntervalMs} ms)`);
   log(`  API      ${base}/v1   (BATON_URL=${base})`);
-  log(`  console  ${base}/admin/queues   (Bull Board; the API key as Bearer or Basic password)`);
+  log(`  console  ${base}/admin/queues   (Bull Board; the platform-admin key BATON_ADMIN_API_KEY as Bearer or Basic password${config.auth.adminApiKey ? '' : ' — not set, so closed'})`);
   log(`  MCP      ${base}/mcp   (streamable HTTP, API key as Bearer)`);
   log(`  A2A      ${base}/a2a/<slug>/.well-known/agent-card.json`);
   return { baseUrl: base, stop: () => shutdown.run(config.shutdown.timeoutMs) };

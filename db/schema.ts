@@ -37,7 +37,11 @@ export const organizations = pgTable('organizations', {
   createdAt: createdAt(),
 });
 
-/** API keys, stored as SHA-256 hashes; `prefix` (first characters) identifies a key in logs. */
+/**
+ * API keys, stored as SHA-256 hashes; `prefix` (first characters) identifies a key in logs. A
+ * trigger (migration 0010) NOTIFYs `baton_api_keys` with the hash when a key is revoked, deleted
+ * or changes identity, scopes or roles, so every API node's cache forgets it at commit.
+ */
 export const apiKeys = pgTable('api_keys', {
   id: uuid('id').primaryKey().defaultRandom(),
   organizationId: uuid('organization_id')
@@ -52,7 +56,10 @@ export const apiKeys = pgTable('api_keys', {
   /** Approver roles the key's identity holds (checkpoint `approvers: [{role}]`). */
   roles: text('roles').array().notNull().default(sql`'{}'::text[]`),
   createdAt: createdAt(),
+  /** When the key stops working; a rotation with a grace period sets it in the future. */
   revokedAt: ts('revoked_at'),
+  /** Last successful authentication, approximate (written at most once a minute per key). */
+  lastUsedAt: ts('last_used_at'),
 });
 
 /** Orchestration definitions, one row per (organization, slug, version). */

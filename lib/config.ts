@@ -121,6 +121,13 @@ const Env = z.object({
       .min(16, { error: 'expected an API key of at least 16 characters' })
       .optional(),
   ),
+  /** The platform administrator's key (organizations, Bull Board); unset: those routes are closed. */
+  BATON_ADMIN_API_KEY: unsetWhenEmpty(
+    z
+      .string()
+      .min(16, { error: 'expected an API key of at least 16 characters' })
+      .optional(),
+  ),
   BATON_WEBHOOK_SECRET: unsetWhenEmpty(
     z
       .string()
@@ -195,6 +202,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const e = parsed.data;
   const production = e.NODE_ENV === 'production';
+  if (e.BATON_ADMIN_API_KEY !== undefined && e.BATON_ADMIN_API_KEY === (e.BATON_API_KEY ?? DEV_API_KEY)) {
+    throw new ConfigError('invalid configuration: BATON_ADMIN_API_KEY: must differ from BATON_API_KEY (an organization key)');
+  }
   const missing = [
     e.BATON_API_KEY ? null : 'BATON_API_KEY',
     e.BATON_WEBHOOK_SECRET ? null : 'BATON_WEBHOOK_SECRET',
@@ -221,6 +231,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     auth: Object.freeze({
       apiKey: e.BATON_API_KEY ?? DEV_API_KEY,
       webhookSecret: e.BATON_WEBHOOK_SECRET ?? DEV_WEBHOOK_SECRET,
+      /**
+       * The platform-admin key (`BATON_ADMIN_API_KEY`): creates and lists organizations, opens
+       * Bull Board; never an organization's key. Undefined: those routes answer 403.
+       */
+      adminApiKey: e.BATON_ADMIN_API_KEY,
     }),
     llm: Object.freeze({
       baseUrl: e.LLM_BASE_URL,

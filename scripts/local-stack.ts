@@ -78,6 +78,7 @@ export async function stackEnvironment(config: Config, overrides: Record<string,
     BATON_WEBHOOK_SECRET: generated.has('BATON_WEBHOOK_SECRET')
       ? `whsec_${randomBytes(32).toString('base64')}`
       : config.auth.webhookSecret,
+    ...(config.auth.adminApiKey ? { BATON_ADMIN_API_KEY: config.auth.adminApiKey } : {}),
     BATON_PUBLIC_URL: `http://127.0.0.1:${port}`,
     LLM_MODEL: config.llm.model,
     ...(config.llm.baseUrl ? { LLM_BASE_URL: config.llm.baseUrl } : {}),

@@ -62,6 +62,16 @@ describe('config', function () {
     expect(config.agentEnv).not.to.have.property('MARKETING_SWARM_URL');
   });
 
+  it('takes an optional platform-admin key (BATON_ADMIN_API_KEY), unlike any organization key', function () {
+    expect(loadConfig({}).auth.adminApiKey, 'unset: the platform routes are closed').to.equal(undefined);
+    expect(attemptProduction().auth.adminApiKey, 'not required in production').to.equal(undefined);
+    expect(loadConfig({ BATON_ADMIN_API_KEY: 'a'.repeat(20) }).auth.adminApiKey).to.equal('a'.repeat(20));
+    expect(loadConfig({ BATON_ADMIN_API_KEY: ' ' }).auth.adminApiKey).to.equal(undefined);
+    expect(() => loadConfig({ BATON_ADMIN_API_KEY: 'short' })).to.throw(ConfigError, /BATON_ADMIN_API_KEY: expected an API key of at least 16 characters/);
+    expect(() => loadConfig({ BATON_ADMIN_API_KEY: 'k'.repeat(20), BATON_API_KEY: 'k'.repeat(20) })).to.throw(ConfigError, /BATON_ADMIN_API_KEY: must differ from BATON_API_KEY/);
+    expect(() => loadConfig({ BATON_ADMIN_API_KEY: DEV_API_KEY })).to.throw(ConfigError, /must differ/);
+  });
+
   it('accepts a Redis Cluster hash-tag prefix', function () {
     expect(loadConfig({ QUEUE_PREFIX: '{baton}' }).redis.prefix).to.equal('{baton}');
   });

@@ -382,7 +382,7 @@ steps:
   });
 
   describe('Bull Board', function () {
-    it('refuses anonymous access and accepts the API key as Bearer or Basic password', async function () {
+    it('refuses anonymous access and organization keys; accepts the platform-admin key as Bearer or Basic password', async function () {
       const anonymous = await fetch(`${stack.baseUrl}/admin/queues`);
       expect(anonymous.status).to.equal(401);
       expect(anonymous.headers.get('www-authenticate')).to.contain('Basic');
@@ -390,12 +390,16 @@ steps:
         headers: { authorization: `Basic ${Buffer.from('admin:wrong-key').toString('base64')}` },
       });
       expect(wrong.status).to.equal(401);
-      const bearer = await fetch(`${stack.baseUrl}/admin/queues/api/queues`, { headers: { authorization: `Bearer ${stack.apiKey}` } });
+      // An organization's admin key would see every organization's jobs: refused.
+      const organizationKey = await fetch(`${stack.baseUrl}/admin/queues/api/queues`, { headers: { authorization: `Bearer ${stack.apiKey}` } });
+      expect(organizationKey.status).to.equal(403);
+      expect(((await organizationKey.json()) as { error: { code: string } }).error.code).to.equal('FORBIDDEN');
+      const bearer = await fetch(`${stack.baseUrl}/admin/queues/api/queues`, { headers: { authorization: `Bearer ${stack.adminApiKey}` } });
       expect(bearer.status).to.equal(200);
       const body = (await bearer.json()) as { queues: Array<{ name: string }> };
       expect(body.queues.map((q) => q.name)).to.include.members(['runs', 'checkpoints', 'agent-tool', 'webhooks']);
       const basic = await fetch(`${stack.baseUrl}/admin/queues`, {
-        headers: { authorization: `Basic ${Buffer.from(`admin:${stack.apiKey}`).toString('base64')}` },
+        headers: { authorization: `Basic ${Buffer.from(`admin:${stack.adminApiKey}`).toString('base64')}` },
       });
       expect(basic.status).to.equal(200);
     });

@@ -121,8 +121,8 @@ describe('OpenAPI document', function () {
   it('describes real answers: each matches its documented response schema', async function () {
     const ajv = new Ajv2020({ strict: false, allErrors: true });
     addFormats.default(ajv);
-    const conforms = async (method: string, path: string, template: string, body?: unknown) => {
-      const res = await api(stack, method, path, body);
+    const conforms = async (method: string, path: string, template: string, body?: unknown, client: Pick<Stack, 'baseUrl' | 'apiKey'> = stack) => {
+      const res = await api(client, method, path, body);
       const content = (doc.paths[template]?.[method.toLowerCase()]?.responses[String(res.status)] as { content?: Record<string, { schema: object }> } | undefined)?.content;
       const schema = content?.['application/json']?.schema;
       expect(schema, `${method} ${path} → ${res.status} is documented`).to.not.equal(undefined);
@@ -156,6 +156,14 @@ steps:
     await conforms('GET', '/v1/secrets', '/v1/secrets');
     await conforms('GET', '/v1/stats', '/v1/stats');
     await conforms('GET', '/v1/runs/not-a-run', '/v1/runs/{id}');
+    const platform = { baseUrl: stack.baseUrl, apiKey: stack.adminApiKey };
+    const org = await conforms('POST', '/v1/organizations', '/v1/organizations', { slug: uniqueSlug('openapi'), name: 'OpenAPI' }, platform);
+    await conforms('GET', '/v1/organizations', '/v1/organizations', undefined, platform);
+    const orgAdmin = { baseUrl: stack.baseUrl, apiKey: String((org.apiKey as { key: string }).key) };
+    const key = await conforms('POST', '/v1/api-keys', '/v1/api-keys', { name: 'openapi', subject: 'service:openapi', scopes: ['runs:read'] }, orgAdmin);
+    await conforms('GET', '/v1/api-keys', '/v1/api-keys', undefined, orgAdmin);
+    await conforms('POST', `/v1/api-keys/${String(key.id)}/rotate`, '/v1/api-keys/{id}/rotate', { graceSeconds: 5 }, orgAdmin);
+    await conforms('GET', '/v1/organizations', '/v1/organizations', undefined, orgAdmin);
     await conforms('POST', '/v1/runs', '/v1/runs', { definition: slug, input: {}, extra: 1 });
   });
 

@@ -1,6 +1,8 @@
 /**
- * Bull Board at `/admin/queues`, behind API-key auth (Bearer, or the key as the Basic-auth
- * password so a browser can log in). `runs` and `checkpoints` are read-only: their jobs are
+ * Bull Board at `/admin/queues`, for the platform administrator only: it shows every
+ * organization's jobs and failure messages, so it takes the platform-admin key
+ * (`BATON_ADMIN_API_KEY`), as Bearer or as the Basic-auth password so a browser can log in; an
+ * organization's key gets 403. `runs` and `checkpoints` are read-only: their jobs are
  * driven by Postgres, and a "promote" of a parked checkpoint must go through a decision.
  */
 import type { NextFunction, Request, Response, Router } from 'express';
@@ -8,7 +10,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import type { Queues } from '../../queues/index.js';
-import { credentialFrom, type ApiKeyAuthenticator } from './auth.js';
+import { credentialFrom, platformRefusal, type ApiKeyAuthenticator } from './auth.js';
 
 export const ADMIN_PATH = '/admin/queues';
 
@@ -24,16 +26,11 @@ export function adminRouter(queues: Queues, auth: ApiKeyAuthenticator) {
     options: { uiConfig: { boardTitle: 'Baton' } },
   });
   const guard = async (req: Request, res: Response, next: NextFunction): Promise<void> => {
-    const key = credentialFrom(req);
-    const principal = key ? await auth.resolve(key) : null;
-    if (!principal || !principal.scopes.includes('admin')) {
-      res
-        .status(401)
-        .set('www-authenticate', 'Basic realm="Baton queues", charset="UTF-8"')
-        .json({ error: { code: 'UNAUTHORIZED', message: 'Bull Board needs an admin API key (Bearer, or as the Basic-auth password)' } });
-      return;
-    }
-    next();
+    const refusal = await platformRefusal(auth, credentialFrom(req));
+    if (!refusal) return next();
+    // A browser asks for the Basic-auth password (the platform-admin key) on a 401.
+    if (refusal.httpStatus === 401) res.set('www-authenticate', 'Basic realm="Baton queues", charset="UTF-8"');
+    res.status(refusal.httpStatus).json({ error: { code: refusal.code, message: `Bull Board: ${refusal.message}` } });
   };
   // @bull-board/express types its router as `any`; it is an express Router.
   return [guard, serverAdapter.getRouter() as Router] as const;

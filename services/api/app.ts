@@ -11,6 +11,7 @@ import { errorHandler } from './error-handler.js';
 import type { RunEventHub } from './event-hub.js';
 import { adminApiRouter } from './routes-admin.js';
 import { rolesRouter } from './routes-roles.js';
+import { organizationsRouter } from './routes-organizations.js';
 import { approvalsRouter } from './routes-approvals.js';
 import { assetsRouter } from './routes-assets.js';
 import { interventionsRouter } from './routes-interventions.js';
@@ -48,7 +49,8 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   app.disable('x-powered-by');
   app.set('trust proxy', deps.config.http.trustProxy);
   const sessions = new ConsoleSessions(deps.config.auth.webhookSecret);
-  const auth = new ApiKeyAuthenticator(deps.database.db, sessions);
+  const auth = new ApiKeyAuthenticator(deps.database.db, sessions, { platformKey: deps.config.auth.adminApiKey, logger: deps.logger });
+  hub.subscribeApiKeyChanges((keyHash) => auth.forget(keyHash));
   app.use(requestObservability());
 
   documentRoute({ method: 'get', path: '/healthz', summary: 'Liveness', tags: ['operations'], auth: 'none', responses: { 200: { description: 'Alive', schema: z.object({ status: z.literal('ok') }) } } });
@@ -71,7 +73,7 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
 
   app.use(metricsRouter(deps));
   app.use(openApiRouter(deps));
-  documentRoute({ method: 'get', path: ADMIN_PATH, summary: 'Bull Board (HTML)', description: 'The API key as Bearer or as the HTTP Basic password.', tags: ['operations'], responses: { 200: { description: 'The queue dashboard', contentType: 'text/html', schema: z.string() } } });
+  documentRoute({ method: 'get', path: ADMIN_PATH, summary: 'Bull Board (HTML)', description: 'Platform administrators only: the platform-admin key (`BATON_ADMIN_API_KEY`) as Bearer or as the HTTP Basic password; an organization key gets 403.', tags: ['operations'], auth: 'platformKey', responses: { 200: { description: 'The queue dashboard', contentType: 'text/html', schema: z.string() } } });
   app.use(ADMIN_PATH, ...adminRouter(deps.queues, auth));
   app.use(
     express.json({
@@ -88,6 +90,7 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   app.use(agentsRouter(deps, auth, parseAgent));
   app.use(adminApiRouter(deps, auth));
   app.use(rolesRouter(deps, auth));
+  app.use(organizationsRouter(deps, auth));
   app.use(interventionsRouter(deps, auth));
   app.use(secretsRouter(deps, auth));
   app.use(assetsRouter(deps, auth));

@@ -2,6 +2,8 @@
  * Wakes SSE streams when run events commit. One Postgres `LISTEN baton_run_events` per API
  * process (the trigger in migration 0001 NOTIFYs `<runId>:<seq>` at commit); streams subscribe
  * per run id. Any API instance serves any run, because every instance hears every commit.
+ * Likewise `LISTEN baton_api_keys` (migration 0010: a key revoked, deleted or changed) tells the
+ * key cache of every API instance what to forget.
  */
 import { EventEmitter } from 'node:events';
 import type { Sql } from 'postgres';
@@ -9,6 +11,8 @@ import type { Logger } from '../../lib/index.js';
 
 /** Emitter channel of every run's events (never a run id). */
 const ANY_RUN = '*';
+/** Emitter channel of API-key changes (payload: the key's hash, or undefined for "everything"). */
+const API_KEYS = 'api-keys';
 
 export class RunEventHub {
   private readonly emitter = new EventEmitter();
@@ -30,8 +34,17 @@ export class RunEventHub {
         this.emitter.emit(ANY_RUN, runId);
       }
     });
-    this.unlisten = () => request.unlisten();
-    this.logger.debug('listening for run events');
+    // onlisten runs at every (re)connection: notifications may have been missed, forget all.
+    const keys = await this.sql.listen(
+      'baton_api_keys',
+      (keyHash) => this.emitter.emit(API_KEYS, keyHash),
+      () => this.emitter.emit(API_KEYS, undefined),
+    );
+    this.unlisten = async () => {
+      await request.unlisten();
+      await keys.unlisten();
+    };
+    this.logger.debug('listening for run events and API-key changes');
   }
 
   /** Call `onEvent(runId)` whenever an event of any run commits; returns the unsubscribe function. */
@@ -44,6 +57,16 @@ export class RunEventHub {
   subscribe(runId: string, onEvent: () => void): () => void {
     this.emitter.on(runId, onEvent);
     return () => this.emitter.off(runId, onEvent);
+  }
+
+  /**
+   * Call `onChange(keyHash)` whenever an API key is revoked, deleted or changed (its SHA-256 hex
+   * digest), and `onChange(undefined)` when notifications may have been missed; returns the
+   * unsubscribe function.
+   */
+  subscribeApiKeyChanges(onChange: (keyHash: string | undefined) => void): () => void {
+    this.emitter.on(API_KEYS, onChange);
+    return () => this.emitter.off(API_KEYS, onChange);
   }
 
   async stop(): Promise<void> {

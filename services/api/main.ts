@@ -13,6 +13,7 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger({ level: config.log.level, service: 'web' });
   for (const name of config.devDefaults) logger.warn(`${name} is not set: using the development default`);
+  if (!config.auth.adminApiKey) logger.warn('BATON_ADMIN_API_KEY is not set: POST/GET /v1/organizations and Bull Board answer 403');
   const shutdown = new ShutdownRegistry(logger);
   const telemetry = startTelemetry(config.telemetry, 'web');
   shutdown.register('telemetry', () => telemetry.shutdown());

@@ -140,6 +140,34 @@ export const WebhookDelivery = z.object({
   finishedAt: NullableTimestamp,
 });
 
+/** An API key as listed (never its hash, never the key). */
+export const ApiKeySummary = z.object({
+  id: z.uuid(),
+  name: z.string(),
+  prefix: z.string().meta({ description: "The key's first 8 characters" }),
+  subject: z.string(),
+  scopes: z.array(z.string()),
+  roles: z.array(z.string()),
+  createdAt: Timestamp,
+  lastUsedAt: NullableTimestamp.meta({ description: 'Last successful authentication, approximate (recorded at most once a minute)' }),
+  revokedAt: NullableTimestamp.meta({ description: 'When the key stopped (or, in a rotation grace period, will stop) working' }),
+});
+
+/** A new API key: the summary and the key itself, shown only in this answer. */
+export const CreatedApiKey = ApiKeySummary.extend({ key: z.string().meta({ description: 'The key; shown only in this answer' }) });
+
+/** `POST /v1/api-keys/:id/rotate`: the new key and when the replaced one stops working. */
+export const RotatedApiKey = CreatedApiKey.extend({
+  replaces: z.uuid().meta({ description: 'The id of the replaced key' }),
+  replacedKeyRevokedAt: Timestamp.meta({ description: 'When the replaced key stops working (now, or after `graceSeconds`)' }),
+});
+
+/** An organization (tenant). */
+export const OrganizationView = z.object({ id: z.uuid(), slug: z.string(), name: z.string(), createdAt: Timestamp });
+
+/** `POST /v1/organizations`: the organization and its first admin key, shown only in this answer. */
+export const CreatedOrganization = OrganizationView.extend({ apiKey: CreatedApiKey });
+
 /** The console session (`/console/session`). */
 export const ConsoleSessionView = z.object({
   subject: z.string(),

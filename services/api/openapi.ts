@@ -35,7 +35,9 @@ export type RouteAuth =
   /** No credentials. */
   | 'none'
   /** An API key, or a signed `decideUrl` token, or a trusted integration's signature. */
-  | 'apiKeyOrToken';
+  | 'apiKeyOrToken'
+  /** The platform-admin key (`BATON_ADMIN_API_KEY`) as Bearer; never an organization's key. */
+  | 'platformKey';
 
 /** The declaration of one route. */
 export interface RouteDoc {
@@ -151,6 +153,7 @@ function responses(doc: RouteDoc): JsonSchema {
   if ((doc.auth ?? 'apiKey') !== 'none') {
     out['401'] ??= errorResponse('Missing or invalid API key');
     if (doc.scope) out['403'] ??= errorResponse(`The API key lacks the "${doc.scope}" scope`);
+    if (doc.auth === 'platformKey') out['403'] ??= errorResponse("An organization's key, or no BATON_ADMIN_API_KEY configured");
   }
   out['500'] ??= errorResponse('Internal error (logged)');
   out['503'] ??= errorResponse('Postgres or Redis is unavailable; retry after `Retry-After` seconds');
@@ -175,7 +178,7 @@ export function buildOpenApiDocument(options: OpenApiOptions): JsonSchema {
       summary: doc.summary,
       ...(doc.description || doc.scope ? { description: [doc.description, doc.scope ? `Requires the \`${doc.scope}\` scope.` : undefined].filter(Boolean).join('\n\n') } : {}),
       tags: doc.tags,
-      security: auth === 'none' ? [] : auth === 'apiKeyOrToken' ? [{ apiKey: [] }, {}] : [{ apiKey: [] }],
+      security: auth === 'none' ? [] : auth === 'apiKeyOrToken' ? [{ apiKey: [] }, {}] : auth === 'platformKey' ? [{ platformKey: [] }] : [{ apiKey: [] }],
       ...(parameters(doc).length > 0 ? { parameters: parameters(doc) } : {}),
       ...(doc.body ? { requestBody: requestBody(doc) } : {}),
       responses: responses(doc),
@@ -193,7 +196,10 @@ export function buildOpenApiDocument(options: OpenApiOptions): JsonSchema {
     paths,
     components: {
       schemas: { Error: jsonSchema(ErrorBody, 'output') },
-      securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'An API key: `Authorization: Bearer <key>`' } },
+      securitySchemes: {
+        apiKey: { type: 'http', scheme: 'bearer', description: 'An API key: `Authorization: Bearer <key>`' },
+        platformKey: { type: 'http', scheme: 'bearer', description: 'The platform-admin key (`BATON_ADMIN_API_KEY`): `Authorization: Bearer <key>`' },
+      },
     },
   };
 }

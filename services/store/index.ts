@@ -18,3 +18,4 @@ export * from './webhook-subscriptions.js';
 export * from './observability.js';
 export * from './a2a-tasks.js';
 export * from './plan.js';
+export * from './organizations.js';

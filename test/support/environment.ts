@@ -33,6 +33,7 @@ export function testEnvironment(): Promise<TestEnvironment> {
       REDIS_URL,
       QUEUE_PREFIX: `baton-test-${id}`,
       BATON_API_KEY: `test_key_${randomBytes(12).toString('hex')}`,
+      BATON_ADMIN_API_KEY: `test_admin_${randomBytes(12).toString('hex')}`,
       BATON_WEBHOOK_SECRET: `whsec_${randomBytes(32).toString('base64')}`,
       // Short lock and stall check, so a killed worker's job is recovered within seconds.
       STEP_LOCK_DURATION_MS: '3000',

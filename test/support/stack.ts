@@ -23,6 +23,8 @@ export interface Stack {
   organizationId: string;
   baseUrl: string;
   apiKey: string;
+  /** The platform-admin key (`BATON_ADMIN_API_KEY`) of the test environment. */
+  adminApiKey: string;
   pool: WorkerPool | undefined;
   close(): Promise<void>;
 }
@@ -69,6 +71,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     organizationId: env.organizationId,
     baseUrl: `http://127.0.0.1:${port}`,
     apiKey: config.auth.apiKey,
+    adminApiKey: config.auth.adminApiKey ?? '',
     pool,
     async close() {
       await pool?.close();
