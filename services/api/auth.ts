@@ -17,6 +17,10 @@ export interface Principal {
   scopes: string[];
   /** Approver roles (checkpoint `approvers: [{role}]`). */
   roles: string[];
+  /** The API key's id (absent for a console session's principal built elsewhere). */
+  apiKeyId?: string;
+  /** The key's own run-start limit per minute (its own bucket; `0`: none); `null`: the organization's. */
+  rateLimitRunsPerMinute: number | null;
 }
 
 /** Cache lifetime of a key lookup, in milliseconds (revocation takes effect within it). */
@@ -41,7 +45,7 @@ export class ApiKeyAuthenticator {
       .from(apiKeys)
       .where(and(eq(apiKeys.keyHash, hash), isNull(apiKeys.revokedAt)));
     const principal = row
-      ? { organizationId: row.organizationId, subject: row.subject, scopes: row.scopes, roles: row.roles }
+      ? { organizationId: row.organizationId, subject: row.subject, scopes: row.scopes, roles: row.roles, apiKeyId: row.id, rateLimitRunsPerMinute: row.rateLimitRunsPerMinute }
       : null;
     this.cache.set(hash, { principal, expiresAtMs: Date.now() + CACHE_TTL_MS });
     return principal;

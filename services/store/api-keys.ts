@@ -10,16 +10,20 @@ export interface CreatedApiKey {
   subject: string;
   scopes: string[];
   roles: string[];
+  /** Run starts per minute in the key's own bucket (`0`: unlimited); `null`: the organization's limit. */
+  rateLimitRunsPerMinute: number | null;
 }
 
 /**
  * Create an API key for an organization.
  * @param request.subject - the identity it acts as, e.g. `user:alice` (matched by `approvers: [{user: alice}]`).
+ * @param request.rateLimitRunsPerMinute - the key's own run-start limit (its own bucket; `0`:
+ *   unlimited); absent: it shares the organization's `RATE_LIMIT_RUNS_PER_MINUTE`.
  */
 export async function createApiKey(
   deps: Pick<StoreDeps, 'database'>,
   organizationId: string,
-  request: { name: string; subject: string; scopes: string[]; roles: string[] },
+  request: { name: string; subject: string; scopes: string[]; roles: string[]; rateLimitRunsPerMinute?: number | undefined },
 ): Promise<CreatedApiKey> {
   const key = `bk_${randomBytes(24).toString('base64url')}`;
   const [row] = await deps.database.db
@@ -32,8 +36,9 @@ export async function createApiKey(
       subject: request.subject,
       scopes: request.scopes,
       roles: request.roles,
+      rateLimitRunsPerMinute: request.rateLimitRunsPerMinute ?? null,
     })
     .returning({ id: apiKeys.id });
   if (!row) throw new Error('api key insert returned nothing');
-  return { id: row.id, key, subject: request.subject, scopes: request.scopes, roles: request.roles };
+  return { id: row.id, key, subject: request.subject, scopes: request.scopes, roles: request.roles, rateLimitRunsPerMinute: request.rateLimitRunsPerMinute ?? null };
 }
