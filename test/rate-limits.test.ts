@@ -8,6 +8,10 @@ import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
+import type { Response } from 'express';
+import { UnavailableError } from '../lib/index.js';
+import { createRedis } from '../queues/index.js';
+import { RunRateLimiter } from '../services/api/rate-limit.js';
 import { parseDefinition } from '../definitions/index.js';
 import { syncDefinitions } from '../services/store/index.js';
 import { exited, spawnProcess } from '../scripts/procfile.js';
@@ -61,7 +65,7 @@ describe('run-start rate limit (RATE_LIMIT_RUNS_PER_MINUTE)', function () {
 
   before(async function () {
     // No workers: accepted runs stay queued; only their creation is under test.
-    stack = await startStack({ workers: false, agents: [sleepAgent], config: { limits: { runsPerMinute: LIMIT } } as Partial<Stack['config']> });
+    stack = await startStack({ workers: false, agents: [sleepAgent], config: { limits: { runsPerMinute: LIMIT } } });
   });
   after(async function () {
     await stack?.close();
@@ -141,6 +145,26 @@ describe('run-start rate limit (RATE_LIMIT_RUNS_PER_MINUTE)', function () {
     });
     expect(invalid.status).to.equal(400);
     expect(invalid.body.error.field).to.equal('rateLimitRunsPerMinute');
+  });
+
+  it('refuses at once with UNAVAILABLE when Redis cannot be reached', async function () {
+    const unreachable = createRedis('redis://127.0.0.1:1', 'producer');
+    unreachable.on('error', () => undefined);
+    try {
+      const limiter = new RunRateLimiter(unreachable, stack.config.redis.prefix, LIMIT);
+      const headers: Record<string, string> = {};
+      const res = { set: (fields: Record<string, string>) => Object.assign(headers, fields) } as unknown as Pick<Response, 'set'>;
+      const startedAt = Date.now();
+      const err = await limiter.consume({ organizationId: stack.organizationId, subject: 'service:t', scopes: [], roles: [], rateLimitRunsPerMinute: null }, res).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).to.be.instanceOf(UnavailableError);
+      expect(Date.now() - startedAt).to.be.below(2000);
+      expect(headers).to.deep.equal({});
+    } finally {
+      unreachable.disconnect();
+    }
   });
 
   describe('across two API processes', function () {

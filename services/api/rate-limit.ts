@@ -23,8 +23,12 @@ import type { Principal } from './auth.js';
 
 /** The window of `RATE_LIMIT_RUNS_PER_MINUTE`, in seconds. */
 export const RUN_RATE_WINDOW_S = 60;
-/** Longest wait for Redis's answer before the request is refused with 503, in milliseconds. */
-export const LIMITER_TIMEOUT_MS = 500;
+/**
+ * Longest wait for Redis's answer before the request is refused with 503, in milliseconds: a
+ * Redis that is down is refused at once (`rejectIfRedisNotReady`); this bounds one that hangs,
+ * within the 2 s a start may take to answer 503, with room for event-loop lag under load.
+ */
+export const LIMITER_TIMEOUT_MS = 1500;
 
 /** Which bucket a principal draws on, and its size (`0`: unlimited). */
 function bucketOf(principal: Principal, organizationLimit: number): { key: string; points: number } {
@@ -70,7 +74,7 @@ export class RunRateLimiter {
    * @throws {RateLimitedError} the bucket is empty (headers and `retryAfterS` say when it refills).
    * @throws {UnavailableError} Redis is not ready or does not answer within {@link LIMITER_TIMEOUT_MS}.
    */
-  async consume(principal: Principal, res: Response): Promise<void> {
+  async consume(principal: Principal, res: Pick<Response, 'set'>): Promise<void> {
     const { key, points } = bucketOf(principal, this.organizationLimit);
     if (points <= 0) return;
     let outcome: RateLimiterRes;
