@@ -146,6 +146,28 @@ describe('per-definition concurrency', function () {
     expect((await api(stack, 'POST', `/v1/runs/${second.id}/cancel`, {})).status).to.equal(200);
   });
 
+  it('admits sub-runs at once (they count toward the group but never wait for a slot)', async function () {
+    const child = uniqueSlug('conc-child');
+    await storeDefinition(stack, definition(child, '{ limit: 1 }', 1500), agents);
+    const parent = uniqueSlug('conc-parent');
+    await storeDefinition(stack, `slug: ${parent}\nversion: 1\nname: ${parent}\ninput: { type: object }\nsteps:\n  - id: sub\n    type: orchestrator\n    run: { slug: ${child} }\n    with: { n: 0 }\n`, agents);
+    const direct = await start(stack, child, { n: 1 });
+    expect(direct.status).to.equal('queued');
+    const viaParent = await start(stack, parent, {});
+    // The parent's child run starts although the group is full; the group then holds 2.
+    await waitFor(
+      async () => {
+        const rows = await stack.deps.database.db.select({ status: runs.status }).from(runs).where(eq(runs.parentRunId, viaParent.id));
+        return rows[0] && rows[0].status !== 'throttled' ? true : undefined;
+      },
+      20_000,
+      'the sub-run to be admitted',
+    );
+    const waiting = await start(stack, child, { n: 2 });
+    expect(waiting.status).to.equal('throttled');
+    for (const r of [direct, viaParent, waiting]) expect((await waitForRun(stack, r.id, 60_000)).status).to.equal('completed');
+  });
+
   it('lets the reconciler admit a run whose release was missed', async function () {
     const slug = uniqueSlug('conc-repair');
     await storeDefinition(stack, definition(slug, '{ limit: 1 }', 1500), agents);

@@ -16,7 +16,7 @@ export const RunListItem = z.looseObject({
   id: z.uuid(),
   definition: z.string(),
   version: z.number().int(),
-  status: z.string(),
+  status: z.string().meta({ description: 'throttled (waiting for a concurrency slot), queued, running, cancelling, completed, failed or cancelled' }),
   createdAt: Timestamp,
   startedAt: NullableTimestamp,
   finishedAt: NullableTimestamp,
