@@ -10,6 +10,7 @@ import { runs } from '../db/index.js';
 import { parseDefinition } from '../definitions/index.js';
 import { reconcileAll } from '../services/engine/index.js';
 import { rootJobId } from '../queues/index.js';
+import { admitThrottled } from '../services/engine/concurrency.js';
 import { api, runEvents, startStack, storeDefinition, waitFor, waitForRun, type Stack } from './support/stack.js';
 import { groupConcurrency, sleepAgent, uniqueSlug } from './support/test-agents.js';
 
@@ -182,6 +183,25 @@ describe('per-definition concurrency', function () {
     const root = await stack.deps.queues.inspectJob('runs', rootJobId(second.id, 1));
     expect(root.state).not.to.equal('missing');
     expect((await api(stack, 'POST', `/v1/runs/${second.id}/cancel`, {})).status).to.equal(200);
+  });
+
+  it('re-creates the flow of a run admitted by a transaction whose process crashed before adding it', async function () {
+    const slug = uniqueSlug('conc-crash');
+    await storeDefinition(stack, definition(slug, '{ limit: 1 }', 1500), agents);
+    const first = await start(stack, slug, { n: 1 });
+    const second = await start(stack, slug, { n: 2 });
+    expect(second.status).to.equal('throttled');
+    // The release commits (the first run finished, the second admitted), then the process dies before the flow.
+    const admitted = await stack.deps.database.db.transaction(async (tx) => {
+      await tx.update(runs).set({ status: 'failed', finishedAt: new Date() }).where(eq(runs.id, first.id));
+      return admitThrottled(tx, stack.organizationId, slug, '');
+    });
+    expect(admitted.map((a) => a.runId)).to.deep.equal([second.id]);
+    expect(await statusOf(stack, second.id)).to.equal('queued');
+    expect((await stack.deps.queues.inspectJob('runs', rootJobId(second.id, 1))).state).to.equal('missing');
+    const report = await reconcileAll(stack.deps);
+    expect(report.rootsCreated).to.be.at.least(1);
+    expect((await waitForRun(stack, second.id, 60_000)).status).to.equal('completed');
   });
 
   it('refuses a concurrency key that reads steps, and a limit below 1', function () {
