@@ -33,6 +33,16 @@ async function start(stack: Stack, slug: string, input: Record<string, unknown>)
   return res.body;
 }
 
+/** A group of limit 1 with one run admitted and one throttled. */
+async function admittedAndThrottled(stack: Stack, prefix: string, delayMs: number): Promise<{ slug: string; first: { id: string }; second: { id: string } }> {
+  const slug = uniqueSlug(prefix);
+  await storeDefinition(stack, definition(slug, '{ limit: 1 }', delayMs), agents);
+  const first = await start(stack, slug, { n: 1 });
+  const second = await start(stack, slug, { n: 2 });
+  expect([first.status, second.status]).to.deep.equal(['queued', 'throttled']);
+  return { slug, first, second };
+}
+
 async function statusOf(stack: Stack, id: string): Promise<string> {
   return (await api<{ status: string }>(stack, 'GET', `/v1/runs/${id}`)).body.status;
 }
@@ -136,11 +146,7 @@ describe('per-definition concurrency', function () {
   });
 
   it('gives the slot of a run cancelled outright to the next throttled run', async function () {
-    const slug = uniqueSlug('conc-cancel-running');
-    await storeDefinition(stack, definition(slug, '{ limit: 1 }', 30_000), agents);
-    const first = await start(stack, slug, { n: 1 });
-    const second = await start(stack, slug, { n: 2 });
-    expect(second.status).to.equal('throttled');
+    const { first, second } = await admittedAndThrottled(stack, 'conc-cancel-running', 30_000);
     await waitFor(async () => ((await statusOf(stack, first.id)) === 'running' ? true : undefined), 20_000, 'the first run to be running');
     expect((await api(stack, 'POST', `/v1/runs/${first.id}/cancel`, {})).status).to.equal(200);
     await waitFor(async () => ((await statusOf(stack, second.id)) === 'running' ? true : undefined), 20_000, 'the second run to start');
@@ -170,11 +176,7 @@ describe('per-definition concurrency', function () {
   });
 
   it('lets the reconciler admit a run whose release was missed', async function () {
-    const slug = uniqueSlug('conc-repair');
-    await storeDefinition(stack, definition(slug, '{ limit: 1 }', 1500), agents);
-    const first = await start(stack, slug, { n: 1 });
-    const second = await start(stack, slug, { n: 2 });
-    expect(second.status).to.equal('throttled');
+    const { first, second } = await admittedAndThrottled(stack, 'conc-repair', 1500);
     // As if the process finishing the first run crashed after the status change, before admitting.
     await stack.deps.database.db.update(runs).set({ status: 'failed', finishedAt: new Date() }).where(eq(runs.id, first.id));
     const report = await reconcileAll(stack.deps);
@@ -186,11 +188,7 @@ describe('per-definition concurrency', function () {
   });
 
   it('re-creates the flow of a run admitted by a transaction whose process crashed before adding it', async function () {
-    const slug = uniqueSlug('conc-crash');
-    await storeDefinition(stack, definition(slug, '{ limit: 1 }', 1500), agents);
-    const first = await start(stack, slug, { n: 1 });
-    const second = await start(stack, slug, { n: 2 });
-    expect(second.status).to.equal('throttled');
+    const { slug, first, second } = await admittedAndThrottled(stack, 'conc-crash', 1500);
     // The release commits (the first run finished, the second admitted), then the process dies before the flow.
     const admitted = await stack.deps.database.db.transaction(async (tx) => {
       await tx.update(runs).set({ status: 'failed', finishedAt: new Date() }).where(eq(runs.id, first.id));
