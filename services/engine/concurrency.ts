@@ -26,7 +26,7 @@ import { definitionById } from '../store/index.js';
 import { advance, loadSteps } from './advance.js';
 import type { EngineDeps } from './deps.js';
 import { enqueueWebhooks, openRunScope, type RunScope, type Tx } from './run-scope.js';
-import { RUN_IN_PROGRESS_STATUSES } from './statuses.js';
+import { RUN_IN_PROGRESS_STATUSES, isRunThrottled } from './statuses.js';
 
 /** A run's concurrency group within its organization and definition slug. */
 export interface ConcurrencyGroup {
@@ -127,7 +127,7 @@ export async function admitThrottled(tx: Tx, organizationId: string, slug: strin
   for (const candidate of waiting) {
     if (inProgress >= (candidate.limit ?? 1)) break;
     const scope = await openRunScope(tx, candidate.id);
-    if (scope.run.status !== 'throttled') continue; // cancelled while we waited for its lock
+    if (!isRunThrottled(scope.run.status)) continue; // cancelled while we waited for its lock
     admitted.push(await admit(scope, candidate.createdAt));
     inProgress += 1;
   }

@@ -57,6 +57,7 @@ async function existingRun(deps: EngineDeps, organizationId: string, key: string
  *
  * @throws {NotFoundError} unknown definition or version (field `definition` / `version`).
  * @throws {ValidationError} input does not match the definition's input schema (field `input.…`).
+ * @throws {ValidationError} the definition's `concurrency.key` expression fails on the input.
  * @throws {UnavailableError} Redis could not take the flow.
  */
 export async function startRun(deps: EngineDeps, request: StartRunRequest): Promise<StartedRun> {
