@@ -7,7 +7,7 @@ import { ApiError, request, setCsrfToken } from './api.js';
 import { Dag } from './dag.js';
 import { JsonField, SchemaField, initialValue } from './schema-form.js';
 
-const RUN_STATUSES = ['queued', 'running', 'cancelling', 'completed', 'failed', 'cancelled'];
+const RUN_STATUSES = ['throttled', 'queued', 'running', 'cancelling', 'completed', 'failed', 'cancelled'];
 const TERMINAL = new Set(['run.completed', 'run.failed', 'run.cancelled']);
 
 /** The hash route: `#/runs?status=…`, `#/runs/<id>`, `#/approvals`. */
@@ -204,7 +204,7 @@ function RunPage({ id }) {
       if (TERMINAL.has(ev.type)) stream.close();
     };
     stream.onmessage = onEvent;
-    for (const t of ['run.queued', 'run.started', 'run.completed', 'run.failed', 'run.cancelled', 'run.resumed', 'run.cancelling', 'step.queued', 'step.started', 'step.progress', 'step.retrying', 'step.completed', 'step.failed', 'step.skipped', 'step.cancelled', 'checkpoint.requested', 'checkpoint.responded', 'checkpoint.reminded', 'checkpoint.resolved', 'checkpoint.expired']) {
+    for (const t of ['run.throttled', 'run.queued', 'run.started', 'run.completed', 'run.failed', 'run.cancelled', 'run.resumed', 'run.cancelling', 'step.queued', 'step.started', 'step.progress', 'step.retrying', 'step.completed', 'step.failed', 'step.skipped', 'step.cancelled', 'checkpoint.requested', 'checkpoint.responded', 'checkpoint.reminded', 'checkpoint.resolved', 'checkpoint.expired']) {
       stream.addEventListener(t, onEvent);
     }
     return () => {

@@ -55,6 +55,8 @@ export const apiKeys = pgTable('api_keys', {
   scopes: text('scopes').array().notNull(),
   /** Approver roles the key's identity holds (checkpoint `approvers: [{role}]`). */
   roles: text('roles').array().notNull().default(sql`'{}'::text[]`),
+  /** Run starts per minute for this key alone (its own bucket; 0: unlimited); null: the organization's `RATE_LIMIT_RUNS_PER_MINUTE`. */
+  rateLimitRunsPerMinute: integer('rate_limit_runs_per_minute'),
   createdAt: createdAt(),
   /** When the key stops working; a rotation with a grace period sets it in the future. */
   revokedAt: ts('revoked_at'),
@@ -125,6 +127,14 @@ export const runs = pgTable(
     sealedInput: text('sealed_input'),
     /** W3C trace context `{traceparent, tracestate?}` of the span that started the run (tracing on). */
     traceContext: jsonb('trace_context').$type<Record<string, string>>(),
+    /**
+     * The definition's `concurrency:` group: the `key` expression's value ('' without one); null
+     * when the definition sets no limit. Runs of one (organization, definition slug, key) share
+     * `concurrencyLimit` slots (`services/engine/concurrency.ts`).
+     */
+    concurrencyKey: text('concurrency_key'),
+    /** The definition's `concurrency.limit` when the run was created. */
+    concurrencyLimit: integer('concurrency_limit'),
     createdAt: createdAt(),
     startedAt: ts('started_at'),
     finishedAt: ts('finished_at'),
@@ -135,6 +145,9 @@ export const runs = pgTable(
       .on(t.organizationId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),
     index('runs_org_created').on(t.organizationId, t.createdAt),
+    index('runs_concurrency_group')
+      .on(t.organizationId, t.definitionSlug, t.concurrencyKey, t.status, t.createdAt)
+      .where(sql`${t.concurrencyKey} is not null`),
   ],
 );
 

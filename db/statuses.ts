@@ -4,8 +4,11 @@
  * `services/engine/statuses.ts` adds the predicates and the failure codes.
  */
 
-/** A run: `queued → running → (cancelling) → completed | failed | cancelled`. */
-export const RUN_STATUSES = ['queued', 'running', 'cancelling', 'completed', 'failed', 'cancelled'] as const;
+/**
+ * A run: `(throttled) → queued → running → (cancelling) → completed | failed | cancelled`;
+ * `throttled` = waiting for a slot of its definition's `concurrency:` limit (no jobs yet).
+ */
+export const RUN_STATUSES = ['throttled', 'queued', 'running', 'cancelling', 'completed', 'failed', 'cancelled'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
 /**

@@ -10,6 +10,7 @@ export type {
   CheckpointDecision,
   CheckpointStep,
   CheckpointTimeoutAction,
+  ConcurrencyPolicy,
   Definition,
   FunctionCodeStep,
   Mapping,

@@ -17,6 +17,7 @@ import {
   DEFAULTS,
   definitionSchema,
   type CheckpointStep,
+  type ConcurrencyPolicy,
   type Definition,
   type DefinitionDocument,
   type RetryPolicy,
@@ -355,6 +356,8 @@ function buildDefinition(doc: DefinitionDocument, options: DefinitionLoadOptions
   const output = doc.output !== undefined ? doc.output : defaultOutput(steps);
   checkExpressions(mappingSites(output, ['output'], 'output'), undefined, indexById, ancestors, problems);
 
+  const concurrency = concurrencyPolicy(doc.concurrency, problems);
+
   if (problems.length > 0 || !compiledInput.ok) return { ok: false, problems };
   const definition: Definition = {
     slug: doc.slug,
@@ -365,8 +368,32 @@ function buildDefinition(doc: DefinitionDocument, options: DefinitionLoadOptions
     steps,
     output,
     file: options.file,
+    ...(concurrency === undefined ? {} : { concurrency }),
   };
   return { ok: true, definition, inputValidator: compiledInput.validate };
+}
+
+/**
+ * The definition's `concurrency:`: `key` is one expression (`${{ input.customer }}` or bare
+ * JSONata) over the run input, so it may not read `steps.<id>` (no step has run when it is read).
+ */
+function concurrencyPolicy(doc: DefinitionDocument['concurrency'], problems: PendingProblem[]): ConcurrencyPolicy | undefined {
+  if (doc === undefined) return undefined;
+  if (doc.key === undefined) return { limit: doc.limit };
+  try {
+    const key = conditionExpression(doc.key);
+    compileExpression(key);
+    const refs = referencedSteps(key);
+    if (refs.length > 0) {
+      problems.push({ path: ['concurrency', 'key'], message: `concurrency.key may read only the run input (input.…), not steps.${refs[0]}` });
+      return undefined;
+    }
+    return { limit: doc.limit, key };
+  } catch (err: unknown) {
+    if (!(err instanceof DefinitionError)) throw err;
+    problems.push({ path: ['concurrency', 'key'], message: `concurrency.key: ${err.message}` });
+    return undefined;
+  }
 }
 
 /** Default run output: every leaf step's output keyed by step id. */

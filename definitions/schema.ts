@@ -183,7 +183,22 @@ export interface Definition {
   output: Mapping;
   /** Where the definition came from (file path, or a label for JSON bodies). */
   file: string;
+  /** Runs in progress at once per (organization, definition, key value); the rest wait (`throttled`). */
+  concurrency?: ConcurrencyPolicy;
 }
+
+/**
+ * A definition's `concurrency:`: at most `limit` runs in progress per value of `key` (bare
+ * JSONata over the run input, `input.customer`); without `key` one group for the definition.
+ */
+export interface ConcurrencyPolicy {
+  limit: number;
+  /** Bare JSONata text (without `${{ }}`), evaluated over `{input, run}`. */
+  key?: string;
+}
+
+/** Largest `concurrency.limit`. */
+export const MAX_CONCURRENCY_LIMIT = 100_000;
 
 // ---------------------------------------------------------------------------------------------
 // zod schema of the document
@@ -450,6 +465,12 @@ export const definitionSchema = z.strictObject({
   input: jsonSchemaObject,
   steps: z.array(stepSchema).min(1),
   output: z.unknown().optional(),
+  concurrency: z
+    .strictObject({
+      limit: z.number().int().min(1).max(MAX_CONCURRENCY_LIMIT),
+      key: z.string().min(1).max(4096).optional(),
+    })
+    .optional(),
 });
 
 /** A document after shape validation (before cross-field checks). */

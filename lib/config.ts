@@ -171,6 +171,8 @@ const Env = z.object({
     .refine(isTrustProxy, { error: 'expected true, false, a number of hops, or comma-separated loopback, linklocal, uniquelocal, IP addresses or CIDRs' })
     .default('loopback, linklocal, uniquelocal')
     .transform(trustProxyValue),
+  /** Run starts (`POST /v1/runs`, not dry runs) per organization and minute, shared by every API node; 0: no limit. */
+  RATE_LIMIT_RUNS_PER_MINUTE: z.coerce.number({ error: 'expected a whole number of runs per minute (0: no limit)' }).int({ error: 'expected a whole number of runs per minute (0: no limit)' }).min(0, { error: 'expected a whole number of runs per minute (0: no limit)' }).max(1_000_000_000).default(600),
   /** Port of a worker's Prometheus `/metrics` server; unset: workers serve no metrics. */
   METRICS_PORT: unsetWhenEmpty(
     z.coerce
@@ -270,6 +272,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       assetMaxBytes: e.ASSET_MAX_BYTES,
       /** Default timeout of one `type: http` request, in milliseconds. */
       httpTimeoutMs: e.HTTP_STEP_TIMEOUT_MS,
+    }),
+    limits: Object.freeze({
+      /** Run starts per organization and minute (an API key's `rateLimitRunsPerMinute` overrides it); 0: off. */
+      runsPerMinute: e.RATE_LIMIT_RUNS_PER_MINUTE,
     }),
     metrics: Object.freeze({
       /** Port of a worker process's `/metrics` server (0: any free port); undefined: none. */

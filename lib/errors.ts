@@ -24,7 +24,8 @@ export type ErrorCode =
   | 'UNAVAILABLE'
   | 'OUTPUT_TOO_LARGE'
   | 'MISSING_SECRET'
-  | 'OUTBOUND_DENIED';
+  | 'OUTBOUND_DENIED'
+  | 'RATE_LIMITED';
 
 interface AppErrorOptions {
   cause?: unknown;
@@ -136,6 +137,23 @@ export class UnavailableError extends AppError {
   readonly code = 'UNAVAILABLE';
   readonly httpStatus = 503;
   override readonly retryable = true;
+}
+
+/**
+ * Too many requests: the caller is over a rate limit (`RATE_LIMIT_RUNS_PER_MINUTE`, or its API
+ * key's own limit). Answered 429 with `Retry-After: <retryAfterS>`; nothing was changed.
+ */
+export class RateLimitedError extends AppError {
+  readonly code = 'RATE_LIMITED';
+  readonly httpStatus = 429;
+  override readonly retryable = true;
+  /** Whole seconds (≥ 1) until a request may succeed again. */
+  readonly retryAfterS: number;
+
+  constructor(message: string, options: AppErrorOptions & { retryAfterS: number }) {
+    super(message, options);
+    this.retryAfterS = Math.max(1, Math.ceil(options.retryAfterS));
+  }
 }
 
 /**

@@ -44,7 +44,7 @@ export async function benchKpiRuns(config: Config, runs: string, approvers: stri
   if (!Number.isInteger(APPROVERS) || APPROVERS < 1) throw new StackError(`--approvers: expected a positive integer, got "${values.approvers}"`);
   const targets = benchTargets(config);
   await removeBenchData(targets);
-  const env = await stackEnvironment(config, { QUEUE_PREFIX: targets.prefix, DATABASE_URL: targets.databaseUrl, LOG_LEVEL: 'error' });
+  const env = await stackEnvironment(config, { QUEUE_PREFIX: targets.prefix, DATABASE_URL: targets.databaseUrl, LOG_LEVEL: 'error', RATE_LIMIT_RUNS_PER_MINUTE: '0' });
   await checkServices(env);
   const stack = await startLocalStack(env, 2, log);
   const headers = { authorization: `Bearer ${env.BATON_API_KEY}`, 'content-type': 'application/json' };

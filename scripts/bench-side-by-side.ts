@@ -209,6 +209,7 @@ export async function benchSideBySide(config: Config, options: SideBySideOptions
     DATABASE_POOL_MAX: String(options.poolMax),
     WORKER_CONCURRENCY: String(config.worker.concurrency),
     LOG_LEVEL: 'error',
+    RATE_LIMIT_RUNS_PER_MINUTE: '0', // the bench measures the engine, not the run-start limit
     // No LLM endpoint: `type: context` steps use the deterministic local provider.
     LLM_BASE_URL: '',
     BATON_API_KEY: `bench_${randomBytes(16).toString('hex')}`,

@@ -161,7 +161,7 @@ async function main(): Promise<void> {
     STALLED_MAX_COUNT: String(config.worker.maxStalledCount),
     RECONCILE_INTERVAL_MS: String(config.worker.reconcileIntervalMs),
   };
-  const env = await stackEnvironment(config, { QUEUE_PREFIX: prefix, DATABASE_URL: databaseUrl.toString(), LOG_LEVEL: 'fatal', ...settings });
+  const env = await stackEnvironment(config, { QUEUE_PREFIX: prefix, DATABASE_URL: databaseUrl.toString(), LOG_LEVEL: 'fatal', RATE_LIMIT_RUNS_PER_MINUTE: '0', ...settings });
   await checkServices(env);
   const log = (line: string) => process.stdout.write(`${new Date().toISOString().slice(11, 23)}  ${line}\n`);
   log(`settings: ${JSON.stringify(settings)}; queue prefix ${prefix}, database ${databaseUrl.pathname.slice(1)}`);

@@ -23,6 +23,8 @@ export interface Principal {
   scopes: string[];
   /** Approver roles (checkpoint `approvers: [{role}]`). */
   roles: string[];
+  /** The key's own run-start limit per minute (its own bucket; `0`: none); `null`: the organization's. */
+  rateLimitRunsPerMinute: number | null;
 }
 
 /**
@@ -96,7 +98,7 @@ export class ApiKeyAuthenticator {
     const epoch = this.epoch;
     const row = await findActiveApiKey(this.db, hash);
     const principal = row
-      ? { keyId: row.id, organizationId: row.organizationId, subject: row.subject, scopes: row.scopes, roles: row.roles }
+      ? { keyId: row.id, organizationId: row.organizationId, subject: row.subject, scopes: row.scopes, roles: row.roles, rateLimitRunsPerMinute: row.rateLimitRunsPerMinute }
       : null;
     // A key in its rotation grace period is cached no longer than it works.
     const expiresAtMs = Math.min(now + this.cacheTtlMs, row?.revokedAt?.getTime() ?? Infinity);

@@ -5,7 +5,7 @@
  * 500 with a generic body.
  */
 import type { NextFunction, Request, Response } from 'express';
-import { AppError, classifyInfrastructure, type Logger } from '../../lib/index.js';
+import { AppError, RateLimitedError, classifyInfrastructure, type Logger } from '../../lib/index.js';
 
 /** `Retry-After` of a 503, in seconds. */
 const RETRY_AFTER_S = '2';
@@ -17,6 +17,7 @@ export function errorHandler(logger: Logger) {
     if (err instanceof AppError) {
       if (err.httpStatus >= 500) logger.error({ err, path: req.path }, 'request failed');
       if (err.code === 'RETRY_LATER' || err.code === 'UNAVAILABLE') res.set('retry-after', RETRY_AFTER_S);
+      if (err instanceof RateLimitedError) res.set('retry-after', String(err.retryAfterS));
       res.status(err.httpStatus).json({
         error: {
           code: err.code,

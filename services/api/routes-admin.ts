@@ -19,6 +19,13 @@ const CreateApiKeyBody = z.strictObject({
   subject: z.string().regex(/^(user|service):[A-Za-z0-9._@-]{1,120}$/, { error: 'expected "user:<name>" or "service:<name>"' }),
   scopes: z.array(z.enum(SCOPES)).min(1),
   roles: z.array(Role).default([]),
+  rateLimitRunsPerMinute: z
+    .number()
+    .int()
+    .min(0)
+    .max(1_000_000_000)
+    .optional()
+    .meta({ description: 'Run starts per minute for this key alone, in its own bucket (0: unlimited); absent: the organization limit (RATE_LIMIT_RUNS_PER_MINUTE)' }),
 });
 
 /** Longest grace period of a rotation, in seconds (7 days). */

@@ -22,6 +22,7 @@ import type { RunEventHub } from './event-hub.js';
 import { CursorParam, limitParam, parseBody, parseQuery } from './validate.js';
 import { documentRoute, AnyObject, PageOf, UuidParam } from './openapi.js';
 import { RunEvent, RunListItem, RunView } from './openapi-schemas.js';
+import { RunRateLimiter } from './rate-limit.js';
 
 const StartRunBody = z.strictObject({
   definition: z.string().min(1).max(200),
@@ -146,6 +147,7 @@ function writeEvent(res: Response, e: RunEventView): void {
 
 export function runsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: RunEventHub): Router {
   const router = Router();
+  const limiter = new RunRateLimiter(deps.queues.connection, deps.config.redis.prefix, deps.config.limits.runsPerMinute);
   const links = (id: string) => ({
     self: `/v1/runs/${id}`,
     events: `/v1/runs/${id}/events`,
@@ -155,7 +157,7 @@ export function runsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: Run
   documentRoute({ method: 'post', path: '/v1/runs', summary: 'Start a run (or dry-run it with ?dryRun=true)', tags: ['runs'], scope: 'runs:write', body: StartRunBody,
     query: StartRunQuery,
     headers: z.object({ 'idempotency-key': z.string().optional(), traceparent: z.string().optional().meta({ description: 'W3C trace context: the run joins the caller\'s trace' }) }),
-    responses: { 202: { description: 'Started', schema: RunStarted }, 200: { description: 'The run of the same idempotency key, or the dry-run plan', schema: AnyObject }, 400: { description: 'Invalid body or input (names the field)' }, 404: { description: 'Unknown definition or version' } } });
+    responses: { 202: { description: 'Started', schema: RunStarted }, 200: { description: 'The run of the same idempotency key, or the dry-run plan', schema: AnyObject }, 400: { description: 'Invalid body or input (names the field)' }, 404: { description: 'Unknown definition or version' }, 429: { description: '`RATE_LIMITED`: over the run-start limit; `Retry-After` and `RateLimit-*` headers say when to retry' }, 503: { description: 'Redis or Postgres unavailable; nothing was started' } } });
   router.post('/v1/runs', requireApiKey(auth, 'runs:write'), async (req, res) => {
     const body = parseBody(StartRunBody, req.body);
     const headerKey = req.get('idempotency-key');
@@ -173,6 +175,7 @@ export function runsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: Run
       );
       return;
     }
+    await limiter.consume(principal, res); // real starts only; dry runs are not counted
     const run = await startRun(deps, {
       organizationId: principal.organizationId,
       createdBy: principal.subject,

@@ -14,6 +14,7 @@ import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { APPROVAL_ABORTED } from './steps.js';
 import { engineFailure, isRunFinished } from './statuses.js';
+import { releaseSlot, startAdmitted, type AdmittedRun } from './concurrency.js';
 
 export type FinalizeOutcome =
   | { kind: 'finished'; status: string }
@@ -46,9 +47,13 @@ async function queueNextCompensation(scope: RunScope, definition: Definition, ro
   return jobSpecFor(target, row.generation);
 }
 
-/** Finish the run if all its steps are settled (see module doc). */
+/**
+ * Finish the run if all its steps are settled (see module doc). A finished run's concurrency
+ * slot goes to the oldest throttled run of its group in the same transaction (`concurrency.ts`).
+ */
 export async function finalizeRun(deps: EngineDeps, runId: string): Promise<FinalizeOutcome> {
-  return withRun(deps, runId, async (scope) => {
+  let admitted: AdmittedRun[] = [];
+  const outcome = await withRun(deps, runId, async (scope): Promise<FinalizeOutcome> => {
     const { run, tx } = scope;
     if (isRunFinished(run.status)) {
       return { kind: 'finished', status: run.status };
@@ -98,6 +103,9 @@ export async function finalizeRun(deps: EngineDeps, runId: string): Promise<Fina
     );
     const type = status === 'completed' ? 'run.completed' : status === 'failed' ? 'run.failed' : 'run.cancelled';
     await scope.emit(type, null, status === 'completed' ? { output } : { error });
+    admitted = await releaseSlot(tx, run);
     return { kind: 'finished', status };
   });
+  await startAdmitted(deps, admitted);
+  return outcome;
 }

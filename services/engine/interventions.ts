@@ -16,7 +16,8 @@ import { approvals, runs, stepAttempts, stepItems, steps } from '../../db/index.
 import { descendantsOf } from '../../definitions/index.js';
 import { queueForStepType, rootJobId, stepJobId, type QueueName, type StepJobSpec, type StepType } from '../../queues/index.js';
 import { advance, loadSteps, type StepRow } from './advance.js';
-import { engineFailure, isStepLive } from './statuses.js';
+import { engineFailure, isRunInProgress, isStepLive } from './statuses.js';
+import { releaseSlot, startAdmitted } from './concurrency.js';
 import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
@@ -86,9 +87,10 @@ export async function stopJobs(deps: EngineDeps, jobs: JobRef[], reason: string)
 }
 
 /**
- * Cancel a queued or running run: its unfinished steps, fan-out items and pending approvals are
- * cancelled, running jobs receive their AbortSignal, waiting jobs are removed, and child runs
- * (sub-orchestrations) are cancelled too.
+ * Cancel a throttled, queued or running run: its unfinished steps, fan-out items and pending
+ * approvals are cancelled, running jobs receive their AbortSignal, waiting jobs are removed, and
+ * child runs (sub-orchestrations) are cancelled too. A run cancelled outright gives its
+ * concurrency slot to the next throttled run of its group (`concurrency.ts`).
  * @throws {NotFoundError} unknown run (or another organization's).
  * @throws {ConflictError} the run is already finished.
  */
@@ -97,7 +99,10 @@ export async function cancelRun(deps: EngineDeps, actor: Actor, runId: string, r
   const out = await withRun(deps, runId, async (scope) => {
     assertOrg(scope, actor);
     const { tx, run } = scope;
-    if (run.status !== 'queued' && run.status !== 'running') throw new ConflictError(`run is ${run.status}; only queued or running runs can be cancelled`);
+    if (run.status !== 'queued' && run.status !== 'running' && run.status !== 'throttled') {
+      throw new ConflictError(`run is ${run.status}; only throttled, queued or running runs can be cancelled`);
+    }
+    const heldSlot = isRunInProgress(run.status);
     const rows = await loadSteps(scope);
     const jobs = await liveJobs(scope, rows);
     const open = rows.filter((r) => ['pending', 'queued', 'running', 'waiting'].includes(r.status));
@@ -136,8 +141,11 @@ export async function cancelRun(deps: EngineDeps, actor: Actor, runId: string, r
       .select({ id: runs.id })
       .from(runs)
       .where(and(eq(runs.parentRunId, runId), inArray(runs.status, ['queued', 'running'])));
-    return { jobs, children: children.map((c) => c.id), status, rootId: rootJobId(run.id, run.rootGeneration) };
+    // Cancelled outright, the run leaves its concurrency group: the next throttled run starts.
+    const admitted = status === 'cancelled' && heldSlot ? await releaseSlot(tx, run) : [];
+    return { jobs, children: children.map((c) => c.id), status, rootId: rootJobId(run.id, run.rootGeneration), admitted };
   });
+  await startAdmitted(deps, out.admitted);
   await stopJobs(deps, out.jobs, message);
   for (const child of out.children) {
     await cancelRun(deps, actor, child, `parent run ${runId} was cancelled`).catch((err: unknown) => {

@@ -30,7 +30,10 @@
  * - a live step whose job failed without our processor recording it (e.g. stalled too often):
  *   re-added, up to {@link ORPHAN_REQUEUE_LIMIT} attempts beyond the step's policy, then failed;
  * - a parent with nothing pending: a no-op `nudge` child wakes it;
- * - a decided checkpoint still parked: promoted.
+ * - a decided checkpoint still parked: promoted;
+ * - a concurrency group with free slots and throttled runs: the oldest are admitted
+ *   (`concurrency.ts`); an admitted (`queued`) run whose flow was never created gets it as a
+ *   missing root above.
  *
  * A child run whose parent step job is gone gets its root without a parent; the parent run's own
  * reconciliation re-creates the step job, which then follows the child from Postgres (it re-checks
@@ -63,6 +66,7 @@ import { itemsOf } from './fanout.js';
 import { withRun } from './run-scope.js';
 import { failOrphanedStep } from './steps.js';
 import { sweepWebhookOutbox } from './webhooks.js';
+import { admitAllThrottled } from './concurrency.js';
 
 /** Re-adds of a live step whose job BullMQ failed unrecorded, beyond its own `retry.attempts`. */
 export const ORPHAN_REQUEUE_LIMIT = 10;
@@ -84,6 +88,8 @@ export interface ReconcileReport {
   promoted: number;
   /** Webhook deliveries re-enqueued from the outbox (events not delivered and without a job). */
   webhooksRequeued: number;
+  /** Throttled runs admitted because their concurrency group had free slots (a missed release). */
+  throttledAdmitted: number;
 }
 
 const emptyReport = (): ReconcileReport => ({
@@ -95,6 +101,7 @@ const emptyReport = (): ReconcileReport => ({
   orphansFailed: 0,
   promoted: 0,
   webhooksRequeued: 0,
+  throttledAdmitted: 0,
 });
 
 /** BullMQ states in which a job will still run or complete. */
@@ -315,13 +322,19 @@ export async function reconcileRun(deps: EngineDeps, runId: string, report: Reco
  */
 export async function reconcileAll(deps: EngineDeps, options: { limit?: number; webhookGraceMs?: number } = {}): Promise<ReconcileReport> {
   const limit = options.limit ?? 10_000;
+  const report = emptyReport();
+  // First, so that a run admitted here whose flow could not be added is repaired below.
+  try {
+    report.throttledAdmitted = await admitAllThrottled(deps);
+  } catch (err) {
+    deps.logger.error({ err }, 'admitting throttled runs failed');
+  }
   const open = await deps.database.db
     .select({ id: runs.id })
     .from(runs)
     .where(inArray(runs.status, ['queued', 'running', 'cancelling']))
     .orderBy(runs.createdAt)
     .limit(limit);
-  const report = emptyReport();
   for (const { id } of open) {
     try {
       await reconcileRun(deps, id, report);

@@ -23,6 +23,7 @@ export type RunRow = typeof runs.$inferSelect;
 
 /** Event types (SPEC O1). */
 export type RunEventType =
+  | 'run.throttled'
   | 'run.queued'
   | 'run.started'
   | 'run.completed'

@@ -11,6 +11,7 @@ import type { EngineDeps } from './deps.js';
 import { enqueueWebhooks, openRunScope } from './run-scope.js';
 import { sealRunInput } from './sensitive.js';
 import { latestAgentVersions, newRunTraceCarrier } from '../store/index.js';
+import { concurrencyGroupOf, mustWait } from './concurrency.js';
 
 /** A request to start a run (already authenticated and shape-checked by the caller). */
 export interface StartRunRequest {
@@ -49,12 +50,14 @@ async function existingRun(deps: EngineDeps, organizationId: string, key: string
  * `format: password` fields are sealed (see `sensitive.ts`).
  *
  * In one transaction: the run (`queued`), its steps (`pending`), `run.queued`, and the initially
- * ready steps marked `queued`. Then the run's flow is created: root job (id = run id) in `runs`,
+ * ready steps marked `queued`. Under a definition's `concurrency:` limit a run whose group is full
+ * is `throttled` instead (`run.throttled`, no steps queued, no flow; `concurrency.ts`). Then the run's flow is created: root job (id = run id) in `runs`,
  * ready steps as its children. If Redis refuses the flow, the run is deleted again, so that
  * nothing changed and the caller may retry with the same idempotency key.
  *
  * @throws {NotFoundError} unknown definition or version (field `definition` / `version`).
  * @throws {ValidationError} input does not match the definition's input schema (field `input.…`).
+ * @throws {ValidationError} the definition's `concurrency.key` expression fails on the input.
  * @throws {UnavailableError} Redis could not take the flow.
  */
 export async function startRun(deps: EngineDeps, request: StartRunRequest): Promise<StartedRun> {
@@ -71,16 +74,19 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
   const sealed = sealRunInput(deps, runId, definition.input, request.input ?? {});
   const agentNames = [...new Set(definition.steps.flatMap((s) => (s.kind === 'agent' ? [s.agent] : [])))];
   const agentVersions = await latestAgentVersions(db, request.organizationId, agentNames);
-  let created: { ready: Awaited<ReturnType<typeof advance>>; emitted: number[] };
+  const group = await concurrencyGroupOf(definition, sealed.input, runId);
+  let created: { ready: Awaited<ReturnType<typeof advance>>; emitted: number[]; throttled: boolean };
   try {
     created = await db.transaction(async (tx) => {
+      // The definition's concurrency limit: a full group (or one with older runs waiting) holds the run back.
+      const throttled = group ? await mustWait(tx, request.organizationId, stored.slug, group, request.parent !== undefined) : false;
       await tx.insert(runs).values({
         id: runId,
         organizationId: request.organizationId,
         definitionId: stored.id,
         definitionSlug: stored.slug,
         definitionVersion: stored.version,
-        status: 'queued',
+        status: throttled ? 'throttled' : 'queued',
         input: sealed.input,
         sealedInput: sealed.sealedInput,
         agentVersions,
@@ -90,6 +96,8 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
         parentRunId: request.parent?.runId ?? null,
         parentStepId: request.parent?.stepId ?? null,
         traceContext: await newRunTraceCarrier(tx, request.parent?.runId), // observability hook: the run's one trace
+        concurrencyKey: group?.key ?? null,
+        concurrencyLimit: group?.limit ?? null,
       });
       const compensations = compensationSteps(definition);
       const rows = await tx
@@ -106,10 +114,16 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
         )
         .returning();
       const scope = await openRunScope(tx, runId);
+      if (throttled) {
+        // No jobs until a slot frees (concurrency.ts admits it, `run.queued`).
+        await scope.emit('run.throttled', null, { definition: stored.slug, version: stored.version, concurrency: group });
+        await scope.flush();
+        return { ready: [], emitted: scope.emitted, throttled };
+      }
       await scope.emit('run.queued', null, { definition: stored.slug, version: stored.version });
       const ready = await advance(scope, definition, rows);
       await scope.flush();
-      return { ready, emitted: scope.emitted };
+      return { ready, emitted: scope.emitted, throttled };
     });
   } catch (err) {
     // Two requests raced with the same idempotency key: the loser returns the winner's run.
@@ -122,6 +136,10 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
     throw err;
   }
 
+  if (created.throttled) {
+    await enqueueWebhooks(deps, runId, created.emitted);
+    return { id: runId, status: 'throttled', created: true };
+  }
   try {
     const parent = request.parent ? { id: request.parent.jobId, queue: request.parent.queue } : undefined;
     await deps.queues.addRunFlow(rootJobId(runId, 1), runId, created.ready, parent);

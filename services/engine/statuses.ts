@@ -29,6 +29,19 @@ export function isRunActive(status: RunStatus): status is 'queued' | 'running' {
   return status === 'queued' || status === 'running';
 }
 
+/** Runs that hold a slot of their definition's `concurrency:` limit (admitted, not finished). */
+export const RUN_IN_PROGRESS_STATUSES = ['queued', 'running', 'cancelling'] as const satisfies readonly RunStatus[];
+
+/** A run that holds a concurrency slot: admitted and not finished. */
+export function isRunInProgress(status: RunStatus): status is (typeof RUN_IN_PROGRESS_STATUSES)[number] {
+  return (RUN_IN_PROGRESS_STATUSES as readonly string[]).includes(status);
+}
+
+/** A run waiting for a concurrency slot: no step may start, no job exists. */
+export function isRunThrottled(status: RunStatus): status is 'throttled' {
+  return status === 'throttled';
+}
+
 /** A step that will not change again in this generation. */
 export function isStepFinished(status: StepStatus): status is 'completed' | 'failed' | 'skipped' | 'cancelled' {
   return status === 'completed' || status === 'failed' || status === 'skipped' || status === 'cancelled';

@@ -17,6 +17,8 @@ export interface ApiKeyView {
   subject: string;
   scopes: string[];
   roles: string[];
+  /** Run starts per minute in the key's own bucket (`0`: unlimited); `null`: the organization's limit. */
+  rateLimitRunsPerMinute: number | null;
   createdAt: Date;
   /** Last successful authentication, approximate (written at most once a minute); null: never. */
   lastUsedAt: Date | null;
@@ -36,6 +38,8 @@ export interface ApiKeyRequest {
   subject: string;
   scopes: string[];
   roles: string[];
+  /** Run starts per minute in the key's own bucket (`0`: unlimited); absent or `null`: the organization's limit. */
+  rateLimitRunsPerMinute?: number | null | undefined;
 }
 
 const VIEW = {
@@ -45,6 +49,7 @@ const VIEW = {
   subject: apiKeys.subject,
   scopes: apiKeys.scopes,
   roles: apiKeys.roles,
+  rateLimitRunsPerMinute: apiKeys.rateLimitRunsPerMinute,
   createdAt: apiKeys.createdAt,
   lastUsedAt: apiKeys.lastUsedAt,
   revokedAt: apiKeys.revokedAt,
@@ -71,6 +76,7 @@ export async function insertApiKey(db: Pick<Db, 'insert'>, organizationId: strin
       subject: request.subject,
       scopes: request.scopes,
       roles: request.roles,
+      rateLimitRunsPerMinute: request.rateLimitRunsPerMinute ?? null,
     })
     .returning(VIEW);
   if (!row) throw new Error('api key insert returned nothing');
@@ -136,7 +142,7 @@ export async function rotateApiKey(
       .for('update');
     if (!old) throw new NotFoundError(`API key ${id} not found`, { field: 'id' });
     if (old.revokedAt) throw new ConflictError(`API key ${id} is revoked${old.revokedAt > new Date() ? ' (rotated, in its grace period)' : ''}`, { field: 'id' });
-    const created = await insertApiKey(tx, organizationId, { name: old.name, subject: old.subject, scopes: old.scopes, roles: old.roles });
+    const created = await insertApiKey(tx, organizationId, { name: old.name, subject: old.subject, scopes: old.scopes, roles: old.roles, rateLimitRunsPerMinute: old.rateLimitRunsPerMinute });
     const [revoked] = await tx
       .update(apiKeys)
       .set({ revokedAt: sql`now() + make_interval(secs => ${graceSeconds})` })
@@ -154,6 +160,8 @@ export interface ActiveApiKey {
   subject: string;
   scopes: string[];
   roles: string[];
+  /** The key's own run-start limit per minute; `null`: the organization's. */
+  rateLimitRunsPerMinute: number | null;
   /** Set when a rotation's grace period runs: the key stops working then. */
   revokedAt: Date | null;
   lastUsedAt: Date | null;
@@ -168,6 +176,7 @@ export async function findActiveApiKey(db: Pick<Db, 'select'>, keyHash: string):
       subject: apiKeys.subject,
       scopes: apiKeys.scopes,
       roles: apiKeys.roles,
+      rateLimitRunsPerMinute: apiKeys.rateLimitRunsPerMinute,
       revokedAt: apiKeys.revokedAt,
       lastUsedAt: apiKeys.lastUsedAt,
     })

@@ -11,6 +11,7 @@ import { webhookDeliveries, webhookSubscriptions, type Db } from '../../db/index
 
 /** Every run event type a subscription may name (SPEC O1). */
 export const WEBHOOK_EVENT_TYPES = [
+  'run.throttled',
   'run.queued',
   'run.started',
   'run.completed',

@@ -41,6 +41,8 @@ export function testEnvironment(): Promise<TestEnvironment> {
       SHUTDOWN_TIMEOUT_MS: '5000',
       // Keep finished jobs, so tests can look at their BullMQ states (production removes them).
       JOBS_KEEP_COMPLETED: '1000',
+      // No run-start limit except where a test sets one (test/rate-limits.test.ts).
+      RATE_LIMIT_RUNS_PER_MINUTE: '0',
     };
     const config = loadConfig(env);
     const report = await release(config, silentLogger());

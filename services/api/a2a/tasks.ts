@@ -5,7 +5,7 @@
  * {@link PostgresTaskStore} (never the SDK's in-memory store).
  *
  * Mapping (A2A v1.0 `TaskState`):
- * - `queued` → `TASK_STATE_SUBMITTED`; `running` → `TASK_STATE_WORKING`;
+ * - `throttled`, `queued` → `TASK_STATE_SUBMITTED`; `running` → `TASK_STATE_WORKING`;
  * - a pending approval → `TASK_STATE_INPUT_REQUIRED`, its status message = the prompt (text) and
  *   `{approvalId, stepId, prompt, show, decisions, expiresAt}` (data);
  * - `completed` → `TASK_STATE_COMPLETED` with one artifact per top-level key of the run output
@@ -70,7 +70,7 @@ export function statusOfRun(run: RunViewForTask, ids: { taskId: string; contextI
       timestamp: new Date().toISOString(),
     };
   }
-  return { state: run.status === 'queued' ? TaskState.TASK_STATE_SUBMITTED : TaskState.TASK_STATE_WORKING, message: undefined, timestamp: new Date().toISOString() };
+  return { state: run.status === 'queued' || run.status === 'throttled' ? TaskState.TASK_STATE_SUBMITTED : TaskState.TASK_STATE_WORKING, message: undefined, timestamp: new Date().toISOString() };
 }
 
 /** The artifacts of a completed run: one per top-level output key. */
