@@ -162,7 +162,7 @@ describe('organizations and keys', function () {
       );
       expect(used.map((k) => k.id)).to.have.members([org.apiKey.id, created.body.id]);
       for (const k of used) {
-        expect(k).to.have.keys('id', 'name', 'prefix', 'subject', 'scopes', 'roles', 'createdAt', 'lastUsedAt', 'revokedAt');
+        expect(k).to.have.keys('id', 'name', 'prefix', 'subject', 'scopes', 'roles', 'rateLimitRunsPerMinute', 'createdAt', 'lastUsedAt', 'revokedAt');
         expect(created.body.key.startsWith(used.find((u) => u.id === created.body.id)?.prefix ?? '-')).to.equal(true);
       }
 
