@@ -12,6 +12,7 @@ import type { AgentType } from '../agents/types.js';
 import { compileExpression, conditionExpression, parseTemplate, referencedSteps, templateSites } from './expressions.js';
 import { ancestryOf, findCycle, type Ancestry } from './graph.js';
 import { compileJsonSchema } from './json-schema.js';
+import { definitionLimits } from './limits.js';
 import { compose, formatMs, problemsFromIssue, type PendingProblem } from './problems.js';
 import {
   DEFAULTS,
@@ -53,6 +54,12 @@ const DEFAULT_RETRY: RetryPolicy = {
  * @param raw - the document as parsed from YAML or JSON (not modified).
  */
 export function validateDocument(raw: unknown, options: DefinitionLoadOptions): ValidatedDocument {
+  const { maxSteps } = definitionLimits();
+  const rawSteps = typeof raw === 'object' && raw !== null ? (raw as { steps?: unknown }).steps : undefined;
+  if (Array.isArray(rawSteps) && rawSteps.length > maxSteps) {
+    // Before the shape check: a huge definition is refused without validating every step.
+    return { ok: false, problems: [{ path: ['steps'], message: `the definition has ${rawSteps.length} steps; at most ${maxSteps} (DEFINITION_MAX_STEPS) are allowed`, atKey: true }] };
+  }
   const parsed = definitionSchema.safeParse(raw);
   if (!parsed.success) {
     return { ok: false, problems: parsed.error.issues.flatMap((issue) => problemsFromIssue(issue, raw)) };

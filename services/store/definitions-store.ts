@@ -7,7 +7,7 @@ import { and, asc, desc, eq, sql } from 'drizzle-orm';
 import { isMap, isScalar, parseDocument, type Document } from 'yaml';
 import { ConflictError, DefinitionError, NotFoundError } from '../../lib/index.js';
 import { definitions, type Db } from '../../db/index.js';
-import { parseDefinition, parseDefinitionObject, SLUG_PATTERN, type Definition } from '../../definitions/index.js';
+import { checkDefinitionSource, parseDefinition, parseDefinitionObject, SLUG_PATTERN, type Definition } from '../../definitions/index.js';
 import type { StoreDeps } from './deps.js';
 import { agentTypesOf } from './agents.js';
 
@@ -282,6 +282,7 @@ export async function createDefinition(
   let source: string;
   let next: number;
   if (body.format === 'yaml') {
+    checkDefinitionSource(body.source, 'request.yaml');
     const doc = parseDocument(body.source);
     const root = doc.errors.length === 0 && isMap(doc.contents) ? doc.contents : undefined;
     const slugNode: unknown = root?.get('slug', true);
