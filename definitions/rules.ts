@@ -101,6 +101,9 @@ function toStepSpec(
       decisions: step.decisions,
       timeoutMs: step.timeout,
       onTimeout: step.onTimeout,
+      ...(step.onTimeout === 'retry'
+        ? { maxRetries: step.maxRetries ?? DEFAULTS.checkpointMaxRetries, onRetriesExhausted: step.onRetriesExhausted ?? 'abort' }
+        : {}),
       remindMs: step.remind,
       required: step.required,
       selfApproval: step.selfApproval,
@@ -322,6 +325,12 @@ function buildDefinition(doc: DefinitionDocument, options: DefinitionLoadOptions
     }
     checkExpressions(sites, step.id, indexById, ancestors, problems);
     if (step.kind === 'checkpoint') checkCheckpoint(step, i, indexById, ancestors, problems);
+    if (step.kind === 'orchestrator' && step.run.slug === doc.slug) {
+      problems.push({
+        path: at('run', 'slug'),
+        message: `step ${step.id}: runs its own definition "${doc.slug}" as a sub-run (unbounded recursion); sub-runs are limited to MAX_RUN_DEPTH levels`,
+      });
+    }
   });
 
   const compiledInput = compileJsonSchema(doc.input);
@@ -371,6 +380,11 @@ function checkCheckpoint(
   });
   const retryDecision = step.decisions.includes('retry');
   const retryOnTimeout = step.onTimeout === 'retry';
+  for (const key of ['maxRetries', 'onRetriesExhausted'] as const) {
+    if (step[key] !== undefined && !retryOnTimeout) {
+      problems.push({ path: at(key), message: compose(subject, `${key} is only allowed when onTimeout is retry`) });
+    }
+  }
   if (step.retryStep === undefined) {
     if (retryDecision) {
       problems.push({ path: at(), message: compose(subject, 'retryStep is required when decisions include retry') });

@@ -132,6 +132,11 @@ const Env = z.object({
     error: 'expected comma-separated host names, *.suffix entries, IP addresses or CIDRs (e.g. 10.0.0.0/8)',
   }),
   HTTP_STEP_TIMEOUT_MS: positiveInt('milliseconds').default(30_000),
+  MAX_RUN_DEPTH: positiveInt('a positive integer').max(1000).default(10),
+  DEFINITION_MAX_BYTES: positiveInt('bytes').default(1024 * 1024),
+  DEFINITION_MAX_STEPS: positiveInt('a positive integer').max(100_000).default(1000),
+  EXPRESSION_MAX_BYTES: positiveInt('bytes').default(4096),
+  EXPRESSION_TIMEOUT_MS: positiveInt('milliseconds').max(600_000).default(1000),
   /** Port of a worker's Prometheus `/metrics` server; unset: workers serve no metrics. */
   METRICS_PORT: unsetWhenEmpty(
     z.coerce
@@ -221,6 +226,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       assetMaxBytes: e.ASSET_MAX_BYTES,
       /** Default timeout of one `type: http` request, in milliseconds. */
       httpTimeoutMs: e.HTTP_STEP_TIMEOUT_MS,
+    }),
+    limits: Object.freeze({
+      /** Deepest child run: a top-level run is depth 0, its sub-runs 1, … (`RUN_DEPTH_EXCEEDED`). */
+      maxRunDepth: e.MAX_RUN_DEPTH,
+      /** Largest definition source, in bytes (413 `DEFINITION_TOO_LARGE`). */
+      definitionMaxBytes: e.DEFINITION_MAX_BYTES,
+      /** Most steps in one definition. */
+      definitionMaxSteps: e.DEFINITION_MAX_STEPS,
+      /** Largest single expression, in bytes. */
+      expressionMaxBytes: e.EXPRESSION_MAX_BYTES,
+      /** Wall-clock limit of one expression evaluation, in milliseconds (`EXPRESSION_TIMEOUT`). */
+      expressionTimeoutMs: e.EXPRESSION_TIMEOUT_MS,
     }),
     metrics: Object.freeze({
       /** Port of a worker process's `/metrics` server (0: any free port); undefined: none. */
