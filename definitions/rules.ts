@@ -88,6 +88,11 @@ function toStepSpec(
   }
 
   if (step.shape === 'checkpoint') {
+    for (const key of ['maxRetries', 'onRetriesExhausted'] as const) {
+      if (step[key] !== undefined && step.onTimeout !== 'retry') {
+        problems.push({ path: at(key), message: compose(subject, `${key} is only allowed when onTimeout is retry`) });
+      }
+    }
     const spec: CheckpointStep = {
       kind: 'checkpoint',
       type: 'checkpoint',
@@ -380,11 +385,6 @@ function checkCheckpoint(
   });
   const retryDecision = step.decisions.includes('retry');
   const retryOnTimeout = step.onTimeout === 'retry';
-  for (const key of ['maxRetries', 'onRetriesExhausted'] as const) {
-    if (step[key] !== undefined && !retryOnTimeout) {
-      problems.push({ path: at(key), message: compose(subject, `${key} is only allowed when onTimeout is retry`) });
-    }
-  }
   if (step.retryStep === undefined) {
     if (retryDecision) {
       problems.push({ path: at(), message: compose(subject, 'retryStep is required when decisions include retry') });
