@@ -177,8 +177,14 @@ function valueAt(root: unknown, path: readonly Segment[]): unknown {
   return node;
 }
 
-/** Lexer tokens that only mark what follows (document start, scalar start, …). */
-const CONTROL_TOKEN = /^[\u0000-\u0009\u000b-\u001f]+$/;
+/** Lexer tokens that only mark what follows (document start, scalar start, …): control characters. */
+function isControlToken(token: string): boolean {
+  for (let i = 0; i < token.length; i++) {
+    const code = token.charCodeAt(i);
+    if (code >= 0x20 || code === 0x0a) return false;
+  }
+  return token.length > 0;
+}
 
 /**
  * How many items the block sequence under the top-level `key` holds (`steps:` followed by
@@ -200,7 +206,7 @@ export function blockSequenceLength(text: string, key: string): number | undefin
       indent = 0;
       continue;
     }
-    if (CONTROL_TOKEN.test(token)) continue;
+    if (isControlToken(token)) continue;
     if (token.includes('\n')) {
       // A multi-line scalar (a block scalar's body ends with its newline).
       lineStart = token.endsWith('\n');
