@@ -76,10 +76,19 @@ export class LinearRegExpError extends SyntaxError {
  * @throws {LinearRegExpError} when it cannot run there or is not a valid regex.
  */
 export function linearRegExp(source: string, flags = ''): RegExp {
+  const linearFlags = `${flags.replace(/[ul]/g, '')}l`;
+  const key = `${linearFlags}/${source}`;
+  if (accepted.has(key)) return new RegExp(source, linearFlags);
   const problem = linearRegExpProblem(source, flags);
   if (problem !== undefined) throw new LinearRegExpError(source, problem, flags);
-  return new RegExp(source, `${flags.replace(/[ul]/g, '')}l`);
+  if (accepted.size >= ACCEPTED_LIMIT) accepted.clear();
+  accepted.add(key);
+  return new RegExp(source, linearFlags);
 }
+
+/** Regexes already checked (flags and source), so a hot expression is checked once. */
+const accepted = new Set<string>();
+const ACCEPTED_LIMIT = 5000;
 
 /**
  * JSONata's `RegexEngine` option: called with `new` and the regex literal as parsed; returns its
