@@ -138,6 +138,18 @@ output: { label: "\${{ steps.probe.output.label }}" }
       expect(problemsOf(res.body)[0]).to.include({ path: 'steps[0].run.slug', line: 8 });
     });
 
+    it('refuses a definition that runs itself through a stored one (A → B → A), with its position', async function () {
+      const a = uniqueSlug('ca');
+      const b = uniqueSlug('cb');
+      const calling = (slug: string, other: string) => `${header(slug)}  - id: call\n    type: orchestrator\n    run: { slug: ${other} }\n`;
+      expect((await postYaml(calling(a, b))).status).to.equal(201);
+      const res = await postYaml(calling(b, a));
+      expect(res.status).to.equal(400);
+      expect(res.body.error.message).to.contain(`${b}.yaml:8:`);
+      expect(res.body.error.message).to.contain(`runs ${b} → ${a} → ${b}`);
+      expect(problemsOf(res.body)[0]).to.include({ path: 'steps[0].run.slug' });
+    });
+
     it('refuses a 10,000-step definition with 400 and a body over 1 MiB with 413', async function () {
       const lines = [header(uniqueSlug('big')).trimEnd()];
       for (let i = 0; i < 10_000; i++) lines.push(`  - id: s${i}`, '    agent: test-sleep', ...(i > 0 ? [`    needs: [s${i - 1}]`] : []));
