@@ -1,13 +1,14 @@
 /**
  * JSON Schema validation for agents (step `schema:` of `llm`, `params:` of `sql` statements,
- * module `input:` schemas), with ajv (draft-07, `allErrors`, non-strict) plus ajv-formats.
+ * module `input:` schemas), with ajv (draft-07, `allErrors`, non-strict) plus ajv-formats;
+ * `pattern` regexes run on the linear-time engine (`lib/linear-regexp.ts`).
  *
  * Compiled validators are cached by the schema's JSON text (at most {@link MAX_CACHED_SCHEMAS},
  * oldest first out), so a statement or step schema is compiled once per process.
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { ValidationError } from '../lib/index.js';
+import { ajvLinearRegExp, ValidationError } from '../lib/index.js';
 
 // ajv-formats is CommonJS; under NodeNext its callable export is `.default`.
 const addFormats = addFormatsModule.default;
@@ -33,7 +34,7 @@ export function compileSchema(schema: JsonSchema, field: string): ValidateFuncti
   const key = JSON.stringify(schema);
   const cached = cache.get(key);
   if (cached) return cached;
-  const ajv = new Ajv({ allErrors: true, strict: false });
+  const ajv = new Ajv({ allErrors: true, strict: false, code: { regExp: ajvLinearRegExp } });
   addFormats(ajv);
   let validate: ValidateFunction;
   try {

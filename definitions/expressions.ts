@@ -19,7 +19,8 @@
  * `"AAPL"`); append `[]` (`rows.symbol[]`) to always get an array.
  */
 import jsonata from 'jsonata';
-import { DefinitionError, ValidationError } from '../lib/index.js';
+import { DefinitionError, ExpressionTimeoutError, LinearRegexEngine, linearRegExpProblem, ValidationError } from '../lib/index.js';
+import { definitionLimits, onDefinitionLimitsChange } from './limits.js';
 
 /** What expressions can read while a run executes. */
 export type ExpressionScope = {
@@ -44,13 +45,18 @@ export type ExpressionScope = {
 /** One piece of a template string: literal text or the JSONata text of one `${{ }}`. */
 export type TemplatePart = { kind: 'text'; text: string } | { kind: 'expression'; expression: string };
 
-/** Guardrails for one evaluation: wall-clock limit in milliseconds and maximum nesting depth. */
-const EVALUATION_TIMEOUT_MS = 2000;
+/**
+ * Guardrails for one evaluation: maximum nesting depth; the wall-clock limit is
+ * `EXPRESSION_TIMEOUT_MS` ({@link definitionLimits}). JSONata checks both between evaluation
+ * steps; a single regex call cannot run long because regexes run on the linear-time engine.
+ */
 const EVALUATION_MAX_DEPTH = 500;
 /** At most this many compiled expressions are cached (oldest evicted first). */
 const CACHE_LIMIT = 5000;
 
 const cache = new Map<string, jsonata.Expression>();
+// Compiled expressions carry the timeout they were compiled with.
+onDefinitionLimitsChange(() => cache.clear());
 
 const OPEN = '${{';
 
@@ -189,9 +195,16 @@ function isJsonataFailure(value: unknown): value is JsonataFailure {
 export function compileExpression(expression: string): jsonata.Expression {
   const cached = cache.get(expression);
   if (cached) return cached;
+  const limits = definitionLimits();
+  const bytes = Buffer.byteLength(expression, 'utf8');
+  if (bytes > limits.expressionMaxBytes) {
+    throw new DefinitionError(`expression is ${bytes} bytes long; at most ${limits.expressionMaxBytes} bytes (EXPRESSION_MAX_BYTES) are allowed`, {
+      details: { code: 'EXPRESSION_TOO_LARGE', bytes, maxBytes: limits.expressionMaxBytes },
+    });
+  }
   let compiled: jsonata.Expression;
   try {
-    compiled = jsonata(expression, { timeout: EVALUATION_TIMEOUT_MS, stack: EVALUATION_MAX_DEPTH });
+    compiled = jsonata(expression, { timeout: limits.expressionTimeoutMs, stack: EVALUATION_MAX_DEPTH, RegexEngine: LinearRegexEngine });
   } catch (err: unknown) {
     if (isJsonataFailure(err)) {
       const at = err.position === undefined ? '' : ` (at character ${err.position})`;
@@ -202,12 +215,37 @@ export function compileExpression(expression: string): jsonata.Expression {
     }
     throw err;
   }
+  const regexProblem = firstRegexProblem(compiled.ast());
+  if (regexProblem !== undefined) {
+    throw new DefinitionError(`invalid expression "${expression}": ${regexProblem}`, { details: { expression, code: 'REGEX_NOT_LINEAR' } });
+  }
   if (cache.size >= CACHE_LIMIT) {
     const oldest = cache.keys().next();
     if (!oldest.done) cache.delete(oldest.value);
   }
   cache.set(expression, compiled);
   return compiled;
+}
+
+/**
+ * The first regex literal of a compiled expression that the linear-time engine cannot run, as
+ * `regular expression /…/: <reason>` (an iterative walk over the AST), or `undefined`.
+ */
+function firstRegexProblem(ast: jsonata.ExprNode): string | undefined {
+  const pending: unknown[] = [ast];
+  const seen = new Set<object>();
+  while (pending.length > 0) {
+    const node = pending.pop();
+    if (typeof node !== 'object' || node === null || seen.has(node)) continue;
+    seen.add(node);
+    if (node instanceof RegExp) {
+      const problem = linearRegExpProblem(node.source, node.flags);
+      if (problem !== undefined) return `regular expression /${node.source}/${node.flags.replace('g', '')} ${problem}`;
+      continue;
+    }
+    for (const value of Object.values(node)) pending.push(value);
+  }
+  return undefined;
 }
 
 /**
@@ -314,6 +352,17 @@ async function evaluateIsolated(expression: string, scope: ExpressionScope): Pro
   try {
     result = await compiled.evaluate(scope);
   } catch (err: unknown) {
+    if (isJsonataFailure(err) && err.code === 'D1012') {
+      const { expressionTimeoutMs } = definitionLimits();
+      throw new ExpressionTimeoutError(`expression "${expression}" ran longer than ${expressionTimeoutMs} ms (EXPRESSION_TIMEOUT_MS)`, {
+        cause: err,
+        details: { expression, timeoutMs: expressionTimeoutMs },
+      });
+    }
+    if (err instanceof SyntaxError) {
+      // A regex built at run time (`$eval`) that the linear-time engine cannot run.
+      throw new ValidationError(`expression "${expression}" failed: ${err.message}`, { cause: err, details: { expression } });
+    }
     if (isJsonataFailure(err)) {
       throw new ValidationError(`expression "${expression}" failed: ${err.message}`, {
         cause: err,
@@ -329,8 +378,9 @@ async function evaluateIsolated(expression: string, scope: ExpressionScope): Pro
  * Evaluate one bare JSONata expression against `scope` (which is never modified).
  * @returns the result as plain JSON (`undefined` when the expression matches nothing).
  * @throws {DefinitionError} if the expression does not compile.
- * @throws {ValidationError} if evaluation fails (a JSONata runtime error such as a type error,
- *   or the 2 s evaluation timeout); `details` holds `{expression, code, position}`.
+ * @throws {ValidationError} if evaluation fails (a JSONata runtime error such as a type error);
+ *   `details` holds `{expression, code, position}`.
+ * @throws {ExpressionTimeoutError} (`EXPRESSION_TIMEOUT`) past `EXPRESSION_TIMEOUT_MS`.
  */
 export async function evaluateExpression(expression: string, scope: ExpressionScope): Promise<unknown> {
   return evaluateIsolated(expression, isolate(scope));

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { DefinitionError } from '../lib/index.js';
 import type { AgentType } from '../agents/types.js';
-import { ancestorsOf, descendantsOf, parseDefinitionObject, successorsOf, topologicalOrder, type StepGraph } from './index.js';
+import { ancestorsOf, configureDefinitionLimits, DEFAULT_DEFINITION_LIMITS, descendantsOf, parseDefinitionObject, successorsOf, topologicalOrder, type StepGraph } from './index.js';
 
 const agents: ReadonlyMap<string, AgentType> = new Map<string, AgentType>([['summarizer', 'context']]);
 const LENGTH = 10_000;
@@ -23,6 +23,14 @@ function chainBody(closed: boolean): Record<string, unknown> {
 }
 
 describe('definitions: the needs graph at depth', function () {
+  // Above DEFINITION_MAX_STEPS (1,000 by default): the walks themselves must stay iterative.
+  before(function () {
+    configureDefinitionLimits({ maxSteps: LENGTH });
+  });
+  after(function () {
+    configureDefinitionLimits(DEFAULT_DEFINITION_LIMITS);
+  });
+
   it('loads a 10,000-step chain and walks it without recursion', function () {
     const def = parseDefinitionObject(chainBody(false), { file: 'chain', agents });
     expect(def.steps).to.have.length(LENGTH);

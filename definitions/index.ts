@@ -38,6 +38,8 @@ export {
 } from './expressions.js';
 export { validateAgainstSchema, validateInput } from './json-schema.js';
 export type { DefinitionLoadOptions, DefinitionProblem } from './load.js';
-export { loadDefinitionsDir, parseDefinition, parseDefinitionObject } from './load.js';
+export { checkDefinitionSource, loadDefinitionsDir, parseDefinition, parseDefinitionObject } from './load.js';
+export type { DefinitionLimits } from './limits.js';
+export { configureDefinitionLimits, definitionLimits, DEFAULT_DEFINITION_LIMITS } from './limits.js';
 export type { StepGraph } from './graph.js';
 export { ancestorsOf, descendantsOf, successorsOf, topologicalOrder } from './graph.js';

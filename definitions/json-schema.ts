@@ -2,12 +2,13 @@
  * JSON Schemas inside definitions (`input:`, a checkpoint's `modify:`): compile checks at load
  * time and run-input validation.
  *
- * Schemas are compiled with plain `new Ajv({allErrors: true, strict: false})` (draft-07) plus
- * ajv-formats (`date`, `uri`, `email`, …).
+ * Schemas are compiled with `new Ajv({allErrors: true, strict: false})` (draft-07) plus
+ * ajv-formats (`date`, `uri`, `email`, …); `pattern` and `patternProperties` regexes run on the
+ * linear-time engine (`lib/linear-regexp.ts`), and one it cannot run makes the schema invalid.
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { ValidationError } from '../lib/index.js';
+import { ajvLinearRegExp, LinearRegExpError, ValidationError } from '../lib/index.js';
 import type { Definition } from './schema.js';
 
 // ajv-formats is CommonJS; under NodeNext its callable export is `.default`.
@@ -15,7 +16,7 @@ const addFormats = addFormatsModule.default;
 
 /** A fresh Ajv instance (one per schema, so `$id`s of different definitions never clash). */
 function createAjv(): Ajv {
-  const ajv = new Ajv({ allErrors: true, strict: false });
+  const ajv = new Ajv({ allErrors: true, strict: false, code: { regExp: ajvLinearRegExp } });
   addFormats(ajv);
   return ajv;
 }
@@ -56,8 +57,28 @@ export function compileJsonSchema(
     return { ok: true, validate: ajv.compile(schema) };
   } catch (err: unknown) {
     const message = err instanceof Error ? err.message : String(err);
-    return { ok: false, problem: { path: [], message: `is not a valid JSON Schema: ${message}` } };
+    const path = err instanceof LinearRegExpError ? (patternPath(schema, err.source) ?? []) : [];
+    return { ok: false, problem: { path, message: `is not a valid JSON Schema: ${message}` } };
   }
+}
+
+/**
+ * Path inside `schema` of the `pattern` (or `patternProperties` key) whose text is `source`,
+ * found by an iterative walk, or `undefined`.
+ */
+function patternPath(schema: unknown, source: string): Array<string | number> | undefined {
+  const pending: Array<{ node: unknown; path: Array<string | number> }> = [{ node: schema, path: [] }];
+  while (pending.length > 0) {
+    const next = pending.pop();
+    if (next === undefined || typeof next.node !== 'object' || next.node === null) continue;
+    for (const [key, value] of Object.entries(next.node)) {
+      const path = [...next.path, Array.isArray(next.node) ? Number(key) : key];
+      if (key === 'pattern' && value === source) return path;
+      if (key === 'patternProperties' && typeof value === 'object' && value !== null && source in value) return [...path, source];
+      pending.push({ node: value, path });
+    }
+  }
+  return undefined;
 }
 
 /** Compiled `input` validators, one per definition object. */

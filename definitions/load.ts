@@ -11,7 +11,8 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseYamlSource, problemsError, sourceError, type PositionedProblem } from '../lib/index.js';
+import { blockSequenceLength, DefinitionTooLargeError, parseYamlSource, problemsError, sourceError, type PositionedProblem } from '../lib/index.js';
+import { definitionLimits } from './limits.js';
 import type { AgentType } from '../agents/types.js';
 import { rememberInputValidator } from './json-schema.js';
 import { validateDocument, type DefinitionLoadOptions } from './rules.js';
@@ -27,11 +28,40 @@ export type { DefinitionLoadOptions } from './rules.js';
  */
 export type DefinitionProblem = PositionedProblem;
 
+/** Refuse a source larger than `DEFINITION_MAX_BYTES` (413). */
+function checkBytes(bytes: number, file: string): void {
+  const { maxBytes } = definitionLimits();
+  if (bytes > maxBytes) {
+    throw new DefinitionTooLargeError(`${file}: the definition is ${bytes} bytes; at most ${maxBytes} bytes (DEFINITION_MAX_BYTES) are allowed`, {
+      field: 'body',
+      details: { bytes, maxBytes },
+    });
+  }
+}
+
+/**
+ * Refuse, before parsing, a YAML definition that is too large or has too many steps (counted
+ * from lexer tokens, see `blockSequenceLength`): cheap checks that keep a huge document from
+ * being parsed at all.
+ * @throws {DefinitionTooLargeError} (413 `DEFINITION_TOO_LARGE`, field `body`) past
+ *   `DEFINITION_MAX_BYTES`.
+ * @throws {DefinitionError} (400 `DEFINITION_INVALID` at `steps`) past `DEFINITION_MAX_STEPS`.
+ */
+export function checkDefinitionSource(source: string, file: string): void {
+  checkBytes(Buffer.byteLength(source, 'utf8'), file);
+  const { maxSteps } = definitionLimits();
+  const steps = blockSequenceLength(source, 'steps');
+  if (steps !== undefined && steps > maxSteps) {
+    throw problemsError([{ file, path: 'steps', message: `the definition has ${steps} steps; at most ${maxSteps} (DEFINITION_MAX_STEPS) are allowed` }]);
+  }
+}
+
 /** Parse YAML and validate; also returns the position of `slug` (for duplicate checks). */
 function parseYamlDefinition(
   source: string,
   options: DefinitionLoadOptions,
 ): { definition: Definition; slugLine: number; slugColumn: number } {
+  checkDefinitionSource(source, options.file);
   const yaml = parseYamlSource(source, options.file);
   const built = validateDocument(yaml.value, options);
   if (!built.ok) throw sourceError(options.file, yaml, built.problems);
@@ -51,6 +81,7 @@ function parseYamlDefinition(
  *   problem in document order leads; up to five are listed, joined by `; `) and
  *   `details.problems`: every {@link DefinitionProblem}. YAML syntax errors are reported the same
  *   way.
+ * @throws {DefinitionTooLargeError} past `DEFINITION_MAX_BYTES` (see {@link checkDefinitionSource}).
  */
 export function parseDefinition(source: string, options: DefinitionLoadOptions): Definition {
   return parseYamlDefinition(source, options).definition;
@@ -65,6 +96,7 @@ export function parseDefinition(source: string, options: DefinitionLoadOptions):
  */
 export function parseDefinitionObject(value: unknown, options: DefinitionLoadOptions): Definition {
   const { file } = options;
+  checkBytes(Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8'), file);
   let raw: unknown;
   try {
     raw = structuredClone(value);

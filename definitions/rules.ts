@@ -12,6 +12,7 @@ import type { AgentType } from '../agents/types.js';
 import { compileExpression, conditionExpression, parseTemplate, referencedSteps, templateSites } from './expressions.js';
 import { ancestryOf, findCycle, type Ancestry } from './graph.js';
 import { compileJsonSchema } from './json-schema.js';
+import { definitionLimits } from './limits.js';
 import { compose, formatMs, problemsFromIssue, type PendingProblem } from './problems.js';
 import {
   DEFAULTS,
@@ -54,6 +55,12 @@ const DEFAULT_RETRY: RetryPolicy = {
  * @param raw - the document as parsed from YAML or JSON (not modified).
  */
 export function validateDocument(raw: unknown, options: DefinitionLoadOptions): ValidatedDocument {
+  const { maxSteps } = definitionLimits();
+  const rawSteps = typeof raw === 'object' && raw !== null ? (raw as { steps?: unknown }).steps : undefined;
+  if (Array.isArray(rawSteps) && rawSteps.length > maxSteps) {
+    // Before the shape check: a huge definition is refused without validating every step.
+    return { ok: false, problems: [{ path: ['steps'], message: `the definition has ${rawSteps.length} steps; at most ${maxSteps} (DEFINITION_MAX_STEPS) are allowed`, atKey: true }] };
+  }
   const parsed = definitionSchema.safeParse(raw);
   if (!parsed.success) {
     return { ok: false, problems: parsed.error.issues.flatMap((issue) => problemsFromIssue(issue, raw)) };
@@ -82,6 +89,11 @@ function toStepSpec(
   }
 
   if (step.shape === 'checkpoint') {
+    for (const key of ['maxRetries', 'onRetriesExhausted'] as const) {
+      if (step[key] !== undefined && step.onTimeout !== 'retry') {
+        problems.push({ path: at(key), message: compose(subject, `${key} is only allowed when onTimeout is retry`) });
+      }
+    }
     const spec: CheckpointStep = {
       kind: 'checkpoint',
       type: 'checkpoint',
@@ -95,6 +107,9 @@ function toStepSpec(
       decisions: step.decisions,
       timeoutMs: step.timeout,
       onTimeout: step.onTimeout,
+      ...(step.onTimeout === 'retry'
+        ? { maxRetries: step.maxRetries ?? DEFAULTS.checkpointMaxRetries, onRetriesExhausted: step.onRetriesExhausted ?? 'abort' }
+        : {}),
       remindMs: step.remind,
       required: step.required,
       selfApproval: step.selfApproval,
@@ -346,6 +361,12 @@ function buildDefinition(doc: DefinitionDocument, options: DefinitionLoadOptions
     checkExpressions(sites, step.id, indexById, ancestors, problems);
     if (!steps.some((s) => s.compensate === step.id)) checkNoCompensated(sites, step.id, problems);
     if (step.kind === 'checkpoint') checkCheckpoint(step, i, indexById, ancestors, problems);
+    if (step.kind === 'orchestrator' && step.run.slug === doc.slug) {
+      problems.push({
+        path: at('run', 'slug'),
+        message: `step ${step.id}: runs its own definition "${doc.slug}" as a sub-run (unbounded recursion); sub-runs are limited to MAX_RUN_DEPTH levels`,
+      });
+    }
   });
 
   const compiledInput = compileJsonSchema(doc.input);

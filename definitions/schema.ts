@@ -29,6 +29,9 @@ export type CheckpointDecision = (typeof CHECKPOINT_DECISIONS)[number];
 /** What happens when nobody decides before a checkpoint's deadline. */
 export const CHECKPOINT_TIMEOUT_ACTIONS = ['abort', 'continue', 'retry'] as const;
 export type CheckpointTimeoutAction = (typeof CHECKPOINT_TIMEOUT_ACTIONS)[number];
+/** What happens at a deadline once `onTimeout: retry` has retried `maxRetries` times. */
+export const CHECKPOINT_RETRIES_EXHAUSTED_ACTIONS = ['abort', 'continue'] as const;
+export type CheckpointRetriesExhaustedAction = (typeof CHECKPOINT_RETRIES_EXHAUSTED_ACTIONS)[number];
 
 /** Defaults (milliseconds unless stated). */
 export const DEFAULTS = {
@@ -41,6 +44,8 @@ export const DEFAULTS = {
   httpRetryAttempts: 3,
   checkpointTimeoutMs: 7 * 24 * 60 * 60 * 1000,
   checkpointDecisions: ['continue', 'abort'] as CheckpointDecision[],
+  /** Deadlines an `onTimeout: retry` checkpoint retries before `onRetriesExhausted`. */
+  checkpointMaxRetries: 3,
 } as const;
 
 /** Upper bound of `limits.memoryMb` for function steps. */
@@ -151,6 +156,12 @@ export interface CheckpointStep extends StepBase {
   /** Deadline for a decision in milliseconds (default 7 days). */
   timeoutMs: number;
   onTimeout: CheckpointTimeoutAction;
+  /**
+   * With `onTimeout: retry`: how many deadlines are retried (default 3); at the next one
+   * `onRetriesExhausted` applies (default `abort`). Absent for other `onTimeout`s.
+   */
+  maxRetries?: number;
+  onRetriesExhausted?: CheckpointRetriesExhaustedAction;
   /** Reminder offsets in milliseconds before the deadline (each shorter than `timeoutMs`). */
   remindMs: number[];
   /** Number of approvals needed (≥ 1). */
@@ -313,6 +324,8 @@ export const checkpointStepSchema = z.strictObject({
   modify: jsonSchemaObject.optional(),
   timeout: durationSchema.default(DEFAULTS.checkpointTimeoutMs),
   onTimeout: z.enum(CHECKPOINT_TIMEOUT_ACTIONS).default('abort'),
+  maxRetries: z.number().int().min(0).max(100).optional(),
+  onRetriesExhausted: z.enum(CHECKPOINT_RETRIES_EXHAUSTED_ACTIONS).optional(),
   remind: z.array(durationSchema).default(() => []),
   required: z.number().int().min(1).default(1),
   selfApproval: z.boolean().default(true),

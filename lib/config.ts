@@ -173,6 +173,11 @@ const Env = z.object({
     .transform(trustProxyValue),
   /** Run starts (`POST /v1/runs`, not dry runs) per organization and minute, shared by every API node; 0: no limit. */
   RATE_LIMIT_RUNS_PER_MINUTE: z.coerce.number({ error: 'expected a whole number of runs per minute (0: no limit)' }).int({ error: 'expected a whole number of runs per minute (0: no limit)' }).min(0, { error: 'expected a whole number of runs per minute (0: no limit)' }).max(1_000_000_000).default(600),
+  MAX_RUN_DEPTH: positiveInt('a positive integer').max(1000).default(10),
+  DEFINITION_MAX_BYTES: positiveInt('bytes').default(1024 * 1024),
+  DEFINITION_MAX_STEPS: positiveInt('a positive integer').max(100_000).default(1000),
+  EXPRESSION_MAX_BYTES: positiveInt('bytes').default(4096),
+  EXPRESSION_TIMEOUT_MS: positiveInt('milliseconds').max(600_000).default(1000),
   /** Port of a worker's Prometheus `/metrics` server; unset: workers serve no metrics. */
   METRICS_PORT: unsetWhenEmpty(
     z.coerce
@@ -276,6 +281,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     limits: Object.freeze({
       /** Run starts per organization and minute (an API key's `rateLimitRunsPerMinute` overrides it); 0: off. */
       runsPerMinute: e.RATE_LIMIT_RUNS_PER_MINUTE,
+      /** Deepest child run: a top-level run is depth 0, its sub-runs 1, … (`RUN_DEPTH_EXCEEDED`). */
+      maxRunDepth: e.MAX_RUN_DEPTH,
+      /** Largest definition source, in bytes (413 `DEFINITION_TOO_LARGE`). */
+      definitionMaxBytes: e.DEFINITION_MAX_BYTES,
+      /** Most steps in one definition. */
+      definitionMaxSteps: e.DEFINITION_MAX_STEPS,
+      /** Largest single expression, in bytes. */
+      expressionMaxBytes: e.EXPRESSION_MAX_BYTES,
+      /** Wall-clock limit of one expression evaluation, in milliseconds (`EXPRESSION_TIMEOUT`). */
+      expressionTimeoutMs: e.EXPRESSION_TIMEOUT_MS,
     }),
     metrics: Object.freeze({
       /** Port of a worker process's `/metrics` server (0: any free port); undefined: none. */

@@ -25,7 +25,10 @@ export type ErrorCode =
   | 'OUTPUT_TOO_LARGE'
   | 'MISSING_SECRET'
   | 'OUTBOUND_DENIED'
-  | 'RATE_LIMITED';
+  | 'RATE_LIMITED'
+  | 'EXPRESSION_TIMEOUT'
+  | 'RUN_DEPTH_EXCEEDED'
+  | 'DEFINITION_TOO_LARGE';
 
 interface AppErrorOptions {
   cause?: unknown;
@@ -169,6 +172,27 @@ export class OutputTooLargeError extends AppError {
 export class MissingSecretError extends AppError {
   readonly code = 'MISSING_SECRET';
   readonly httpStatus = 400;
+}
+
+/**
+ * An expression ran longer than `EXPRESSION_TIMEOUT_MS` (JSONata's guard, checked between
+ * evaluation steps; regexes run on the linear-time engine, `lib/linear-regexp.ts`). Never retried.
+ */
+export class ExpressionTimeoutError extends AppError {
+  readonly code = 'EXPRESSION_TIMEOUT';
+  readonly httpStatus = 422;
+}
+
+/** A sub-run would be nested deeper than `MAX_RUN_DEPTH` child runs. Never retried. */
+export class RunDepthExceededError extends AppError {
+  readonly code = 'RUN_DEPTH_EXCEEDED';
+  readonly httpStatus = 422;
+}
+
+/** A definition's source is larger than `DEFINITION_MAX_BYTES`, refused before it is parsed. */
+export class DefinitionTooLargeError extends AppError {
+  readonly code = 'DEFINITION_TOO_LARGE';
+  readonly httpStatus = 413;
 }
 
 /**

@@ -8,6 +8,7 @@ export * from './outbound.js';
 export * from './secret-box.js';
 export * from './redact.js';
 export * from './yaml-source.js';
+export * from './linear-regexp.js';
 export * from './infrastructure.js';
 export * from './metrics.js';
 export * from './telemetry.js';

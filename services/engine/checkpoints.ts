@@ -9,10 +9,10 @@
  *   deadline's `onTimeout`, judged by Postgres `now()`).
  */
 import { randomUUID } from 'node:crypto';
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { and, count, eq, isNull, sql } from 'drizzle-orm';
 import { NotFoundError } from '../../lib/index.js';
 import { apiKeys, approvalTokens, approvals, runs, steps } from '../../db/index.js';
-import { evaluateMapping, renderTemplate, type CheckpointStep } from '../../definitions/index.js';
+import { DEFAULTS, evaluateMapping, renderTemplate, type CheckpointStep, type CheckpointTimeoutAction } from '../../definitions/index.js';
 import { stepJobId, type StepJobData } from '../../queues/index.js';
 import { loadSteps, scopeOf } from './advance.js';
 import { mintDecisionToken, tokenKey } from './approval-tokens.js';
@@ -270,14 +270,37 @@ export async function resolveCheckpoint(deps: EngineDeps, data: StepJobData, att
     const spec = definition.steps.find((s) => s.id === data.stepId);
     if (spec?.kind !== 'checkpoint') throw new NotFoundError(`checkpoint step ${data.stepId} not found`);
     if (approval.status !== 'pending') return { kind: 'resolved' as const, ...(await applyDecision(deps, scope, data, attempt, approval, spec)) };
+    const action = await timeoutAction(scope, data, spec);
     const [expiredRow] = await tx
       .update(approvals)
-      .set({ status: 'expired', decision: spec.onTimeout, decidedBy: 'system:timeout', decidedAt: sql`now()` })
+      .set({ status: 'expired', decision: action.decision, decidedBy: 'system:timeout', decidedAt: sql`now()` })
       .where(and(eq(approvals.id, approval.id), eq(approvals.status, 'pending')))
       .returning();
-    await emit('checkpoint.expired', data.stepId, { approval: approvalSummary(expiredRow ?? approval), onTimeout: spec.onTimeout });
+    await emit('checkpoint.expired', data.stepId, { approval: approvalSummary(expiredRow ?? approval), onTimeout: spec.onTimeout, ...action.extra });
     return { kind: 'resolved' as const, ...(await applyDecision(deps, scope, data, attempt, expiredRow ?? approval, spec)) };
   });
+}
+
+/**
+ * What an expired approval decides: `onTimeout`, except that `onTimeout: retry` retries at most
+ * `maxRetries` deadlines (counted as this step's earlier approvals that expired into a retry) and
+ * then applies `onRetriesExhausted` (`extra` records it on the `checkpoint.expired` event).
+ */
+async function timeoutAction(
+  scope: RunScope,
+  step: StepRef,
+  spec: CheckpointStep,
+): Promise<{ decision: CheckpointTimeoutAction; extra: Record<string, unknown> }> {
+  if (spec.onTimeout !== 'retry') return { decision: spec.onTimeout, extra: {} };
+  const maxRetries = spec.maxRetries ?? DEFAULTS.checkpointMaxRetries;
+  const [row] = await scope.tx
+    .select({ retries: count() })
+    .from(approvals)
+    .where(and(eq(approvals.runId, step.runId), eq(approvals.stepId, step.stepId), eq(approvals.status, 'expired'), eq(approvals.decision, 'retry')));
+  const retries = row?.retries ?? 0;
+  if (retries < maxRetries) return { decision: 'retry', extra: { retry: retries + 1, maxRetries } };
+  const exhausted = spec.onRetriesExhausted ?? 'abort';
+  return { decision: exhausted, extra: { retriesExhausted: true, maxRetries, action: exhausted } };
 }
 
 /**

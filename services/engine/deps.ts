@@ -3,6 +3,7 @@ import type { Config, Logger, ShutdownRegistry } from '../../lib/index.js';
 import { createDatabase, type Database } from '../../db/index.js';
 import { Queues, createRedis } from '../../queues/index.js';
 import type { AgentType } from '../../agents/types.js';
+import { configureDefinitionLimits } from '../../definitions/index.js';
 
 export interface EngineDeps {
   config: Config;
@@ -19,7 +20,8 @@ export interface EngineDeps {
 
 /**
  * Open the engine's clients for an entry process — a Postgres pool, a producer Redis connection
- * and the queues over it — and register each with `shutdown` (closed in reverse order).
+ * and the queues over it — and register each with `shutdown` (closed in reverse order). Applies
+ * the configured definition and expression limits (`definitions/limits.ts`) to the process.
  * @param options.applicationName - Postgres `application_name` (`baton-web`, `baton-worker`, …).
  * @param options.poolMax - Postgres connections (default `DATABASE_POOL_MAX`).
  */
@@ -29,6 +31,13 @@ export function connectEngine(
   shutdown: ShutdownRegistry,
   options: { applicationName: string; poolMax?: number },
 ): EngineDeps {
+  const { limits } = config;
+  configureDefinitionLimits({
+    maxBytes: limits.definitionMaxBytes,
+    maxSteps: limits.definitionMaxSteps,
+    expressionMaxBytes: limits.expressionMaxBytes,
+    expressionTimeoutMs: limits.expressionTimeoutMs,
+  });
   const database = createDatabase(config.postgres.url, { max: options.poolMax ?? config.postgres.poolMax, applicationName: options.applicationName });
   shutdown.register('postgres', () => database.close());
   const producer = createRedis(config.redis.url, 'producer');

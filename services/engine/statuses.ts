@@ -75,6 +75,10 @@ export const FAILURE_CODES = {
   CHILD_RUN_FAILED: 'user',
   /** The step ran past its `timeout`. */
   TIMED_OUT: 'user',
+  /** An expression ran past `EXPRESSION_TIMEOUT_MS`. */
+  EXPRESSION_TIMEOUT: 'user',
+  /** A sub-run would be nested deeper than `MAX_RUN_DEPTH`; it was not started. */
+  RUN_DEPTH_EXCEEDED: 'user',
   /** BullMQ failed the step's job without the processor reporting (e.g. it stalled too often). */
   JOB_FAILED: 'system',
   /** An unexpected error inside Baton. */

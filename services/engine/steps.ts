@@ -175,7 +175,8 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
       ({ input, sensitive } = await resolveInput(deps, scope, definition, spec, row, rows));
     } catch (err) {
       const serialized = serializeError(err);
-      mappingError = { ...serialized, code: serialized.code === 'MISSING_SECRET' ? 'MISSING_SECRET' : ('INPUT_MAPPING_FAILED' satisfies FailureCode) };
+      const kept = serialized.code === 'MISSING_SECRET' || serialized.code === 'EXPRESSION_TIMEOUT';
+      mappingError = { ...serialized, code: kept ? serialized.code : ('INPUT_MAPPING_FAILED' satisfies FailureCode) };
     }
     const redactor = new Redactor(sensitive);
     if (mappingError) mappingError = redactor.redact(mappingError);

@@ -10,8 +10,8 @@
  * `<stepJobId>` for a single child, `<stepJobId>.c<index>` per item; the step completes with the
  * agent's output mapping over the child outputs once all completed.
  */
-import { and, eq, inArray } from 'drizzle-orm';
-import { MISSING_PARENT_KEY, classifyInfrastructure } from '../../lib/index.js';
+import { and, eq, inArray, sql } from 'drizzle-orm';
+import { MISSING_PARENT_KEY, RunDepthExceededError, classifyInfrastructure } from '../../lib/index.js';
 import { runs } from '../../db/index.js';
 import type { OrchestratorStep } from '../../definitions/index.js';
 import { stepJobId, type StepJobData } from '../../queues/index.js';
@@ -58,6 +58,8 @@ export async function advanceSubrun(
 /**
  * Start the plan's child runs not started yet, or, once every child has finished, record the
  * step: completed with `mapOutput(output | outputs)`, or failed naming the first failed child.
+ * @throws {RunDepthExceededError} (`RUN_DEPTH_EXCEEDED`, never retried: the step fails) when a
+ *   child would be nested deeper than `MAX_RUN_DEPTH`; nothing is started.
  * @param stepQueue - qualified name of the step job's queue (the children roots' parent).
  * @param mapOutput - maps the child output (single) or the list of outputs; default: as is.
  */
@@ -82,6 +84,7 @@ export async function advanceSubruns(
           .where(and(eq(runs.organizationId, parent.organizationId), inArray(runs.idempotencyKey, keys)));
   const byKey = new Map(existing.map((r) => [r.idempotencyKey, r]));
 
+  if (keys.some((key) => !byKey.has(key))) await checkRunDepth(deps, data.runId);
   let started: string | undefined;
   for (const [index, input] of plan.inputs.entries()) {
     const key = keys[index] ?? jobId;
@@ -134,5 +137,28 @@ async function startChild(deps: EngineDeps, data: StepJobData, jobId: string, re
     deps.logger.warn({ runId: data.runId, jobId }, 'parent step job lost; re-creating it, then starting the child run');
     await reconcileRun(deps, data.runId);
     return startRun(deps, request);
+  }
+}
+
+/**
+ * Refuse to start a child of `runId` deeper than `MAX_RUN_DEPTH` (a top-level run has depth 0;
+ * the chain of `parent_run_id`s is walked in one recursive query, at most `MAX_RUN_DEPTH + 1`
+ * levels).
+ * @throws {RunDepthExceededError} when the child's depth would exceed the limit.
+ */
+async function checkRunDepth(deps: EngineDeps, runId: string): Promise<void> {
+  const max = deps.config.limits.maxRunDepth;
+  const rows = await deps.database.db.execute<{ depth: number | null }>(sql`
+    with recursive chain(id, parent, depth) as (
+      select id, parent_run_id, 0 from runs where id = ${runId}
+      union all
+      select r.id, r.parent_run_id, c.depth + 1 from runs r join chain c on r.id = c.parent where c.depth <= ${max}
+    )
+    select max(depth)::int as depth from chain`);
+  const depth = (rows[0]?.depth ?? 0) + 1;
+  if (depth > max) {
+    throw new RunDepthExceededError(`a child run here would be nested ${depth} levels deep; at most ${max} (MAX_RUN_DEPTH) are allowed`, {
+      details: { depth, maxRunDepth: max },
+    });
   }
 }

@@ -5,9 +5,9 @@
 import { createHash } from 'node:crypto';
 import { and, asc, desc, eq, sql } from 'drizzle-orm';
 import { isMap, isScalar, parseDocument, type Document } from 'yaml';
-import { ConflictError, DefinitionError, NotFoundError } from '../../lib/index.js';
+import { ConflictError, DefinitionError, NotFoundError, parseYamlSource, problemsError } from '../../lib/index.js';
 import { definitions, type Db } from '../../db/index.js';
-import { parseDefinition, parseDefinitionObject, SLUG_PATTERN, type Definition } from '../../definitions/index.js';
+import { checkDefinitionSource, parseDefinition, parseDefinitionObject, SLUG_PATTERN, type Definition } from '../../definitions/index.js';
 import type { StoreDeps } from './deps.js';
 import { agentTypesOf } from './agents.js';
 
@@ -267,7 +267,9 @@ export async function createDefinitionVersion(
  * source is the text with its `version` (YAML), or the JSON body with its `version`, pretty-printed.
  *
  * @returns the stored version with its steps.
- * @throws {DefinitionError} (400 `DEFINITION_INVALID`) with every problem in `details.problems`.
+ * @throws {DefinitionError} (400 `DEFINITION_INVALID`) with every problem in `details.problems`,
+ *   also when an orchestrator step starts a stored definition that (through the latest versions'
+ *   orchestrator steps) runs this one again.
  * @throws {ConflictError} (409, field `version`) when the stated version is not latest + 1, or a
  *   concurrent request created that version first.
  */
@@ -282,6 +284,7 @@ export async function createDefinition(
   let source: string;
   let next: number;
   if (body.format === 'yaml') {
+    checkDefinitionSource(body.source, 'request.yaml');
     const doc = parseDocument(body.source);
     const root = doc.errors.length === 0 && isMap(doc.contents) ? doc.contents : undefined;
     const slugNode: unknown = root?.get('slug', true);
@@ -296,6 +299,7 @@ export async function createDefinition(
     definition = parseDefinitionObject(value, { file: 'request', agents });
     source = `${JSON.stringify(value, null, 2)}\n`;
   }
+  await refuseSubrunCycle(db, organizationId, definition, body.format === 'yaml' ? source : undefined);
   if (definition.version !== next) {
     throw new ConflictError(
       `version must be ${next}, the next version of "${definition.slug}" (got ${definition.version}); omit it to get the next one`,
@@ -388,4 +392,61 @@ export async function getDefinitionVersion(
     .where(and(eq(definitions.organizationId, organizationId), eq(definitions.slug, slug), eq(definitions.version, version)));
   if (!row) throw new NotFoundError(`definition "${slug}" version ${version} not found`, { field: 'version' });
   return { ...viewOf(row), input: toStored(row).spec.input, source: row.source };
+}
+
+/** Stored definitions followed when looking for a sub-run cycle (a bound on the queries). */
+const MAX_CYCLE_LOOKUPS = 100;
+
+/**
+ * Refuse a definition whose orchestrator step starts a stored definition that, through the
+ * orchestrator steps of stored versions (the pinned one, else the latest), runs this slug again
+ * (A → B → A). Direct self-recursion is refused by the loader; named orchestrator agents and
+ * anything not found here are bounded at run time by `MAX_RUN_DEPTH`.
+ * @param yamlSource - the YAML text, for the problem's line and column (JSON bodies: path only).
+ * @throws {DefinitionError} at `steps[i].run.slug`, naming the chain.
+ */
+async function refuseSubrunCycle(db: Db, organizationId: string, definition: Definition, yamlSource: string | undefined): Promise<void> {
+  const specs = new Map<string, Definition | undefined>();
+  const load = async (slug: string, version: number | undefined): Promise<Definition | undefined> => {
+    const key = `${slug}@${version ?? 'latest'}`;
+    if (!specs.has(key)) {
+      const [row] = await db
+        .select({ spec: definitions.spec })
+        .from(definitions)
+        .where(and(eq(definitions.organizationId, organizationId), eq(definitions.slug, slug), ...(version === undefined ? [] : [eq(definitions.version, version)])))
+        .orderBy(desc(definitions.version))
+        .limit(1);
+      specs.set(key, row?.spec as Definition | undefined);
+    }
+    return specs.get(key);
+  };
+  for (const [index, step] of definition.steps.entries()) {
+    if (step.kind !== 'orchestrator' || step.run.slug === definition.slug) continue;
+    const pending: Array<{ slug: string; version: number | undefined; chain: string[] }> = [{ slug: step.run.slug, version: step.run.version, chain: [definition.slug, step.run.slug] }];
+    const seen = new Set<string>();
+    while (pending.length > 0 && specs.size < MAX_CYCLE_LOOKUPS) {
+      const next = pending.shift();
+      if (next === undefined || seen.has(`${next.slug}@${next.version ?? ''}`)) continue;
+      seen.add(`${next.slug}@${next.version ?? ''}`);
+      const spec = await load(next.slug, next.version);
+      for (const child of spec?.steps ?? []) {
+        if (child.kind !== 'orchestrator') continue;
+        const chain = [...next.chain, child.run.slug];
+        if (child.run.slug === definition.slug) {
+          const file = `${definition.slug}.yaml`;
+          const path = ['steps', index, 'run', 'slug'];
+          const position = yamlSource === undefined ? {} : parseYamlSource(yamlSource, file).positionOf(path);
+          throw problemsError([
+            {
+              file: yamlSource === undefined ? 'request' : file,
+              ...position,
+              path: `steps[${index}].run.slug`,
+              message: `step ${step.id}: runs ${chain.join(' → ')} (unbounded recursion through stored definitions); sub-runs are limited to MAX_RUN_DEPTH levels`,
+            },
+          ]);
+        }
+        pending.push({ slug: child.run.slug, version: child.run.version, chain });
+      }
+    }
+  }
 }

@@ -35,7 +35,8 @@ export interface StackOptions {
   /** Agents available to the workers, added to (and overriding) the registry. */
   agents?: NamedAgent[];
   /** Config overrides applied on top of the test environment. */
-  config?: Partial<Config>;
+  /** Config overrides; each top-level group is merged into the test environment's group. */
+  config?: { [K in keyof Config]?: Partial<Config[K]> };
   /** Logger of the API and workers (default: silent). */
   logger?: Logger;
 }
@@ -43,7 +44,10 @@ export interface StackOptions {
 /** Start the API and (optionally) workers in-process. */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const env = await testEnvironment();
-  const config = { ...env.config, ...options.config } as Config;
+  const config: Config = { ...env.config };
+  for (const [group, values] of Object.entries(options.config ?? {})) {
+    Object.assign(config, { [group]: { ...(env.config[group as keyof Config] as object), ...(values as object) } });
+  }
   const logger = options.logger ?? (process.env.TEST_STACK_LOG ? createLogger({ level: process.env.TEST_STACK_LOG, service: 'test' }) : silentLogger());
   const database: Database = createDatabase(config.postgres.url, { max: 10 });
   const producer = createRedis(config.redis.url, 'producer');
