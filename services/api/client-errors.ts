@@ -26,13 +26,15 @@ function messageOf(status: number): { message: string; field?: string } {
  * @param server - the API's HTTP server (before or after `listen`).
  */
 export function answerClientErrors(server: Server): void {
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+  server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex) => {
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
       return;
     }
     const status = statusOf(err.code);
-    const body = JSON.stringify({ error: { code: 'VALIDATION_FAILED', ...messageOf(status) } });
+    // The answer to a HEAD has no body (the request line is in the packet being parsed).
+    const head = err.rawPacket?.subarray(0, 5).toString('latin1') === 'HEAD ';
+    const body = head ? '' : JSON.stringify({ error: { code: 'VALIDATION_FAILED', ...messageOf(status) } });
     socket.end(
       `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\n` +
         'Content-Type: application/json; charset=utf-8\r\n' +

@@ -111,8 +111,9 @@ function checkHeaders(req: Request, route: CompiledRoute | undefined): void {
   }
 }
 
-/** `idempotency-key` → `Idempotency-Key`, as the header is usually written. */
+/** `idempotency-key` → `Idempotency-Key`, `last-event-id` → `Last-Event-ID`: as the header is usually written. */
 function displayHeader(name: string): string {
+  if (name === 'last-event-id') return 'Last-Event-ID';
   return name.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
 }
 
