@@ -543,6 +543,25 @@ steps:
     expect(wrong, wrong.join('\n')).to.deep.equal([]);
   });
 
+  it('fails a step whose output holds a NUL naming the field, and the worker carries on', async function () {
+    const slug = uniqueSlug('nul-output');
+    await storeDefinition(stack, `
+slug: ${slug}
+version: 1
+name: nul output
+input: { type: object }
+steps:
+  - id: a
+    type: function
+    code: "function main() { return { text: 'x' + String.fromCharCode(0) } }"
+`);
+    const run = await api<{ id: string }>(stack, 'POST', '/v1/runs', { definition: slug, input: {} });
+    const view = await waitForRun(stack, run.body.id);
+    expect(view.status).to.equal('failed');
+    const step = (view as unknown as { steps: Array<{ error: { code: string; field?: string } | null }> }).steps[0];
+    expect(step?.error).to.include({ code: 'VALIDATION_FAILED', field: 'output.text' });
+  });
+
   it('is still alive and working afterwards', async function () {
     expect((await fetch(`${stack.baseUrl}/healthz`)).status).to.equal(200);
     const run = await api<{ id: string }>(stack, 'POST', '/v1/runs', { definition: fx.slug, version: 1, input: { label: 'after', data: { ok: true } } });
