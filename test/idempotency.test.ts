@@ -121,7 +121,7 @@ steps:
     const body = await api<ErrorBody>(stack, 'POST', '/v1/runs', { definition: slug, input: {}, idempotencyKey: 'k'.repeat(256) });
     expect(body.status).to.equal(400);
     expect(body.body.error.field).to.equal('idempotencyKey');
-    const longest = await api<Started>(stack, 'POST', '/v1/runs', { definition: slug, input: {} }, { 'idempotency-key': 'k'.repeat(255) });
+    const longest = await api<Started>(stack, 'POST', '/v1/runs', { definition: slug, input: {} }, { 'idempotency-key': uniqueSlug('longest').padEnd(255, 'k') });
     expect(longest.status).to.equal(202);
   });
 });
