@@ -40,7 +40,7 @@ export const CatalogEntryDocument = z
   .object({
     name: z.string().regex(AGENT_NAME_PATTERN, { error: 'must be kebab-case (^[a-z][a-z0-9-]*$)' }),
     type: z.enum(AGENT_TYPES),
-    version: z.number().int().positive(),
+    version: z.number().int().positive().max(2_147_483_647),
     description: z.string().min(1).max(2000),
     implementation: z.string().min(1).optional(),
     config: z.record(z.string(), z.unknown()).default({}),

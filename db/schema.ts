@@ -106,6 +106,12 @@ export const runs = pgTable(
     error: jsonb('error').$type<SerializedError>(),
     webhookUrl: text('webhook_url'),
     idempotencyKey: text('idempotency_key'),
+    /**
+     * HMAC-SHA256 (under `BATON_SECRETS_KEY`) of the canonical JSON of the start request
+     * `{definition, version, input, webhookUrl}`, set with an idempotency key: the same key with
+     * another request is refused (`IDEMPOTENCY_KEY_REUSED`). Null for child runs and older runs.
+     */
+    requestFingerprint: text('request_fingerprint'),
     /** Identity that started the run (the API key's subject). */
     createdBy: text('created_by').notNull(),
     /** Last `run_events.seq` used; incremented under the run's row lock. */

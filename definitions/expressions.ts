@@ -213,6 +213,8 @@ export function compileExpression(expression: string): jsonata.Expression {
         details: { expression, code: err.code, position: err.position, token: err.token },
       });
     }
+    // JSONata's parser recurses per term: a pathological expression overflows the stack.
+    if (err instanceof RangeError) throw new DefinitionError(`invalid expression: too deeply nested or too long to parse (${expression.length} characters)`, { cause: err });
     throw err;
   }
   const regexProblem = firstRegexProblem(compiled.ast());

@@ -309,7 +309,7 @@ export const llmStepSchema = z.strictObject({
 export const orchestratorStepSchema = z.strictObject({
   ...workShape,
   type: z.literal('orchestrator'),
-  run: z.strictObject({ slug: z.string().regex(SLUG_PATTERN), version: z.number().int().positive().optional() }),
+  run: z.strictObject({ slug: z.string().regex(SLUG_PATTERN), version: z.number().int().positive().max(2_147_483_647).optional() }),
 });
 
 /** `type: checkpoint`: a human approval gate. */
@@ -472,7 +472,7 @@ export const stepSchema = z.unknown().transform((raw, ctx): StepDocument => {
 /** The whole document. */
 export const definitionSchema = z.strictObject({
   slug: z.string().regex(SLUG_PATTERN),
-  version: z.number().int().positive(),
+  version: z.number().int().positive().max(2_147_483_647, { error: 'must be at most 2147483647' }),
   name: z.string().min(1),
   description: z.string().optional(),
   input: jsonSchemaObject,

@@ -157,6 +157,7 @@ const Env = z.object({
   FUNCTION_MAX_TIMEOUT_MS: positiveInt('milliseconds').default(300_000),
   FUNCTION_MAX_MEMORY_MB: positiveInt('MiB').max(4096).default(256),
   STEP_OUTPUT_MAX_BYTES: positiveInt('bytes').default(1024 * 1024),
+  RUN_INPUT_MAX_BYTES: positiveInt('bytes').max(64 * 1024 * 1024).default(1024 * 1024),
   ASSET_MAX_BYTES: positiveInt('bytes').default(20 * 1024 * 1024),
   OUTBOUND_ALLOW: csv.refine((entries) => (entries ?? []).every(isOutboundAllowEntry), {
     error: 'expected comma-separated host names, *.suffix entries, IP addresses or CIDRs (e.g. 10.0.0.0/8)',
@@ -291,6 +292,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       expressionMaxBytes: e.EXPRESSION_MAX_BYTES,
       /** Wall-clock limit of one expression evaluation, in milliseconds (`EXPRESSION_TIMEOUT`). */
       expressionTimeoutMs: e.EXPRESSION_TIMEOUT_MS,
+    }),
+    runInput: Object.freeze({
+      /** Largest run input (its JSON text, UTF-8), in bytes; larger is refused with `INPUT_TOO_LARGE`. */
+      maxBytes: e.RUN_INPUT_MAX_BYTES,
     }),
     metrics: Object.freeze({
       /** Port of a worker process's `/metrics` server (0: any free port); undefined: none. */

@@ -6,7 +6,13 @@ import ms from 'ms';
  * @returns the duration in milliseconds, or `undefined` if the text is not a positive duration.
  */
 export function parseDurationMs(text: string): number | undefined {
-  const value = ms(text as ms.StringValue);
+  if (text.trim() === '') return undefined; // `ms('')` throws
+  let value: unknown;
+  try {
+    value = ms(text as ms.StringValue);
+  } catch {
+    return undefined;
+  }
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : undefined;
 }
 

@@ -28,7 +28,9 @@ export type ErrorCode =
   | 'RATE_LIMITED'
   | 'EXPRESSION_TIMEOUT'
   | 'RUN_DEPTH_EXCEEDED'
-  | 'DEFINITION_TOO_LARGE';
+  | 'DEFINITION_TOO_LARGE'
+  | 'INPUT_TOO_LARGE'
+  | 'IDEMPOTENCY_KEY_REUSED';
 
 interface AppErrorOptions {
   cause?: unknown;
@@ -202,6 +204,21 @@ export class DefinitionTooLargeError extends AppError {
 export class OutboundDeniedError extends AppError {
   readonly code = 'OUTBOUND_DENIED';
   readonly httpStatus = 403;
+}
+
+/** A run's input (its JSON text) is larger than `RUN_INPUT_MAX_BYTES`; `field` is `input`. */
+export class InputTooLargeError extends AppError {
+  readonly code = 'INPUT_TOO_LARGE';
+  readonly httpStatus = 413;
+}
+
+/**
+ * An `Idempotency-Key` already used by the organization for a different request (another
+ * definition, version, input or webhook URL); the same request returns the same run instead.
+ */
+export class IdempotencyKeyReusedError extends AppError {
+  readonly code = 'IDEMPOTENCY_KEY_REUSED';
+  readonly httpStatus = 422;
 }
 
 /** Plain, JSON-safe form of an error, as stored in `steps.error` and `runs.error`. */

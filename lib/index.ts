@@ -13,3 +13,5 @@ export * from './infrastructure.js';
 export * from './metrics.js';
 export * from './telemetry.js';
 export * from './a2a.js';
+export * from './json-guard.js';
+export * from './canonical-json.js';

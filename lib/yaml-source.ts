@@ -7,6 +7,7 @@
 import { isAlias, isMap, isNode, isScalar, isSeq, Lexer, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { DefinitionError } from './errors.js';
+import { LONE_SURROGATE, jsonProblem, stringProblem } from './json-guard.js';
 
 /** At most this many problems are spelled out in the error message (all are in `details`). */
 const MAX_PROBLEMS_IN_MESSAGE = 5;
@@ -118,18 +119,33 @@ export function sourceError(file: string, source: YamlSource | undefined, proble
 }
 
 /**
- * Parse one YAML document (unique keys, at most 100 aliases).
+ * Parse one YAML document (unique keys, at most 100 aliases). Like every input (`json-guard.ts`),
+ * it may hold no NUL character or lone surrogate (in its text or, escaped, in a value or key) and
+ * nest at most 64 levels deep.
  * @param text - the YAML text.
  * @param file - path or label for messages.
- * @throws {DefinitionError} `file:line:column: YAML syntax error: …` for malformed YAML.
+ * @throws {DefinitionError} `file:line:column: YAML syntax error: …` for malformed YAML, or
+ *   `file:line:column: path: contains a NUL character …` for the input guard's refusals.
  */
 export function parseYamlSource(text: string, file: string): YamlSource {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const textProblem = stringProblem(text);
+  let doc: Document.Parsed;
+  try {
+    doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  } catch (err: unknown) {
+    // The parser recurses per nesting level: a pathological document overflows the stack.
+    const message = err instanceof RangeError ? 'the document is nested too deeply' : err instanceof Error ? err.message : String(err);
+    throw problemsError([{ file, line: 1, column: 1, path: '', message: `YAML error: ${message}` }]);
+  }
   const position = (offset: number): { line: number; column: number } => {
     const { line, col } = lineCounter.linePos(offset);
     return { line, column: col };
   };
+  if (textProblem) {
+    const at = text.includes('\u0000') ? text.indexOf('\u0000') : text.search(LONE_SURROGATE);
+    throw problemsError([{ file, ...position(Math.max(at, 0)), path: '', message: `the document ${textProblem}` }]);
+  }
   if (doc.errors.length > 0) {
     throw problemsError(
       doc.errors.map((error) => ({ file, ...position(error.pos[0]), path: '', message: `YAML syntax error: ${error.message}` })),
@@ -139,8 +155,13 @@ export function parseYamlSource(text: string, file: string): YamlSource {
   try {
     value = doc.toJS({ maxAliasCount: 100 });
   } catch (err: unknown) {
-    const message = err instanceof Error ? err.message : String(err);
+    const message = err instanceof RangeError ? 'the document is nested too deeply' : err instanceof Error ? err.message : String(err);
     throw problemsError([{ file, line: 1, column: 1, path: '', message: `YAML error: ${message}` }]);
+  }
+  const problem = jsonProblem(value);
+  if (problem) {
+    const path = formatPath(problem.path);
+    throw problemsError([{ file, ...position(offsetOf(doc, problem.path, false)), path, message: `${path || 'the document'}: ${problem.message}` }]);
   }
   return { file, value, positionOf: (path, atKey = false) => position(offsetOf(doc, path, atKey)) };
 }

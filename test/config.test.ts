@@ -72,6 +72,12 @@ describe('config', function () {
     expect(() => loadConfig({ BATON_ADMIN_API_KEY: DEV_API_KEY })).to.throw(ConfigError, /must differ/);
   });
 
+  it('bounds run input by RUN_INPUT_MAX_BYTES (default 1 MiB)', function () {
+    expect(loadConfig({}).runInput.maxBytes).to.equal(1024 * 1024);
+    expect(loadConfig({ RUN_INPUT_MAX_BYTES: '2048', BATON_API_KEY: '' }).runInput.maxBytes).to.equal(2048);
+    expect(() => loadConfig({ RUN_INPUT_MAX_BYTES: '0' })).to.throw(ConfigError, /RUN_INPUT_MAX_BYTES: expected bytes/);
+  });
+
   it('accepts a Redis Cluster hash-tag prefix', function () {
     expect(loadConfig({ QUEUE_PREFIX: '{baton}' }).redis.prefix).to.equal('{baton}');
   });

@@ -6,7 +6,7 @@
  * - an `orchestrator` step starts a child run whose root job is its child.
  */
 import { validateModuleInput, type AgentContext, type AgentImplementation, type AgentSpec, type SubrunConfig } from '../agents/index.js';
-import { AgentError, CancelledError, OutputTooLargeError, Redactor, TimedOutError, ValidationError, type Logger } from '../lib/index.js';
+import { AgentError, CancelledError, OutputTooLargeError, Redactor, TimedOutError, ValidationError, dottedPath, jsonProblem, type Logger } from '../lib/index.js';
 import { queueForStepType, type JobHandler } from '../queues/index.js';
 import { evaluateExpression, evaluateMapping, type ExpressionScope, type StepSpec } from '../definitions/index.js';
 import { agentVersion } from '../services/store/index.js';
@@ -102,6 +102,8 @@ interface Attempt {
  * and within `STEP_OUTPUT_MAX_BYTES`).
  * @throws {TimedOutError} when the step's `timeout` passed (the agent's signal was aborted).
  * @throws {OutputTooLargeError} when the output's JSON exceeds `STEP_OUTPUT_MAX_BYTES`.
+ * @throws {ValidationError} when a string or key of the output holds a NUL or a lone surrogate
+ *   (Postgres cannot store either; `field` is the path, e.g. `output.text`).
  */
 async function runAgent(deps: WorkerDeps, spec: StepSpec, input: unknown, who: Attempt, signal: AbortSignal | undefined): Promise<unknown> {
   const timeout = spec.timeoutMs ? AbortSignal.timeout(spec.timeoutMs) : undefined;
@@ -115,6 +117,11 @@ async function runAgent(deps: WorkerDeps, spec: StepSpec, input: unknown, who: A
     const limit = deps.config.steps.outputMaxBytes;
     if (Buffer.byteLength(json, 'utf8') > limit) {
       throw new OutputTooLargeError(`step output is ${Buffer.byteLength(json, 'utf8')} bytes, more than STEP_OUTPUT_MAX_BYTES (${limit})`);
+    }
+    const problem = jsonProblem(output, Number.POSITIVE_INFINITY); // strings only: outputs may nest deeper than inputs
+    if (problem) {
+      const field = dottedPath(['output', ...problem.path], 'output');
+      throw new ValidationError(`${field}: ${problem.message}`, { field });
     }
     return new Redactor(who.sensitive).redact(JSON.parse(json) as unknown);
   } catch (err) {

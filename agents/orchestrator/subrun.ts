@@ -40,7 +40,7 @@ const jsonataText = z
 export const SubrunConfig = z
   .object({
     definition: z.string().regex(SLUG, { error: 'expected a definition slug' }),
-    version: z.number().int().positive().optional(),
+    version: z.number().int().positive().max(2_147_483_647).optional(),
     foreach: jsonataText.optional(),
     input: z.unknown().optional(),
     output: jsonataText.optional(),

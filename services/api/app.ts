@@ -9,6 +9,7 @@ import { ApiKeyAuthenticator } from './auth.js';
 import { ConsoleSessions } from './console-session.js';
 import { consoleRouter } from './routes-console.js';
 import { errorHandler } from './error-handler.js';
+import { jsonBodyGuard, requestGuard } from './input-guard.js';
 import type { RunEventHub } from './event-hub.js';
 import { adminApiRouter } from './routes-admin.js';
 import { rolesRouter } from './routes-roles.js';
@@ -31,6 +32,9 @@ const Readiness = z.object({ status: z.enum(['ready', 'unavailable']), redis: z.
 import { a2aRouter } from './routes-a2a.js';
 import { mcpRouter } from './routes-mcp.js';
 
+/** What a JSON body may carry besides a run's input (definition, webhook URL, key), in bytes. */
+const JSON_ENVELOPE_BYTES = 64 * 1024;
+
 /** Timeout of each readiness probe, in milliseconds. */
 const READY_TIMEOUT_MS = 2000;
 
@@ -45,6 +49,7 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   const auth = new ApiKeyAuthenticator(deps.database.db, sessions, { platformKey: deps.config.auth.adminApiKey, logger: deps.logger });
   hub.subscribeApiKeyChanges((keyHash) => auth.forget(keyHash));
   app.use(requestObservability());
+  app.use(requestGuard()); // NUL, lone surrogates, unknown query parameters: 400 naming the field
 
   documentRoute({ method: 'get', path: '/healthz', summary: 'Liveness', tags: ['operations'], auth: 'none', responses: { 200: { description: 'Alive', schema: z.object({ status: z.literal('ok') }) } } });
   app.get('/healthz', (_req, res) => {
@@ -70,13 +75,15 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   app.use(ADMIN_PATH, ...adminRouter(deps.queues, auth));
   app.use(
     express.json({
-      limit: '1mb',
+      // A run's input may be RUN_INPUT_MAX_BYTES (refused above that by name); room for the rest.
+      limit: Math.max(deps.config.runInput.maxBytes + JSON_ENVELOPE_BYTES, 1024 * 1024),
       // Keep the exact bytes: Standard Webhooks signatures from integrations cover them.
       verify: (req, _res, buf) => {
         (req as express.Request).rawBody = buf;
       },
     }),
   );
+  app.use(jsonBodyGuard()); // NUL, lone surrogates, nesting deeper than 64: 400 naming the path
   app.use(runsRouter(deps, auth, hub));
   app.use(approvalsRouter(deps, auth));
   app.use(definitionsRouter(deps, auth));

@@ -2,4 +2,5 @@
 export { createApp } from './app.js';
 export { RunEventHub } from './event-hub.js';
 export { serveApp } from './serve.js';
+export { answerClientErrors } from './client-errors.js';
 export { createMcpServer, registerDefinitionTools, startToolName, MCP_SERVER_INFO, type BatonBackend, type RunSnapshot } from './mcp/server.js';

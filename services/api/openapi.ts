@@ -89,6 +89,11 @@ export function documentedRoutes(): string[] {
   return [...routes.keys()].sort();
 }
 
+/** Every declared route (the request guard checks query parameters and path parameters against them). */
+export function routeDocs(): RouteDoc[] {
+  return [...routes.values()];
+}
+
 type JsonSchema = Record<string, unknown>;
 
 /** A zod schema as JSON Schema 2020-12 (request side: `input`; response side: `output`). */

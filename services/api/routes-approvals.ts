@@ -20,7 +20,7 @@ const DecisionBody = z.strictObject({
   input: z.unknown().optional(),
 });
 
-/** The inbox query; unknown parameters are ignored. */
+/** The inbox query; an unknown parameter is refused. */
 const ListApprovalsQuery = z.object({
   status: z.enum(APPROVAL_STATUSES, { error: `expected one of ${APPROVAL_STATUSES.join(', ')}` }).optional(),
   limit: limitParam(200, 50),

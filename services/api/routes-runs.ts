@@ -6,7 +6,7 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { NotFoundError, ValidationError } from '../../lib/index.js';
 import { SLUG_PATTERN } from '../../definitions/index.js';
-import { RUN_STATUSES, TERMINAL_RUN_EVENTS, startRun, type EngineDeps, type RunStatus } from '../engine/index.js';
+import { RUN_STATUSES, TERMINAL_RUN_EVENTS, assertRunInput, startRun, type EngineDeps, type RunStatus } from '../engine/index.js';
 import {
   dryRun,
   getRunManifest,
@@ -19,17 +19,20 @@ import {
 } from '../store/index.js';
 import { principalOf, requireApiKey, type ApiKeyAuthenticator } from './auth.js';
 import type { RunEventHub } from './event-hub.js';
-import { CursorParam, limitParam, parseBody, parseQuery } from './validate.js';
+import { CursorParam, INT32_MAX, limitParam, parseBody, parseQuery } from './validate.js';
 import { documentRoute, AnyObject, PageOf, UuidParam } from './openapi.js';
 import { RunEvent, RunListItem, RunView } from './openapi-schemas.js';
 import { RunRateLimiter } from './rate-limit.js';
 
+/** An idempotency key (body `idempotencyKey` or header `Idempotency-Key`): 1–255 characters. */
+const IdempotencyKey = z.string({ error: 'expected a string' }).min(1, { error: 'must not be empty' }).max(255, { error: 'at most 255 characters' });
+
 const StartRunBody = z.strictObject({
   definition: z.string().min(1).max(200),
-  version: z.number().int().positive().optional(),
+  version: z.number().int().positive().max(INT32_MAX).optional(),
   input: z.unknown().optional(),
   webhookUrl: z.url({ protocol: /^https?$/ }).optional(),
-  idempotencyKey: z.string().min(1).max(200).optional(),
+  idempotencyKey: IdempotencyKey.optional(),
 });
 
 /** The answer to a started run. */
@@ -49,12 +52,13 @@ export function runIdParam(req: Request): string {
 }
 
 /** An event sequence number: `after` and `Last-Event-ID` (absent or empty: 0). */
-const Seq = z.union([z.literal(''), z.coerce.number({ error: 'expected a non-negative integer' }).int({ error: 'expected a non-negative integer' }).nonnegative({ error: 'expected a non-negative integer' })]);
+const SEQ_ERROR = `expected an integer from 0 to ${INT32_MAX}`;
+const Seq = z.union([z.literal(''), z.coerce.number({ error: SEQ_ERROR }).int({ error: SEQ_ERROR }).nonnegative({ error: SEQ_ERROR }).max(INT32_MAX, { error: SEQ_ERROR })]);
 
 function afterSeq(value: unknown, field: string): number {
   if (value === undefined) return 0;
   const parsed = Seq.safeParse(value);
-  if (!parsed.success) throw new ValidationError(`${field} must be a non-negative integer`, { field });
+  if (!parsed.success) throw new ValidationError(`${field} must be an integer from 0 to ${INT32_MAX}`, { field });
   return parsed.data === '' ? 0 : parsed.data;
 }
 
@@ -80,6 +84,7 @@ function normalizeIsoTimestamp(value: string): string | undefined {
   if (!m) return undefined;
   const [, y, mo, d, h, mi, sec, offsetH, offsetM] = m;
   const year = Number(y);
+  if (year < 1) return undefined; // Postgres has no year 0 (0000-01-01 is out of range)
   const month = Number(mo);
   const day = Number(d);
   const date = new Date(0);
@@ -100,7 +105,7 @@ const isoTimestamp = z
   .optional()
   .meta({ description: 'ISO 8601 date, or date-time with Z or an offset (exclusive bound)' });
 
-/** The runs-list query; unknown parameters are ignored, a repeated one is refused. */
+/** The runs-list query; an unknown or repeated parameter is refused. */
 const ListRunsQuery = z.object({
   status: z
     .string({ error: 'must be given once' })
@@ -156,14 +161,15 @@ export function runsRouter(deps: EngineDeps, auth: ApiKeyAuthenticator, hub: Run
 
   documentRoute({ method: 'post', path: '/v1/runs', summary: 'Start a run (or dry-run it with ?dryRun=true)', tags: ['runs'], scope: 'runs:write', body: StartRunBody,
     query: StartRunQuery,
-    headers: z.object({ 'idempotency-key': z.string().optional(), traceparent: z.string().optional().meta({ description: 'W3C trace context: the run joins the caller\'s trace' }) }),
-    responses: { 202: { description: 'Started', schema: RunStarted }, 200: { description: 'The run of the same idempotency key, or the dry-run plan', schema: AnyObject }, 400: { description: 'Invalid body or input (names the field)' }, 404: { description: 'Unknown definition or version' }, 429: { description: '`RATE_LIMITED`: over the run-start limit; `Retry-After` and `RateLimit-*` headers say when to retry' }, 503: { description: 'Redis or Postgres unavailable; nothing was started' } } });
+    headers: z.object({ 'idempotency-key': IdempotencyKey.optional(), traceparent: z.string().optional().meta({ description: 'W3C trace context: the run joins the caller\'s trace' }) }),
+    responses: { 202: { description: 'Started', schema: RunStarted }, 200: { description: 'The run of the same idempotency key, or the dry-run plan', schema: AnyObject }, 400: { description: 'Invalid body or input (names the field)' }, 404: { description: 'Unknown definition or version' }, 413: { description: 'INPUT_TOO_LARGE: the input is larger than RUN_INPUT_MAX_BYTES' }, 422: { description: 'IDEMPOTENCY_KEY_REUSED: the key started a run of another request' }, 429: { description: '`RATE_LIMITED`: over the run-start limit; `Retry-After` and `RateLimit-*` headers say when to retry' }, 503: { description: 'Redis or Postgres unavailable; nothing was started' } } });
   router.post('/v1/runs', requireApiKey(auth, 'runs:write'), async (req, res) => {
     const body = parseBody(StartRunBody, req.body);
     const headerKey = req.get('idempotency-key');
     const principal = principalOf(req);
     const { dryRun: dryRunText } = parseQuery(StartRunQuery, req.query);
     if (dryRunText !== undefined && ['true', '1', ''].includes(dryRunText)) {
+      assertRunInput(deps.config, body.input); // as startRun does
       // Same validation as a real start (400 / 404), but nothing is written or enqueued.
       res.status(200).json(
         await dryRun(deps.database.db, {

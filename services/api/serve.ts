@@ -2,6 +2,7 @@
 import type { Server } from 'node:http';
 import type { Express } from 'express';
 import type { ShutdownRegistry } from '../../lib/index.js';
+import { answerClientErrors } from './client-errors.js';
 
 /** How long open connections (SSE streams) may stay after the others drained, in milliseconds. */
 const STREAMS_GRACE_MS = 1000;
@@ -14,6 +15,7 @@ const STREAMS_GRACE_MS = 1000;
  */
 export async function serveApp(app: Express, port: number, shutdown: ShutdownRegistry): Promise<Server> {
   const server = app.listen(port);
+  answerClientErrors(server); // a 431 or malformed request gets the JSON error shape too
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);

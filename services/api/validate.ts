@@ -29,13 +29,21 @@ export function queryString(req: Request, field: string): string | undefined {
 }
 
 /**
- * Parse a query string (`req.query`) with a zod object schema; a repeated parameter (an array)
- * is refused by the schema like any other wrong type.
- * @throws {ValidationError} with `field` = the first bad parameter.
+ * Parse a query string (`req.query`) with a zod object schema, strictly: a parameter the schema
+ * does not name is refused, and a repeated parameter (an array) is refused by the schema like any
+ * other wrong type. (The request guard, `input-guard.ts`, refuses unknown parameters on every
+ * documented route before it runs.)
+ * @throws {ValidationError} with `field` = the first bad or unknown parameter.
  */
-export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.infer<S> {
+export function parseQuery<S extends z.ZodObject>(schema: S, query: unknown): z.infer<S> {
+  const known = Object.keys(schema.shape);
+  const unknown = Object.keys((query ?? {}) as Record<string, unknown>).find((name) => !known.includes(name));
+  if (unknown !== undefined) throw new ValidationError(`${unknown}: unknown query parameter "${unknown}"`, { field: unknown });
   return parseBody(schema, query);
 }
+
+/** The largest Postgres `integer` (int32); integer inputs above it are refused by name. */
+export const INT32_MAX = 2_147_483_647;
 
 /**
  * The `limit` query parameter of a listing: an integer from 1 to `max`, `fallback` when absent.

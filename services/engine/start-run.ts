@@ -12,6 +12,7 @@ import { enqueueWebhooks, openRunScope } from './run-scope.js';
 import { sealRunInput } from './sensitive.js';
 import { latestAgentVersions, newRunTraceCarrier } from '../store/index.js';
 import { concurrencyGroupOf, mustWait } from './concurrency.js';
+import { assertRunInput, assertSameRequest, requestFingerprint } from './run-request.js';
 
 /** A request to start a run (already authenticated and shape-checked by the caller). */
 export interface StartRunRequest {
@@ -35,12 +36,15 @@ export interface StartedRun {
   created: boolean;
 }
 
-async function existingRun(deps: EngineDeps, organizationId: string, key: string): Promise<StartedRun | undefined> {
+/** The run started under `key`, if any. @throws {IdempotencyKeyReusedError} for another request. */
+async function existingRun(deps: EngineDeps, organizationId: string, key: string, fingerprint: string | null): Promise<StartedRun | undefined> {
   const [row] = await deps.database.db
-    .select({ id: runs.id, status: runs.status })
+    .select({ id: runs.id, status: runs.status, fingerprint: runs.requestFingerprint })
     .from(runs)
     .where(and(eq(runs.organizationId, organizationId), eq(runs.idempotencyKey, key)));
-  return row ? { ...row, created: false } : undefined;
+  if (!row) return undefined;
+  assertSameRequest(row.fingerprint, fingerprint, row.id);
+  return { id: row.id, status: row.status, created: false };
 }
 
 /**
@@ -59,11 +63,16 @@ async function existingRun(deps: EngineDeps, organizationId: string, key: string
  * @throws {ValidationError} input does not match the definition's input schema (field `input.…`).
  * @throws {ValidationError} the definition's `concurrency.key` expression fails on the input.
  * @throws {UnavailableError} Redis could not take the flow.
+ * @throws {InputTooLargeError} / {ValidationError} the input is too large, unclean or too deep (`run-request.ts`).
+ * @throws {IdempotencyKeyReusedError} the idempotency key started a run of another request.
  */
 export async function startRun(deps: EngineDeps, request: StartRunRequest): Promise<StartedRun> {
   const { db } = deps.database;
+  assertRunInput(deps.config, request.input);
+  // A child run's key is its parent step's job id; its input is not compared (it may be re-derived).
+  const fingerprint = request.idempotencyKey && !request.parent ? requestFingerprint(deps.config, request) : null;
   if (request.idempotencyKey) {
-    const found = await existingRun(deps, request.organizationId, request.idempotencyKey);
+    const found = await existingRun(deps, request.organizationId, request.idempotencyKey, fingerprint);
     if (found) return found;
   }
   const stored = await findDefinition(db, request.organizationId, request.definition, request.version);
@@ -92,6 +101,7 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
         agentVersions,
         webhookUrl: request.webhookUrl ?? null,
         idempotencyKey: request.idempotencyKey ?? null,
+        requestFingerprint: fingerprint,
         createdBy: request.createdBy,
         parentRunId: request.parent?.runId ?? null,
         parentStepId: request.parent?.stepId ?? null,
@@ -130,7 +140,7 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
     // drizzle wraps driver errors (DrizzleQueryError); the Postgres code is on the cause.
     const code = (err as { code?: string }).code ?? ((err as { cause?: { code?: string } }).cause?.code);
     if (request.idempotencyKey && code === '23505') {
-      const found = await existingRun(deps, request.organizationId, request.idempotencyKey);
+      const found = await existingRun(deps, request.organizationId, request.idempotencyKey, fingerprint);
       if (found) return found;
     }
     throw err;

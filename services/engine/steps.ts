@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { and, desc, eq, sql } from 'drizzle-orm';
-import { Redactor, ValidationError, serializeError, type SerializedError } from '../../lib/index.js';
+import { Redactor, ValidationError, canonicalJson, serializeError, type SerializedError } from '../../lib/index.js';
 import { runs, stepAttempts, steps, type AttemptStatus } from '../../db/index.js';
 import { descendantsOf, evaluateMapping, type Definition, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
 import { rootJobId, stepJobId, type StepJobData, type StepJobSpec } from '../../queues/index.js';
@@ -283,15 +283,6 @@ function cacheKeyOf(spec: StepSpec, input: unknown, agentVersion: number | undef
         ? spec.module !== undefined ? `module:${spec.module}` : `code:${spec.code ?? ''}`
         : `${spec.kind}:${spec.id}`;
   return createHash('sha256').update(who).update('\0').update(canonicalJson(input)).digest('hex');
-}
-
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value ?? null);
 }
 
 /** The list a fan-out step iterates over. @throws {ValidationError} when it is not a list. */

@@ -12,6 +12,7 @@ import { Queues, createRedis } from '../../queues/index.js';
 import { agentTypesOf, syncDefinitions } from '../../services/store/index.js';
 import { createAgentLayer } from '../../workers/agent-layer.js';
 import { createApp } from '../../services/api/app.js';
+import { answerClientErrors } from '../../services/api/client-errors.js';
 import { RunEventHub } from '../../services/api/event-hub.js';
 import { startWorkers, type WorkerPool } from '../../workers/start-workers.js';
 import type { WorkerDeps } from '../../workers/deps.js';
@@ -63,6 +64,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const hub = new RunEventHub(database.sql, logger);
   await hub.start();
   const server: Server = createApp(deps, hub, parseAgentSource).listen(0);
+  answerClientErrors(server);
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const workerConnection = options.workers === false ? undefined : createRedis(config.redis.url, 'worker');
   const pool = workerConnection ? startWorkers(deps, workerConnection, AGENT_TYPES) : undefined;

@@ -1,0 +1,40 @@
+import { expect } from 'chai';
+import { MAX_JSON_DEPTH, jsonProblem, parseDurationMs, stringProblem } from './index.js';
+
+/** `[[…[leaf]…]]`, `levels` arrays deep. */
+function nested(levels: number, leaf: unknown = 1): unknown {
+  let value: unknown = leaf;
+  for (let i = 0; i < levels; i++) value = [value];
+  return value;
+}
+
+describe('json guard', function () {
+  it('finds NUL and lone surrogates, and accepts paired ones', function () {
+    expect(stringProblem('plain, é, 💥')).to.equal(undefined);
+    expect(stringProblem('a\u0000b')).to.match(/NUL/);
+    expect(stringProblem('\ud800')).to.match(/lone surrogate \(\\uD800\)/);
+    expect(stringProblem('x\udc00')).to.match(/lone surrogate \(\\uDC00\)/);
+    expect(stringProblem('\udc00\ud800')).to.match(/lone surrogate/);
+  });
+
+  it('names the path of the first bad string or key, in document order', function () {
+    expect(jsonProblem({ a: 'ok', b: [1, { c: 'x\u0000' }], d: '\ud800' })).to.deep.equal({ path: ['b', 1, 'c'], message: 'contains a NUL character (\\u0000), which is not accepted' });
+    expect(jsonProblem({ ok: { 'bad\u0000': 1 } })?.path).to.deep.equal(['ok', 'bad\u0000']);
+    expect(jsonProblem('\u0000')?.path).to.deep.equal([]);
+    expect(jsonProblem({ a: [1, null, true, 'fine'] })).to.equal(undefined);
+  });
+
+  it(`accepts ${MAX_JSON_DEPTH} levels of nesting and refuses one more, at any depth without recursion`, function () {
+    expect(jsonProblem(nested(MAX_JSON_DEPTH))).to.equal(undefined);
+    expect(jsonProblem(nested(MAX_JSON_DEPTH + 1))?.path).to.have.length(MAX_JSON_DEPTH);
+    expect(jsonProblem(JSON.parse('['.repeat(100_000) + ']'.repeat(100_000)))?.message).to.match(/more than 64 levels/);
+    expect(jsonProblem(nested(3), 2)?.path).to.deep.equal([0, 0]);
+  });
+
+  it('treats an empty or malformed duration as no duration (never throws)', function () {
+    expect(parseDurationMs('')).to.equal(undefined);
+    expect(parseDurationMs('   ')).to.equal(undefined);
+    expect(parseDurationMs('soon')).to.equal(undefined);
+    expect(parseDurationMs('90s')).to.equal(90_000);
+  });
+});
