@@ -72,26 +72,30 @@ $$ LANGUAGE plpgsql;
 -- Claim a queued step whose input is fixed by its definition (a `with:` without templates),
 -- without reading anything first: the step job names its definition version, so the caller knows
 -- the step and its input before any SQL. Like `baton_claim_step`: step running, attempt row,
--- `step.started`, committed asynchronously (the same argument: a lost claim leaves its job active
--- in BullMQ, which delivers it again; WAL is flushed in order, so the completion's durable
--- commit makes the claim durable first). Fenced in its `UPDATE … WHERE`: the run running at
--- definition `p_definition` with no sealed input (nothing to redact from the stored input, so
--- it can be written before the run is read), the step queued at generation `p_generation` with
--- no decided input.
--- Returns the attempt, the event's seq and what the attempt needs of its run, or no row (and
--- changes nothing) for the general path.
+-- `step.started` — and, for the run's first claim, the run `running` with `run.started`, as the
+-- general path does. Committed asynchronously (the argument of `baton_claim_step`: a lost claim
+-- leaves its job active in BullMQ, which delivers it again and it claims again, the run still
+-- `queued` if it was; WAL is flushed in order, so the completion's durable commit makes the claim
+-- durable first). Fenced in its `UPDATE … WHERE`: the run queued or running at definition
+-- `p_definition` with no sealed input (nothing to redact from the stored input, so it can be
+-- written before the run is read), the step queued at generation `p_generation` with no decided
+-- input. Returns the attempt, the seqs of its events and what the attempt needs of its run, or no
+-- row (and changes nothing) for the general path.
 CREATE OR REPLACE FUNCTION baton_claim_step_fixed(
   p_run uuid, p_step text, p_generation integer, p_definition uuid, p_job text, p_input jsonb
-) RETURNS TABLE (attempt integer, seq integer, organization_id uuid, definition_slug text, definition_version integer,
-                 agent_versions jsonb, webhook_url text) AS $$
+) RETURNS TABLE (attempt integer, first_seq integer, last_seq integer, organization_id uuid, definition_slug text,
+                 definition_version integer, agent_versions jsonb, webhook_url text) AS $$
 #variable_conflict use_column
 DECLARE
   v_run runs%ROWTYPE;
   v_attempt integer;
+  v_seq integer;
+  v_notify boolean;
 BEGIN
   PERFORM set_config('synchronous_commit', 'off', true);
   SELECT * INTO v_run FROM runs
-   WHERE id = p_run AND status = 'running' AND definition_id = p_definition AND sealed_input IS NULL FOR UPDATE;
+   WHERE id = p_run AND status IN ('queued', 'running') AND definition_id = p_definition AND sealed_input IS NULL
+     FOR UPDATE;
   IF NOT FOUND THEN RETURN; END IF;
   UPDATE steps
      SET status = 'running', attempts = attempts + 1, input = p_input, error = NULL,
@@ -100,13 +104,23 @@ BEGIN
      AND status = 'queued' AND input_override IS NULL
   RETURNING attempts INTO v_attempt;
   IF NOT FOUND THEN RETURN; END IF;
+  v_seq := v_run.event_seq;
+  v_notify := v_run.webhook_url IS NOT NULL;
+  IF v_run.status = 'queued' THEN
+    v_seq := v_seq + 1;
+    INSERT INTO run_events (run_id, seq, type, step_id, data, notify)
+    VALUES (p_run, v_seq, 'run.started', NULL, '{}'::jsonb, v_notify);
+  END IF;
   INSERT INTO step_attempts (run_id, step_id, attempt, generation, status, job_id, input)
   VALUES (p_run, p_step, v_attempt, p_generation, 'running', p_job, p_input);
+  v_seq := v_seq + 1;
   INSERT INTO run_events (run_id, seq, type, step_id, data, notify)
-  VALUES (p_run, v_run.event_seq + 1, 'step.started', p_step,
-          jsonb_build_object('attempt', v_attempt, 'generation', p_generation), v_run.webhook_url IS NOT NULL);
-  UPDATE runs SET event_seq = v_run.event_seq + 1 WHERE id = p_run;
-  RETURN QUERY SELECT v_attempt, v_run.event_seq + 1, v_run.organization_id, v_run.definition_slug,
+  VALUES (p_run, v_seq, 'step.started', p_step,
+          jsonb_build_object('attempt', v_attempt, 'generation', p_generation), v_notify);
+  UPDATE runs SET event_seq = v_seq, status = 'running',
+                  started_at = CASE WHEN v_run.status = 'queued' THEN now() ELSE started_at END
+   WHERE id = p_run;
+  RETURN QUERY SELECT v_attempt, v_run.event_seq + 1, v_seq, v_run.organization_id, v_run.definition_slug,
                       v_run.definition_version, v_run.agent_versions, v_run.webhook_url;
 END;
 $$ LANGUAGE plpgsql;

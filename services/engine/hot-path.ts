@@ -161,7 +161,8 @@ export async function claimQueuedStep(deps: EngineDeps, data: StepJobData, jobId
 
 interface FixedClaimRow {
   attempt: number;
-  seq: number;
+  first_seq: number;
+  last_seq: number;
   organization_id: string;
   definition_slug: string;
   definition_version: number;
@@ -172,8 +173,8 @@ interface FixedClaimRow {
 /**
  * Claim a step whose input the definition fixes, in one statement (the job names the
  * definition version, so the step and its input are known before any SQL).
- * @returns the attempt; `undefined` to take the general path (the run is not running at that
- *   definition, has sealed input, or the step is not queued at that generation);
+ * @returns the attempt; `undefined` to take the general path (the run is not queued or running
+ *   at that definition, has sealed input, or the step is not queued at that generation);
  *   `'not-fixed'` when the step's input is not fixed (the caller reads the run first).
  */
 async function claimFixedStep(deps: EngineDeps, data: StepJobData, definitionId: string, jobId: string): Promise<StepStart | undefined | 'not-fixed'> {
@@ -193,7 +194,7 @@ async function claimFixedStep(deps: EngineDeps, data: StepJobData, definitionId:
     webhookUrl: claimed.webhook_url,
   };
   primeRunDestination(deps, data.runId, run);
-  await applyEffects(deps, data.runId, [], [claimed.seq]);
+  await applyEffects(deps, data.runId, [], range(claimed.first_seq, claimed.last_seq));
   const idempotencyKey = stepJobId(data.runId, data.stepId, data.generation);
   return { kind: 'run', attempt: claimed.attempt, input, spec, idempotencyKey, sensitive: [], run };
 }
