@@ -7,6 +7,8 @@
 import { expect } from 'chai';
 import { api, runEvents, startStack, storeDefinition, waitForRun, type Stack } from './support/stack.js';
 import { sleepAgent, uniqueSlug } from './support/test-agents.js';
+import { rootJobId, stepJobId } from '../queues/index.js';
+import { ensureStepJobs } from '../services/engine/index.js';
 
 /** Root `a` (with a `when:` when `gated`: the general start), `b` after it, `undo` compensating `a`. */
 function definition(slug: string, version: number, gated: boolean, label = 'x'): string {
@@ -87,6 +89,24 @@ describe('one-round-trip start and claim (issue 8)', function () {
     expect(refused.body.id).to.equal(answers[0]?.body.id);
     const [{ n } = { n: 0 }] = await stack.deps.database.sql<Array<{ n: number }>>`select count(*)::int as n from runs where idempotency_key = ${key}`;
     expect(n).to.equal(1);
+  });
+
+  it('re-adds a step job seen missing only while Postgres still says the step is live (a step that just finished is left alone)', async function () {
+    const slug = uniqueSlug('one-trip-reconcile');
+    await storeDefinition(stack, definition(slug, 1, false), [sleepAgent]);
+    const { body } = await api<{ id: string }>(stack, 'POST', '/v1/runs', { definition: slug, input: {} });
+    const { sql } = stack.deps.database;
+    const jobId = stepJobId(body.id, 'a', 1);
+    const spec = { stepId: 'a', type: 'api' as const, generation: 1, attempts: 1, backoffMs: 1000, maxDelayMs: 60_000 };
+    expect(await stack.deps.queues.removeJob('agent-api', jobId)).to.equal(true); // test-sleep is an api agent
+    // As if it completed (and left Redis) after the caller read the step as live.
+    await sql`update steps set status = 'completed' where run_id = ${body.id} and step_id = 'a'`;
+    const skipped = await ensureStepJobs(stack.deps, rootJobId(body.id, 1), body.id, [spec]);
+    expect(skipped.jobsAdded).to.equal(0);
+    await sql`update steps set status = 'queued' where run_id = ${body.id} and step_id = 'a'`;
+    const added = await ensureStepJobs(stack.deps, rootJobId(body.id, 1), body.id, [spec]);
+    expect(added.jobsAdded).to.equal(1);
+    expect((await stack.deps.queues.inspectJob('agent-api', jobId)).state).to.equal('waiting');
   });
 
   it('starts the latest version although an earlier one was resolved (and cached) before', async function () {
