@@ -38,6 +38,11 @@ export const StepJobData = z.object({
   /** Retry backoff base and cap for this step (from its `retry:` policy), in milliseconds. */
   backoffMs: z.number().int().nonnegative(),
   maxDelayMs: z.number().int().nonnegative(),
+  /**
+   * The run's definition version (row id), when the enqueuer knew it: lets the claim of a step
+   * whose input the definition fixes skip reading the run first (`baton_claim_step_fixed`).
+   */
+  definitionId: z.uuid().optional(),
 });
 export type StepJobData = z.infer<typeof StepJobData>;
 

@@ -30,6 +30,8 @@ export interface StepJobSpec {
   attempts: number;
   backoffMs: number;
   maxDelayMs: number;
+  /** The run's definition version (row id), carried in the job's data when known (see `StepJobData`). */
+  definitionId?: string;
 }
 
 /**
@@ -71,7 +73,14 @@ function stepJob(runId: string, s: StepJobSpec, kept: ReturnType<typeof retentio
   return {
     name: s.stepId,
     queueName: queueForStepType(s.type),
-    data: { runId, stepId: s.stepId, generation: s.generation, backoffMs: s.backoffMs, maxDelayMs: s.maxDelayMs },
+    data: {
+      runId,
+      stepId: s.stepId,
+      generation: s.generation,
+      backoffMs: s.backoffMs,
+      maxDelayMs: s.maxDelayMs,
+      ...(s.definitionId === undefined ? {} : { definitionId: s.definitionId }),
+    },
     opts: {
       jobId: stepJobId(runId, s.stepId, s.generation),
       attempts: s.attempts,

@@ -220,12 +220,13 @@ const STATEMENT = /^(?:statement|execute [^:]*):\s*([\s\S]*)$/;
 const WRITES = /\b(insert|update|delete|merge)\b|\bfor\s+(no\s+key\s+)?update\b|\bfor\s+(key\s+)?share\b/i;
 const ASYNC_COMMIT = /synchronous_commit\s*(=|to)\s*'?(off|local)\b/i;
 /**
- * Baton's server-side transitions (`db/migrations/0006_hot-path.sql`): the log shows only the
- * call, so what they write — and whether they commit with `synchronous_commit = off` — is known
- * here. `baton_claim_step` commits asynchronously; `baton_complete_step` durably.
+ * Baton's server-side transitions (`db/migrations/0006_hot-path.sql`, `0015_start-run-claim-fixed.sql`):
+ * the log shows only the call, so what they write — and whether they commit with
+ * `synchronous_commit = off` — is known here. `baton_claim_step` and `baton_claim_step_fixed`
+ * commit asynchronously; `baton_complete_step` and `baton_start_run` durably.
  */
-const DURABLE_FUNCTIONS = /\bbaton_complete_step\s*\(/i;
-const ASYNC_FUNCTIONS = /\bbaton_claim_step\s*\(/i;
+const DURABLE_FUNCTIONS = /\bbaton_(complete_step|start_run)\s*\(/i;
+const ASYNC_FUNCTIONS = /\bbaton_claim_step(_fixed)?\s*\(/i;
 
 /** One record of the server log: a head line and its continuation lines (a multi-line statement). */
 interface LogRecord {

@@ -21,6 +21,7 @@ import { advance, jobSpecFor, loadSteps } from './advance.js';
 import { definitionById } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { applyEffects, eventsNotify, withRun } from './run-scope.js';
+import { primeRunDestination } from './webhooks.js';
 import { secretsForMapping, unsealRunInput } from './sensitive.js';
 import type { RunStatus, StepStatus } from './statuses.js';
 import { enqueueSteps, type AttemptRun, type StepRecord, type StepStart } from './steps.js';
@@ -49,6 +50,12 @@ interface StepPlan {
   successors: StepSpec[];
   /** Of those, the ones whose readiness depends on their needs alone (no `when:`). */
   plain: string[];
+  /**
+   * Whether the step's input is fixed by the definition (a `with:` without templates, so no
+   * run input, output or secret goes into it) and no run input of the definition is sealed:
+   * claimed by `baton_claim_step_fixed` without reading the run first.
+   */
+  fixed: boolean;
 }
 
 const plans = new WeakMap<Definition, Map<string, StepPlan>>();
@@ -68,10 +75,20 @@ function planOf(definition: Definition, stepId: string): StepPlan {
       referenced: definition.steps.filter((s) => s.id !== stepId && text.includes(s.id)).map((s) => s.id),
       successors,
       plain: successors.filter((s) => s.when === undefined).map((s) => s.id),
+      fixed: spec !== undefined && isPlainStep(spec) && !text.includes('${{') && !mentionsSensitiveInput(definition),
     };
     byStep.set(stepId, plan);
   }
   return plan;
+}
+
+/**
+ * Whether the definition's input schema may mark a field sensitive (`writeOnly`, `format:
+ * password`), i.e. its runs may have sealed input (conservative: any mention counts).
+ */
+function mentionsSensitiveInput(definition: Definition): boolean {
+  const text = JSON.stringify(definition.input);
+  return text.includes('"writeOnly"') || text.includes('"password"');
 }
 
 /** Whether a step is claimed by the hot path: a leaf agent step that runs its own input. */
@@ -86,6 +103,10 @@ function isPlainStep(spec: StepSpec): boolean {
  * @returns the attempt to run, or `undefined` to take the general path (`beginStep`).
  */
 export async function claimQueuedStep(deps: EngineDeps, data: StepJobData, jobId: string): Promise<StepStart | undefined> {
+  if (data.definitionId !== undefined) {
+    const fixed = await claimFixedStep(deps, data, data.definitionId, jobId);
+    if (fixed !== 'not-fixed') return fixed;
+  }
   const { sql } = deps.database;
   const [row] = await sql<ClaimRow[]>`
     select r.status as run_status, r.organization_id, r.definition_id, r.definition_slug, r.definition_version,
@@ -125,7 +146,6 @@ export async function claimQueuedStep(deps: EngineDeps, data: StepJobData, jobId
     select * from baton_claim_step(${data.runId}, ${data.stepId}, ${data.generation}, ${row.attempts}, ${jobId},
                                    ${jsonText(stored)}::jsonb, ${notify})`;
   if (!claimed) return undefined;
-  await applyEffects(deps, data.runId, [], [claimed.seq]);
   const run: AttemptRun = {
     organizationId: row.organization_id,
     definitionId: row.definition_id,
@@ -133,8 +153,50 @@ export async function claimQueuedStep(deps: EngineDeps, data: StepJobData, jobId
     agentVersions: row.agent_versions,
     webhookUrl: row.webhook_url,
   };
+  primeRunDestination(deps, data.runId, run);
+  await applyEffects(deps, data.runId, [], [claimed.seq]);
   const idempotencyKey = stepJobId(data.runId, data.stepId, data.generation);
   return { kind: 'run', attempt: claimed.attempt, input, spec, idempotencyKey, sensitive, run };
+}
+
+interface FixedClaimRow {
+  attempt: number;
+  first_seq: number;
+  last_seq: number;
+  organization_id: string;
+  definition_slug: string;
+  definition_version: number;
+  agent_versions: Record<string, number>;
+  webhook_url: string | null;
+}
+
+/**
+ * Claim a step whose input the definition fixes, in one statement (the job names the
+ * definition version, so the step and its input are known before any SQL).
+ * @returns the attempt; `undefined` to take the general path (the run is not queued or running
+ *   at that definition, has sealed input, or the step is not queued at that generation);
+ *   `'not-fixed'` when the step's input is not fixed (the caller reads the run first).
+ */
+async function claimFixedStep(deps: EngineDeps, data: StepJobData, definitionId: string, jobId: string): Promise<StepStart | undefined | 'not-fixed'> {
+  const { spec: definition } = await definitionById(deps.database.db, definitionId);
+  const spec = definition.steps.find((s) => s.id === data.stepId);
+  if (!spec || !planOf(definition, spec.id).fixed) return 'not-fixed';
+  const input = await evaluateMapping('with' in spec ? spec.with : undefined, { input: null, steps: {}, run: { id: data.runId, definition: definition.slug } });
+  const [claimed] = await deps.database.sql<FixedClaimRow[]>`
+    select * from baton_claim_step_fixed(${data.runId}, ${data.stepId}, ${data.generation}, ${definitionId}, ${jobId},
+                                         ${jsonText(input ?? null)}::jsonb)`;
+  if (!claimed) return undefined;
+  const run: AttemptRun = {
+    organizationId: claimed.organization_id,
+    definitionId,
+    definition: { slug: claimed.definition_slug, version: claimed.definition_version },
+    agentVersions: claimed.agent_versions,
+    webhookUrl: claimed.webhook_url,
+  };
+  primeRunDestination(deps, data.runId, run);
+  await applyEffects(deps, data.runId, [], range(claimed.first_seq, claimed.last_seq));
+  const idempotencyKey = stepJobId(data.runId, data.stepId, data.generation);
+  return { kind: 'run', attempt: claimed.attempt, input, spec, idempotencyKey, sensitive: [], run };
 }
 
 /**
@@ -166,7 +228,7 @@ export async function completeRunningStep(
   const rootId = rootJobId(data.runId, done.root_generation);
   const jobs = done.queued.flatMap((q) => {
     const spec = specs.get(q.stepId);
-    return spec ? [{ kind: 'step' as const, runId: data.runId, rootId, spec: jobSpecFor(spec, q.generation) }] : [];
+    return spec ? [{ kind: 'step' as const, runId: data.runId, rootId, spec: { ...jobSpecFor(spec, q.generation), definitionId: run.definitionId } }] : [];
   });
   await applyEffects(deps, data.runId, jobs, range(done.first_seq, done.last_seq));
   const queued = done.queued.map((q) => q.stepId);

@@ -65,6 +65,7 @@ import type { EngineDeps } from './deps.js';
 import { itemsOf } from './fanout.js';
 import { withRun } from './run-scope.js';
 import { failOrphanedStep } from './steps.js';
+import { isStepLive } from './statuses.js';
 import { sweepWebhookOutbox } from './webhooks.js';
 import { admitAllThrottled } from './concurrency.js';
 
@@ -133,6 +134,22 @@ function stepSpecsOf(definition: Definition): Map<string, StepJobSpec> {
   return new Map(definition.steps.map((s) => [s.id, jobSpecFor(s, 1)]));
 }
 
+/**
+ * Whether a step is still live at `generation`, read after its job was seen missing or
+ * completed. The caller's list of live steps was read before it looked in Redis, and a step
+ * can finish in between: its completion commits before its job completes (and, with
+ * `JOBS_KEEP_COMPLETED=0`, leaves Redis), so a job seen gone whose step this read finds live
+ * was really lost — never one that just finished (re-adding that would hang a fresh child
+ * under a root that is finalizing).
+ */
+async function stillLive(deps: EngineDeps, runId: string, stepId: string, generation: number): Promise<boolean> {
+  const [row] = await deps.database.db
+    .select({ status: steps.status, generation: steps.generation })
+    .from(steps)
+    .where(and(eq(steps.runId, runId), eq(steps.stepId, stepId)));
+  return row !== undefined && row.generation === generation && isStepLive(row.status);
+}
+
 /** A live step whose job failed unrecorded: re-add it, or fail it past the limit. */
 async function requeueOrphan(deps: EngineDeps, rootId: string, runId: string, spec: StepJobSpec, job: JobInspection, report: ReconcileReport): Promise<void> {
   const [row] = await deps.database.db
@@ -169,6 +186,7 @@ export async function ensureStepJobs(
     const queue = queueForStepType(spec.type);
     const id = stepJobId(runId, spec.stepId, spec.generation);
     const job = await deps.queues.inspectJob(queue, id);
+    if ((job.state === 'missing' || job.state === 'completed') && !(await stillLive(deps, runId, spec.stepId, spec.generation))) continue;
     if (job.state === 'missing') {
       deps.logger.warn({ runId, jobId: id }, 'step job missing; re-adding it');
       await deps.queues.addStepJobs(rootId, runId, [spec]);

@@ -4,11 +4,13 @@ import { and, eq } from 'drizzle-orm';
 import { UnavailableError } from '../../lib/index.js';
 import { runs, steps } from '../../db/index.js';
 import { validateInput } from '../../definitions/index.js';
-import { rootJobId } from '../../queues/index.js';
+import { rootJobId, type StepJobSpec } from '../../queues/index.js';
 import { COMPENSATION_STATUS, advance, compensationSteps } from './advance.js';
-import { findDefinition } from '../store/index.js';
+import { findDefinition, findDefinitionCached, forgetResolvedDefinition } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { enqueueWebhooks, openRunScope } from './run-scope.js';
+import { insertRunInOneTrip } from './start-run-sql.js';
+import { primeRunDestination } from './webhooks.js';
 import { sealRunInput } from './sensitive.js';
 import { latestAgentVersions, newRunTraceCarrier } from '../store/index.js';
 import { concurrencyGroupOf, mustWait } from './concurrency.js';
@@ -54,8 +56,11 @@ async function existingRun(deps: EngineDeps, organizationId: string, key: string
  * `format: password` fields are sealed (see `sensitive.ts`).
  *
  * In one transaction: the run (`queued`), its steps (`pending`), `run.queued`, and the initially
- * ready steps marked `queued`. Under a definition's `concurrency:` limit a run whose group is full
- * is `throttled` instead (`run.throttled`, no steps queued, no flow; `concurrency.ts`). Then the run's flow is created: root job (id = run id) in `runs`,
+ * ready steps marked `queued` — one round trip (`start-run-sql.ts`) unless a step without needs
+ * has a `when:` or the definition has a `concurrency:` limit, with the definition from a
+ * per-process cache. Under a definition's `concurrency:` limit a run whose group is full is
+ * `throttled` instead (`run.throttled`, no steps queued, no flow; `concurrency.ts`). Then the
+ * run's flow is created: root job (id = run id) in `runs`,
  * ready steps as its children. If Redis refuses the flow, the run is deleted again, so that
  * nothing changed and the caller may retry with the same idempotency key.
  *
@@ -71,20 +76,106 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
   assertRunInput(deps.config, request.input);
   // A child run's key is its parent step's job id; its input is not compared (it may be re-derived).
   const fingerprint = request.idempotencyKey && !request.parent ? requestFingerprint(deps.config, request) : null;
+  const runId = randomUUID();
+  const fast = await startInOneTrip(deps, request, runId, fingerprint);
+  if (fast?.kind === 'existing') return fast.run;
+  let created: { ready: StepJobSpec[]; emitted: number[] };
+  if (fast) created = fast;
+  else {
+    const general = await startInTransaction(deps, request, runId, fingerprint);
+    if ('existing' in general) return general.existing;
+    if (general.throttled) {
+      await enqueueWebhooks(deps, runId, general.emitted);
+      return { id: runId, status: 'throttled', created: true };
+    }
+    created = general;
+  }
+
+  try {
+    const parent = request.parent ? { id: request.parent.jobId, queue: request.parent.queue } : undefined;
+    await deps.queues.addRunFlow(rootJobId(runId, 1), runId, created.ready, parent);
+  } catch (err) {
+    deps.logger.error({ err, runId }, 'could not create the run flow; removing the run');
+    await db.delete(runs).where(eq(runs.id, runId));
+    throw new UnavailableError('the queue is unavailable; the run was not started, retry later', { cause: err });
+  }
+  primeRunDestination(deps, runId, { organizationId: request.organizationId, webhookUrl: request.webhookUrl ?? null });
+  await enqueueWebhooks(deps, runId, created.emitted); // webhooks: subscriptions may want it without a webhookUrl
+  return { id: runId, status: 'queued', created: true };
+}
+
+/**
+ * The start in one round trip (`start-run-sql.ts`), with the definition from the per-process
+ * cache. An idempotency key the organization already used returns that run even when the
+ * request is otherwise refused (unknown definition, invalid input), as the general path does.
+ * @returns `undefined` when the definition needs the general transaction.
+ */
+async function startInOneTrip(
+  deps: EngineDeps,
+  request: StartRunRequest,
+  runId: string,
+  fingerprint: string | null,
+): Promise<{ kind: 'created'; ready: StepJobSpec[]; emitted: number[] } | { kind: 'existing'; run: StartedRun } | undefined> {
+  const { db } = deps.database;
+  for (let pass = 0; pass < 2; pass += 1) {
+    let stored: Awaited<ReturnType<typeof findDefinitionCached>>;
+    try {
+      stored = await findDefinitionCached(db, request.organizationId, request.definition, request.version);
+      validateInput(stored.spec, request.input);
+    } catch (err) {
+      const found = request.idempotencyKey ? await existingRun(deps, request.organizationId, request.idempotencyKey, fingerprint) : undefined;
+      if (found) return { kind: 'existing', run: found };
+      throw err;
+    }
+    if (stored.spec.concurrency) return undefined; // slots are decided under the group lock (concurrency.ts)
+    const sealed = sealRunInput(deps, runId, stored.spec.input, request.input ?? {});
+    const outcome = await insertRunInOneTrip(deps, {
+      runId,
+      organizationId: request.organizationId,
+      createdBy: request.createdBy,
+      definition: stored,
+      latest: request.version === undefined,
+      input: sealed.input,
+      sealedInput: sealed.sealedInput,
+      webhookUrl: request.webhookUrl ?? null,
+      idempotencyKey: request.idempotencyKey ?? null,
+      requestFingerprint: fingerprint,
+      parent: request.parent ? { runId: request.parent.runId, stepId: request.parent.stepId } : null,
+      traceContext: await newRunTraceCarrier(db, request.parent?.runId), // observability hook: the run's one trace
+    });
+    if (!outcome) return undefined;
+    if (outcome.kind === 'existing') {
+      // The key's run: compare its request (422 for another), as the general path does.
+      const found = await existingRun(deps, request.organizationId, request.idempotencyKey ?? '', fingerprint);
+      return { kind: 'existing', run: found ?? { id: outcome.id, status: outcome.status, created: false } };
+    }
+    if (outcome.kind === 'created') return outcome;
+    forgetResolvedDefinition(request.organizationId, request.definition); // stale: a newer version exists
+  }
+  return undefined;
+}
+
+/** The general start: one transaction through `advance`, for definitions the one-trip start does not cover. */
+async function startInTransaction(
+  deps: EngineDeps,
+  request: StartRunRequest,
+  runId: string,
+  fingerprint: string | null,
+): Promise<{ ready: StepJobSpec[]; emitted: number[]; throttled: boolean } | { existing: StartedRun }> {
+  const { db } = deps.database;
   if (request.idempotencyKey) {
     const found = await existingRun(deps, request.organizationId, request.idempotencyKey, fingerprint);
-    if (found) return found;
+    if (found) return { existing: found };
   }
   const stored = await findDefinition(db, request.organizationId, request.definition, request.version);
   const definition = stored.spec;
   validateInput(definition, request.input);
 
-  const runId = randomUUID();
   const sealed = sealRunInput(deps, runId, definition.input, request.input ?? {});
   const agentNames = [...new Set(definition.steps.flatMap((s) => (s.kind === 'agent' ? [s.agent] : [])))];
   const agentVersions = await latestAgentVersions(db, request.organizationId, agentNames);
   const group = await concurrencyGroupOf(definition, sealed.input, runId);
-  let created: { ready: Awaited<ReturnType<typeof advance>>; emitted: number[]; throttled: boolean };
+  let created: { ready: StepJobSpec[]; emitted: number[]; throttled: boolean };
   try {
     created = await db.transaction(async (tx) => {
       // The definition's concurrency limit: a full group (or one with older runs waiting) holds the run back.
@@ -141,23 +232,9 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
     const code = (err as { code?: string }).code ?? ((err as { cause?: { code?: string } }).cause?.code);
     if (request.idempotencyKey && code === '23505') {
       const found = await existingRun(deps, request.organizationId, request.idempotencyKey, fingerprint);
-      if (found) return found;
+      if (found) return { existing: found };
     }
     throw err;
   }
-
-  if (created.throttled) {
-    await enqueueWebhooks(deps, runId, created.emitted);
-    return { id: runId, status: 'throttled', created: true };
-  }
-  try {
-    const parent = request.parent ? { id: request.parent.jobId, queue: request.parent.queue } : undefined;
-    await deps.queues.addRunFlow(rootJobId(runId, 1), runId, created.ready, parent);
-  } catch (err) {
-    deps.logger.error({ err, runId }, 'could not create the run flow; removing the run');
-    await db.delete(runs).where(eq(runs.id, runId));
-    throw new UnavailableError('the queue is unavailable; the run was not started, retry later', { cause: err });
-  }
-  await enqueueWebhooks(deps, runId, created.emitted); // webhooks: subscriptions may want it without a webhookUrl
-  return { id: runId, status: 'queued', created: true };
+  return created;
 }

@@ -87,7 +87,8 @@ function record(scope: RunScope, recorded: boolean, ready: StepJobSpec[] = []): 
 /** Enqueue step jobs as children of the run's current root job, once the transaction commits. */
 export function enqueueSteps(scope: RunScope, specs: readonly StepJobSpec[]): void {
   const rootId = rootJobId(scope.run.id, scope.run.rootGeneration);
-  scope.enqueue(...specs.map((spec) => ({ kind: 'step' as const, runId: scope.run.id, rootId, spec })));
+  const { definitionId } = scope.run; // lets a fixed-input step's claim skip reading the run (hot-path.ts)
+  scope.enqueue(...specs.map((spec) => ({ kind: 'step' as const, runId: scope.run.id, rootId, spec: { ...spec, definitionId } })));
 }
 
 interface Located {

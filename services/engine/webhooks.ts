@@ -82,6 +82,18 @@ export function forgetSubscriptionCache(deps: Pick<EngineDeps, 'database'>, orga
 }
 
 /**
+ * Tell this process's cache where run `runId`'s events go, from a run row the caller has
+ * anyway (the start of the run, a claim), so `enqueueWebhooks` needs no query of its own.
+ * Both fields are immutable for a run's life.
+ */
+export function primeRunDestination(deps: Pick<EngineDeps, 'database'>, runId: string, run: { organizationId: string; webhookUrl: string | null }): void {
+  const cache = cacheOf(deps.database);
+  if (cache.runs.has(runId)) return;
+  if (cache.runs.size >= RUN_CACHE_SIZE) cache.runs.delete(cache.runs.keys().next().value ?? '');
+  cache.runs.set(runId, { organizationId: run.organizationId, webhookUrl: run.webhookUrl });
+}
+
+/**
  * Whether events of run `runId` go anywhere: it has a `webhookUrl`, or its organization an
  * enabled subscription. Cached, so the engine's hot path pays one query per run per process at
  * most (and one per organization every 2 s).

@@ -129,6 +129,38 @@ export async function findDefinition(
   return toStored(row);
 }
 
+/** Definitions resolved by (organization, slug) — latest — or (organization, slug, version). */
+const resolved = new Map<string, StoredDefinition>();
+const RESOLVED_LIMIT = 1000;
+const resolvedKey = (organizationId: string, slug: string, version?: number) => `${organizationId}\0${slug}\0${version ?? 'latest'}`;
+
+/**
+ * `findDefinition` through a per-process cache. A given version never changes, so it is cached
+ * for good; "the latest" can change, so a cached answer comes with `latest: true` and the caller
+ * must check that no newer version exists in the statement that uses it (`baton_start_run`
+ * does), then {@link forgetResolvedDefinition} and look again if one does.
+ * @throws {NotFoundError} naming the slug (and version); misses are not cached.
+ */
+export async function findDefinitionCached(
+  db: Db,
+  organizationId: string,
+  slug: string,
+  version?: number,
+): Promise<StoredDefinition> {
+  const key = resolvedKey(organizationId, slug, version);
+  const hit = resolved.get(key);
+  if (hit) return hit;
+  const stored = await findDefinition(db, organizationId, slug, version);
+  if (resolved.size >= RESOLVED_LIMIT) resolved.delete(resolved.keys().next().value ?? key);
+  resolved.set(key, stored);
+  return stored;
+}
+
+/** Drop the cached latest version of a definition (a newer one exists). */
+export function forgetResolvedDefinition(organizationId: string, slug: string): void {
+  resolved.delete(resolvedKey(organizationId, slug));
+}
+
 /**
  * Load a definition by id (the version a run pinned).
  * @param db - the database or, inside a run's transaction, that transaction (so a caller
