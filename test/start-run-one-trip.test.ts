@@ -75,7 +75,7 @@ describe('one-round-trip start and claim (issue 8)', function () {
     expect(one.run.event_seq).to.equal(2);
   });
 
-  it('returns the run of a used idempotency key, also to racing requests and to one it would refuse now', async function () {
+  it('returns the run of a used idempotency key, also to racing requests; another request under the key is 422 IDEMPOTENCY_KEY_REUSED', async function () {
     const slug = uniqueSlug('one-trip-key');
     await storeDefinition(stack, definition(slug, 1, false), [sleepAgent]);
     const key = `k-${slug}`;
@@ -84,9 +84,10 @@ describe('one-round-trip start and claim (issue 8)', function () {
     );
     expect(answers.map((r) => r.status).sort()).to.deep.equal([200, 200, 200, 200, 200, 202]);
     expect(new Set(answers.map((r) => r.body.id)).size).to.equal(1);
-    const refused = await api<{ id: string }>(stack, 'POST', '/v1/runs', { definition: `${slug}-unknown`, input: {} }, { 'idempotency-key': key });
-    expect(refused.status).to.equal(200);
-    expect(refused.body.id).to.equal(answers[0]?.body.id);
+    const refused = await api<{ error: { code: string; details: { runId: string } } }>(stack, 'POST', '/v1/runs', { definition: `${slug}-unknown`, input: {} }, { 'idempotency-key': key });
+    expect(refused.status).to.equal(422);
+    expect(refused.body.error.code).to.equal('IDEMPOTENCY_KEY_REUSED');
+    expect(refused.body.error.details.runId).to.equal(answers[0]?.body.id);
     const [{ n } = { n: 0 }] = await stack.deps.database.sql<Array<{ n: number }>>`select count(*)::int as n from runs where idempotency_key = ${key}`;
     expect(n).to.equal(1);
   });
