@@ -12,6 +12,7 @@ export const MAX_JSON_DEPTH = 64;
 export const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Any character that could be a problem (a NUL or any surrogate): when absent, the string is clean. */
+// eslint-disable-next-line no-control-regex -- NUL is exactly what it looks for
 const SUSPECT_CHARACTER = /[\u0000\uD800-\uDFFF]/;
 
 /**
