@@ -36,9 +36,13 @@ describe('json guard', function () {
     expect(cleanJsonText(bytes('{"definition":"d","input":{"a":["é","💥",1]}}'))).to.equal(true);
     expect(cleanJsonText(bytes('{"a":"\\u0000"}'))).to.equal(false); // a NUL escape
     expect(cleanJsonText(bytes('{"a":"\\ud800"}'))).to.equal(false); // a lone surrogate escape
-    expect(cleanJsonText(bytes('{"a":"\\\\u"}'))).to.equal(false); // an escaped backslash before u: walked, to be safe
+    expect(cleanJsonText(bytes('{"a":"\\\\u"}'))).to.equal(true); // an escaped backslash, then a plain u
+    expect(cleanJsonText(bytes('{"a":"\\\\\\u0000"}'))).to.equal(false); // an escaped backslash, then a NUL escape
     expect(cleanJsonText(bytes('['.repeat(MAX_JSON_DEPTH) + ']'.repeat(MAX_JSON_DEPTH)))).to.equal(true);
     expect(cleanJsonText(bytes('['.repeat(MAX_JSON_DEPTH + 1) + ']'.repeat(MAX_JSON_DEPTH + 1)))).to.equal(false);
+    expect(cleanJsonText(bytes(JSON.stringify(Array.from({ length: 500 }, () => ({ a: [1] })))))).to.equal(true); // many brackets, shallow
+    expect(cleanJsonText(bytes(JSON.stringify({ s: '['.repeat(100) + '\\"{' })))).to.equal(true); // brackets and quotes inside a string
+    expect(cleanJsonText(bytes(JSON.stringify({ s: '"' }) + ' '))).to.equal(true);
     // Whatever the bytes say, the parsed value of a text they pass is clean.
     for (const text of ['{"a":"x"}', '[[["y"]]]', '{"k":{"l":[1,2,{"m":null}]}}']) {
       expect(cleanJsonText(bytes(text))).to.equal(true);

@@ -96,19 +96,28 @@ function pathOf(entry: WalkEntry): Array<string | number> {
 const cleanValues = new WeakSet<object>();
 
 /**
- * Whether UTF-8 JSON text certainly parses to a clean value, judged from its bytes alone: it has
- * no `\\u` escape (in JSON text a NUL or a surrogate can only come from one: raw control
- * characters are not valid JSON, and decoding UTF-8 never yields a surrogate) and fewer opening
- * brackets than {@link MAX_JSON_DEPTH} (so it cannot nest deeper). `false` only means: walk it.
+ * Whether valid UTF-8 JSON text (the bytes a parser accepted) parses to a clean value, judged
+ * from its bytes in one pass: no `\\u` escape in a string (in JSON text a NUL or a surrogate can
+ * only come from one: raw control characters are not valid JSON, and decoding UTF-8 never
+ * yields a surrogate), and brackets outside strings nested at most {@link MAX_JSON_DEPTH} deep.
+ * `false` only means: walk the parsed value (`jsonProblem`) to find out.
  */
 export function cleanJsonText(utf8: Uint8Array): boolean {
-  let brackets = 0;
+  let depth = 0;
+  let inString = false;
   for (let i = 0; i < utf8.length; i++) {
     const byte = utf8[i];
-    if (byte === 0x7b || byte === 0x5b) {
-      brackets += 1;
-      if (brackets > MAX_JSON_DEPTH) return false;
-    } else if (byte === 0x5c && utf8[i + 1] === 0x75) return false;
+    if (inString) {
+      if (byte === 0x22) inString = false; // "
+      else if (byte === 0x5c) {
+        if (utf8[i + 1] === 0x75) return false; // \u
+        i += 1; // the escaped character
+      }
+    } else if (byte === 0x22) inString = true;
+    else if (byte === 0x7b || byte === 0x5b) {
+      depth += 1; // { [
+      if (depth > MAX_JSON_DEPTH) return false;
+    } else if (byte === 0x7d || byte === 0x5d) depth -= 1; // } ]
   }
   return true;
 }
