@@ -331,8 +331,18 @@ async function timeoutAction(
  * checkpoint included, which then asks again under a new approval); `abort` — or an expired
  * approval whose `onTimeout` is abort — fails it with `APPROVAL_ABORTED` (the run ends
  * `cancelled`). A step no longer waiting at `attempt` is fenced out (`recorded: false`).
+ * @param fenced - the caller read the step `waiting` at `attempt` under the run's lock, in this
+ *   transaction (a `continue` then skips the same check).
  */
-export async function applyDecision(deps: EngineDeps, scope: RunScope, step: StepRef, attempt: number, approval: ApprovalRow, spec: CheckpointStep): Promise<StepRecord> {
+export async function applyDecision(
+  deps: EngineDeps,
+  scope: RunScope,
+  step: StepRef,
+  attempt: number,
+  approval: ApprovalRow,
+  spec: CheckpointStep,
+  fenced = false,
+): Promise<StepRecord> {
   const result = {
     decision: approval.decision,
     comment: approval.comment,
@@ -342,7 +352,7 @@ export async function applyDecision(deps: EngineDeps, scope: RunScope, step: Ste
     /** Modified data sent with the decision (null when none): later steps read `steps.<id>.output.data`. */
     data: approval.data ?? null,
   };
-  if (approval.decision === 'continue') return completeStepIn(deps, scope, step, attempt, result, { decision: 'continue' });
+  if (approval.decision === 'continue') return completeStepIn(deps, scope, step, attempt, result, { decision: 'continue' }, fenced);
   if (approval.decision === 'retry' && spec.retryStep) {
     const reason = `checkpoint ${step.stepId} asked to retry ${spec.retryStep}`;
     const override = approval.data === null ? undefined : approval.data;

@@ -166,7 +166,7 @@ async function finishCheckpoint(deps: EngineDeps, scope: RunScope, approval: App
   const spec = definition.steps.find((s) => s.id === approval.stepId);
   if (spec?.kind !== 'checkpoint') return undefined;
   const ref = { runId: approval.runId, stepId: approval.stepId, generation: approval.generation };
-  return applyDecision(deps, scope, ref, step.attempts, approval, spec);
+  return applyDecision(deps, scope, ref, step.attempts, approval, spec, true); // read `waiting` just above, under the lock
 }
 
 /**
