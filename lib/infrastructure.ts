@@ -60,6 +60,7 @@ const REDIS_MESSAGES: readonly string[] = [
   'Missing lock for job',
   'Missing key for job',
   'Connection is closed',
+  'Command timed out',
   'Reached the max retries per request limit',
   "Stream isn't writeable",
   'LOADING Redis is loading',
@@ -120,4 +121,17 @@ export function isInfrastructureError(err: unknown): boolean {
 export function infrastructureBackoffMs(retry: number, baseMs = 500, maxDelayMs = 15_000, random = Math.random()): number {
   const exponential = Math.min(maxDelayMs, baseMs * 2 ** Math.max(0, Math.min(30, retry - 1)));
   return Math.round(exponential / 2 + (exponential / 2) * random);
+}
+
+/**
+ * `promise`, or an {@link UnavailableError} (`message`) once `timeoutMs` passed without it
+ * settling. The promise itself is not cancelled: whatever it does still happens later.
+ * @param timeoutMs - milliseconds.
+ */
+export function withinMs<T>(promise: Promise<T>, timeoutMs: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new UnavailableError(`${message} (no answer within ${timeoutMs} ms)`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

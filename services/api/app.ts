@@ -2,6 +2,7 @@
 import express from 'express';
 import { z } from 'zod';
 import { sql } from 'drizzle-orm';
+import { withinMs } from '../../lib/index.js';
 import type { EngineDeps } from '../engine/index.js';
 import { ADMIN_PATH, adminRouter } from './admin.js';
 import { ApiKeyAuthenticator } from './auth.js';
@@ -29,15 +30,7 @@ import { a2aRouter } from './routes-a2a.js';
 import { mcpRouter } from './routes-mcp.js';
 
 /** Timeout of each readiness probe, in milliseconds. */
-const READY_TIMEOUT_MS = 2000;
-
-function within<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
+const READY_TIMEOUT_MS = 1000;
 
 /**
  * @param parseAgent - the agent catalog's entry parser (for `POST /v1/agents`).
@@ -57,8 +50,8 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   documentRoute({ method: 'get', path: '/readyz', summary: 'Readiness: Redis and Postgres answer', tags: ['operations'], auth: 'none', responses: { 200: { description: 'Ready', schema: Readiness }, 503: { description: 'A dependency does not answer', schema: Readiness } } });
   app.get('/readyz', async (_req, res) => {
     const [redis, postgres] = await Promise.allSettled([
-      within(deps.queues.connection.ping(), READY_TIMEOUT_MS),
-      within(deps.database.db.execute(sql`select 1`), READY_TIMEOUT_MS),
+      withinMs(deps.queues.connection.ping(), READY_TIMEOUT_MS, 'Redis PING'),
+      withinMs(deps.database.db.execute(sql`select 1`), READY_TIMEOUT_MS, 'Postgres select 1'),
     ]);
     const ok = redis.status === 'fulfilled' && postgres.status === 'fulfilled';
     res.status(ok ? 200 : 503).json({

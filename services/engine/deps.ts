@@ -22,16 +22,18 @@ export interface EngineDeps {
  * and the queues over it — and register each with `shutdown` (closed in reverse order).
  * @param options.applicationName - Postgres `application_name` (`baton-web`, `baton-worker`, …).
  * @param options.poolMax - Postgres connections (default `DATABASE_POOL_MAX`).
+ * @param options.failFast - the API: Redis commands fail after `REDIS_COMMAND_TIMEOUT_MS` and at
+ *   once while disconnected (see `createRedis`), instead of waiting for a reconnection.
  */
 export function connectEngine(
   config: Config,
   logger: Logger,
   shutdown: ShutdownRegistry,
-  options: { applicationName: string; poolMax?: number },
+  options: { applicationName: string; poolMax?: number; failFast?: boolean },
 ): EngineDeps {
   const database = createDatabase(config.postgres.url, { max: options.poolMax ?? config.postgres.poolMax, applicationName: options.applicationName });
   shutdown.register('postgres', () => database.close());
-  const producer = createRedis(config.redis.url, 'producer');
+  const producer = createRedis(config.redis.url, 'producer', options.failFast ? { commandTimeoutMs: config.redis.commandTimeoutMs } : {});
   shutdown.register('redis-producer', () => producer.quit());
   const queues = new Queues(producer, config.redis.prefix, logger, { keepCompletedJobs: config.redis.keepCompletedJobs });
   shutdown.register('queues', () => queues.close());

@@ -1,7 +1,7 @@
 /** Starting a run: Postgres first (run, steps, events), then its BullMQ flow. */
 import { randomUUID } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
-import { UnavailableError } from '../../lib/index.js';
+import { UnavailableError, withinMs } from '../../lib/index.js';
 import { runs, steps } from '../../db/index.js';
 import { validateInput } from '../../definitions/index.js';
 import { rootJobId } from '../../queues/index.js';
@@ -34,6 +34,9 @@ export interface StartedRun {
   created: boolean;
 }
 
+/** How long a top-level run's flow may take to reach Redis before the run is left to the reconciler, in milliseconds. */
+const FLOW_ADD_TIMEOUT_MS = 1000;
+
 async function existingRun(deps: EngineDeps, organizationId: string, key: string): Promise<StartedRun | undefined> {
   const [row] = await deps.database.db
     .select({ id: runs.id, status: runs.status })
@@ -50,15 +53,22 @@ async function existingRun(deps: EngineDeps, organizationId: string, key: string
  *
  * In one transaction: the run (`queued`), its steps (`pending`), `run.queued`, and the initially
  * ready steps marked `queued`. Then the run's flow is created: root job (id = run id) in `runs`,
- * ready steps as its children. If Redis refuses the flow, the run is deleted again, so that
- * nothing changed and the caller may retry with the same idempotency key.
+ * ready steps as its children.
+ *
+ * Redis faults (README "Durability and faults"): Redis is probed first, so while it is down
+ * nothing is created and `UnavailableError` is thrown. If it fails after the commit, a top-level
+ * run is kept and returned — the reconciler creates its flow once Redis answers, so it executes
+ * exactly once — while a child run (`parent`) is deleted again and the error thrown, so that the
+ * parent step's job, retried, starts it afresh.
  *
  * @throws {NotFoundError} unknown definition or version (field `definition` / `version`).
  * @throws {ValidationError} input does not match the definition's input schema (field `input.…`).
- * @throws {UnavailableError} Redis could not take the flow.
+ * @throws {UnavailableError} Redis does not answer (nothing was created), or (child runs only)
+ *   could not take the flow.
  */
 export async function startRun(deps: EngineDeps, request: StartRunRequest): Promise<StartedRun> {
   const { db } = deps.database;
+  await deps.queues.ensureAvailable();
   if (request.idempotencyKey) {
     const found = await existingRun(deps, request.organizationId, request.idempotencyKey);
     if (found) return found;
@@ -124,8 +134,14 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
 
   try {
     const parent = request.parent ? { id: request.parent.jobId, queue: request.parent.queue } : undefined;
-    await deps.queues.addRunFlow(rootJobId(runId, 1), runId, created.ready, parent);
+    const adding = deps.queues.addRunFlow(rootJobId(runId, 1), runId, created.ready, parent);
+    await (parent ? adding : withinMs(adding, FLOW_ADD_TIMEOUT_MS, "Redis did not take the run's flow"));
   } catch (err) {
+    if (!request.parent) {
+      // Committed: the reconciler creates the flow (idempotent ids: once, even if this add lands late).
+      deps.logger.warn({ err, runId }, 'run accepted, but Redis did not take its flow; the reconciler will');
+      return { id: runId, status: 'queued', created: true };
+    }
     deps.logger.error({ err, runId }, 'could not create the run flow; removing the run');
     await db.delete(runs).where(eq(runs.id, runId));
     throw new UnavailableError('the queue is unavailable; the run was not started, retry later', { cause: err });
