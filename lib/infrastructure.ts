@@ -111,6 +111,18 @@ export function isInfrastructureError(err: unknown): boolean {
   return classifyInfrastructure(err) !== undefined;
 }
 
+/** SQLSTATEs of a transaction Postgres rolled back to break a conflict: serialization failure, deadlock. */
+const TRANSACTION_CONFLICTS: ReadonlySet<string> = new Set(['40001', '40P01']);
+
+/**
+ * Whether `err` is a transaction conflict (40001 serialization failure, 40P01 deadlock): the
+ * transaction was rolled back as a whole and running it again is the remedy.
+ */
+export function isTransactionConflict(err: unknown): boolean {
+  const reason = classifyInfrastructure(err)?.reason;
+  return reason !== undefined && TRANSACTION_CONFLICTS.has(reason);
+}
+
 /**
  * Delay before the n-th retry of an infrastructure failure: exponential from `baseMs`, capped at
  * `maxDelayMs`, with equal jitter (at least half the computed delay).

@@ -4,6 +4,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,6 +56,12 @@ export class PrivateCluster {
 
   stop(): Promise<void> {
     return this.pg('pg_ctl', ['-D', join(this.dir, 'data'), '-m', 'fast', '-w', 'stop']);
+  }
+
+  /** How many lines of the server log contain `text`. */
+  async countInLog(text: string): Promise<number> {
+    const log = await readFile(join(this.dir, 'log'), 'utf8').catch(() => '');
+    return log.split('\n').filter((line) => line.includes(text)).length;
   }
 
   remove(): void {
