@@ -55,7 +55,7 @@ async function existingRun(deps: EngineDeps, organizationId: string, key: string
  * ready steps marked `queued`. Then the run's flow is created: root job (id = run id) in `runs`,
  * ready steps as its children.
  *
- * Redis faults (README "Durability and faults"): Redis is probed first, so while it is down
+ * Redis faults (README, Durability › Faults of infrastructure): Redis is probed first, so while it is down
  * nothing is created and `UnavailableError` is thrown. If it fails after the commit, a top-level
  * run is kept and returned — the reconciler creates its flow once Redis answers, so it executes
  * exactly once — while a child run (`parent`) is deleted again and the error thrown, so that the
