@@ -8,7 +8,6 @@
  */
 import { expect } from 'chai';
 import { sql } from 'drizzle-orm';
-import type { Config } from '../lib/index.js';
 import { PrivateRedis, freePort } from './support/private-services.js';
 import { api, startStack, storeDefinition, waitForRun, type Stack } from './support/stack.js';
 import { testEnvironment } from './support/environment.js';
@@ -45,7 +44,7 @@ describe('Redis failing after a run committed', function () {
       config: {
         redis: { ...config.redis, url: redis.url },
         worker: { ...config.worker, reconcileIntervalMs: 1000 },
-      } as Partial<Config>,
+      },
     });
     await storeDefinition(stack, DEFINITION);
   });
