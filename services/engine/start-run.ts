@@ -68,11 +68,11 @@ async function existingRun(deps: EngineDeps, organizationId: string, key: string
  */
 export async function startRun(deps: EngineDeps, request: StartRunRequest): Promise<StartedRun> {
   const { db } = deps.database;
-  await deps.queues.ensureAvailable();
   if (request.idempotencyKey) {
     const found = await existingRun(deps, request.organizationId, request.idempotencyKey);
     if (found) return found;
   }
+  await deps.queues.ensureAvailable(); // while Redis is down nothing is created (a known key still answers)
   const stored = await findDefinition(db, request.organizationId, request.definition, request.version);
   const definition = stored.spec;
   validateInput(definition, request.input);
