@@ -63,8 +63,12 @@ export interface ChildRef {
 
 /** How long a Redis PING may take before {@link Queues.ensureAvailable} answers unavailable, in milliseconds. */
 export const AVAILABILITY_PROBE_MS = 400;
-/** How long a successful probe vouches for Redis, in milliseconds. */
-const AVAILABILITY_FRESH_MS = 1000;
+/**
+ * How long a successful probe vouches for Redis, in milliseconds: at most one PING per this
+ * interval per process, and the window in which a request may pass the check just after Redis
+ * froze (it then takes the committed-run edge, see `startRun`).
+ */
+export const AVAILABILITY_FRESH_MS = 200;
 
 /** Options of the root job (`runs` queue): it only reads Postgres, so retry generously. */
 const ROOT_OPTIONS: JobsOptions = {
@@ -125,7 +129,7 @@ export class Queues {
    * Check that Redis answers before a change that will need it (starting a run, an intervention,
    * a decision), so that a request fails before it changes anything rather than after. The
    * connection must be `ready` and answer a PING within {@link AVAILABILITY_PROBE_MS}; a success
-   * is trusted for a second, and concurrent callers share one PING.
+   * is trusted for {@link AVAILABILITY_FRESH_MS}, and concurrent callers share one PING.
    * @throws {UnavailableError} when Redis is disconnected or does not answer in time.
    */
   async ensureAvailable(): Promise<void> {
