@@ -114,6 +114,7 @@ const Env = z.object({
       error: 'expected letters, digits, "-" or "_", optionally wrapped in {braces} as a Redis Cluster hash tag',
     })
     .default('baton'),
+  REDIS_COMMAND_TIMEOUT_MS: z.coerce.number({ error: 'expected milliseconds' }).int().min(100).max(60_000).default(1000),
   JOBS_KEEP_COMPLETED: z.coerce.number({ error: 'expected a whole number of jobs' }).int().min(0).max(1_000_000).default(0),
   BATON_API_KEY: unsetWhenEmpty(
     z
@@ -235,7 +236,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       trustProxy: e.TRUST_PROXY,
     }),
     postgres: Object.freeze({ url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX }),
-    redis: Object.freeze({ url: e.REDIS_URL, prefix: e.QUEUE_PREFIX, keepCompletedJobs: e.JOBS_KEEP_COMPLETED }),
+    redis: Object.freeze({ url: e.REDIS_URL, prefix: e.QUEUE_PREFIX, keepCompletedJobs: e.JOBS_KEEP_COMPLETED, commandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS }),
     auth: Object.freeze({
       apiKey: e.BATON_API_KEY ?? DEV_API_KEY,
       webhookSecret: e.BATON_WEBHOOK_SECRET ?? DEV_WEBHOOK_SECRET,

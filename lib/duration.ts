@@ -15,15 +15,3 @@ export function parseDurationMs(text: string): number | undefined {
   }
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : undefined;
 }
-
-/**
- * Settle with `promise`, or reject with `Error("<what> did not answer within <ms> ms")` after
- * `timeoutMs` (the promise itself is not cancelled; its late result is ignored).
- */
-export function within<T>(promise: Promise<T>, timeoutMs: number, what = 'the operation'): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${timeoutMs} ms`)), timeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}

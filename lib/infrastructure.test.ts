@@ -2,7 +2,7 @@ import { createServer } from 'node:net';
 import { expect } from 'chai';
 import postgres from 'postgres';
 import { AgentError, RetryLaterError, UnavailableError } from './errors.js';
-import { MISSING_PARENT_KEY, classifyInfrastructure, infrastructureBackoffMs, isInfrastructureError } from './infrastructure.js';
+import { MISSING_PARENT_KEY, classifyInfrastructure, infrastructureBackoffMs, isInfrastructureError, isTransactionConflict, withinMs } from './infrastructure.js';
 
 const withCode = (message: string, code: string) => Object.assign(new Error(message), { code });
 
@@ -38,6 +38,23 @@ describe('classifyInfrastructure', function () {
     expect(classifyInfrastructure(new UnavailableError('the queue is unavailable', { cause: missing }))?.reason).to.equal(MISSING_PARENT_KEY);
     expect(classifyInfrastructure(Object.assign(new Error('limit'), { name: 'MaxRetriesPerRequestError' }))?.kind).to.equal('redis');
     expect(isInfrastructureError(new Error('Connection is closed.'))).to.equal(true);
+    // ioredis `commandTimeout` (the API's Redis connection).
+    expect(classifyInfrastructure(new Error('Command timed out'))?.kind).to.equal('redis');
+  });
+
+  it('tells transaction conflicts (40001, 40P01) from the other infrastructure failures', function () {
+    expect(isTransactionConflict(new Error('Failed query', { cause: withCode('could not serialize access', '40001') }))).to.equal(true);
+    expect(isTransactionConflict(withCode('deadlock detected', '40P01'))).to.equal(true);
+    expect(isTransactionConflict(withCode('too many clients', '53300'))).to.equal(false);
+    expect(isTransactionConflict(new Error('boom'))).to.equal(false);
+  });
+
+  it('bounds a promise: an UnavailableError (infrastructure) once the time is up', async function () {
+    const never = new Promise<never>(() => undefined);
+    const err = await withinMs(never, 20, 'Redis PING').then(() => undefined, (e: unknown) => e);
+    expect(err).to.be.instanceOf(UnavailableError);
+    expect(isInfrastructureError(err)).to.equal(true);
+    expect(await withinMs(Promise.resolve(7), 1000, 'x')).to.equal(7);
   });
 
   it("never reclassifies an agent's decision, even one caused by a network error", function () {

@@ -60,6 +60,7 @@ const REDIS_MESSAGES: readonly string[] = [
   'Missing lock for job',
   'Missing key for job',
   'Connection is closed',
+  'Command timed out',
   'Reached the max retries per request limit',
   "Stream isn't writeable",
   'LOADING Redis is loading',
@@ -110,6 +111,18 @@ export function isInfrastructureError(err: unknown): boolean {
   return classifyInfrastructure(err) !== undefined;
 }
 
+/** SQLSTATEs of a transaction Postgres rolled back to break a conflict: serialization failure, deadlock. */
+const TRANSACTION_CONFLICTS: ReadonlySet<string> = new Set(['40001', '40P01']);
+
+/**
+ * Whether `err` is a transaction conflict (40001 serialization failure, 40P01 deadlock): the
+ * transaction was rolled back as a whole and running it again is the remedy.
+ */
+export function isTransactionConflict(err: unknown): boolean {
+  const reason = classifyInfrastructure(err)?.reason;
+  return reason !== undefined && TRANSACTION_CONFLICTS.has(reason);
+}
+
 /**
  * Delay before the n-th retry of an infrastructure failure: exponential from `baseMs`, capped at
  * `maxDelayMs`, with equal jitter (at least half the computed delay).
@@ -120,4 +133,17 @@ export function isInfrastructureError(err: unknown): boolean {
 export function infrastructureBackoffMs(retry: number, baseMs = 500, maxDelayMs = 15_000, random = Math.random()): number {
   const exponential = Math.min(maxDelayMs, baseMs * 2 ** Math.max(0, Math.min(30, retry - 1)));
   return Math.round(exponential / 2 + (exponential / 2) * random);
+}
+
+/**
+ * `promise`, or an {@link UnavailableError} (`message`) once `timeoutMs` passed without it
+ * settling. The promise itself is not cancelled: whatever it does still happens later.
+ * @param timeoutMs - milliseconds.
+ */
+export function withinMs<T>(promise: Promise<T>, timeoutMs: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new UnavailableError(`${message} (no answer within ${timeoutMs} ms)`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

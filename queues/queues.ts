@@ -4,7 +4,7 @@
  */
 import { ErrorCode as BullErrorCode, FlowProducer, Queue, type FlowJob, type JobState, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Logger } from '../lib/index.js';
+import { UnavailableError, withinMs, type Logger } from '../lib/index.js';
 import {
   JOB_NAMES,
   NUDGE_JOB,
@@ -63,6 +63,15 @@ export interface ChildRef {
   id: string;
 }
 
+/** How long a Redis PING may take before {@link Queues.ensureAvailable} answers unavailable, in milliseconds. */
+export const AVAILABILITY_PROBE_MS = 400;
+/**
+ * How long a successful probe vouches for Redis, in milliseconds: at most one PING per this
+ * interval per process, and the window in which a request may pass the check just after Redis
+ * froze (it then takes the committed-run edge, see `startRun`).
+ */
+export const AVAILABILITY_FRESH_MS = 200;
+
 /** Options of the root job (`runs` queue): it only reads Postgres, so retry generously. */
 const ROOT_OPTIONS: JobsOptions = {
   attempts: 12, // exponential from 1 s: the last retry comes ~34 min after the first failure
@@ -120,6 +129,39 @@ export class Queues {
     }
     this.flows = new FlowProducer({ connection, prefix });
     this.flows.on('error', (err) => logger.error({ err }, 'flow producer error'));
+  }
+
+  private availableUntil = 0;
+  private probe: Promise<void> | undefined;
+
+  /**
+   * Check that Redis answers before a change that will need it (starting a run, an intervention,
+   * a decision), so that a request fails before it changes anything rather than after. The
+   * connection must be `ready` and answer a PING within {@link AVAILABILITY_PROBE_MS}; a success
+   * is trusted for {@link AVAILABILITY_FRESH_MS}, and concurrent callers share one PING.
+   * @throws {UnavailableError} when Redis is disconnected or does not answer in time.
+   */
+  async ensureAvailable(): Promise<void> {
+    const { status } = this.connection;
+    if (status !== 'ready') {
+      this.availableUntil = 0;
+      throw new UnavailableError(`Redis is unavailable (connection ${status}); retry later`);
+    }
+    if (Date.now() < this.availableUntil) return;
+    this.probe ??= this.ping().finally(() => {
+      this.probe = undefined;
+    });
+    await this.probe;
+  }
+
+  private async ping(): Promise<void> {
+    try {
+      await withinMs(this.connection.ping(), AVAILABILITY_PROBE_MS, 'Redis does not answer PING');
+      this.availableUntil = Date.now() + AVAILABILITY_FRESH_MS;
+    } catch (err) {
+      this.availableUntil = 0;
+      throw new UnavailableError('Redis does not answer; retry later', { cause: err });
+    }
   }
 
   /** The `Queue` named `name`. */

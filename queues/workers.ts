@@ -210,11 +210,17 @@ export function startConsumers(options: ConsumerOptions, queues: Queues, handler
     });
     return worker;
   });
-  // One scheduler for the whole deployment (upsert is idempotent across workers and restarts).
-  queues
-    .get('runs')
-    .upsertJobScheduler(JOB_NAMES.reconcile, { every: options.reconcileIntervalMs }, { name: JOB_NAMES.reconcile, data: {}, opts: { removeOnComplete: true, removeOnFail: 100 } })
-    .catch((err: unknown) => logger.error({ err }, 'could not schedule reconciliation'));
+  // One scheduler for the whole deployment (upsert is idempotent across workers and restarts),
+  // upserted again on every reconnection: a Redis that restarted empty lost it, and with it
+  // the reconciliation that re-creates every unfinished run's jobs from Postgres.
+  const scheduleReconciliation = () => {
+    queues
+      .get('runs')
+      .upsertJobScheduler(JOB_NAMES.reconcile, { every: options.reconcileIntervalMs }, { name: JOB_NAMES.reconcile, data: {}, opts: { removeOnComplete: true, removeOnFail: 100 } })
+      .catch((err: unknown) => logger.error({ err }, 'could not schedule reconciliation'));
+  };
+  scheduleReconciliation();
+  queues.connection.on('ready', scheduleReconciliation);
   const subscriber = options.connection.duplicate();
   const channel = cancelChannel(options.prefix);
   subscriber.on('error', (err) => logger.error({ err }, 'cancel subscriber error'));
@@ -233,6 +239,7 @@ export function startConsumers(options: ConsumerOptions, queues: Queues, handler
   return {
     workers,
     async close() {
+      queues.connection.off('ready', scheduleReconciliation);
       await Promise.allSettled(workers.map((w) => w.close()));
       subscriber.disconnect();
     },

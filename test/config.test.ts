@@ -15,7 +15,7 @@ describe('config', function () {
   it('applies defaults and falls back to development secrets outside production', function () {
     const config = loadConfig({});
     expect(config.postgres).to.deep.equal({ url: 'postgres://postgres@127.0.0.1:5432/baton', poolMax: 8 });
-    expect(config.redis).to.deep.equal({ url: 'redis://127.0.0.1:6379', prefix: 'baton', keepCompletedJobs: 0 });
+    expect(config.redis).to.deep.equal({ url: 'redis://127.0.0.1:6379', prefix: 'baton', keepCompletedJobs: 0, commandTimeoutMs: 1000 });
     expect(config.http).to.deep.equal({ port: 3000, publicUrl: 'http://localhost:3000', trustProxy: 'loopback, linklocal, uniquelocal' });
     expect(config.auth.apiKey).to.equal(DEV_API_KEY);
     expect(config.devDefaults).to.deep.equal(['BATON_API_KEY', 'BATON_WEBHOOK_SECRET', 'BATON_SECRETS_KEY']);

@@ -102,10 +102,11 @@ output:
 
     it('runs one child job per item, never more than concurrency at once, gathered in input order', async function () {
       const items = Array.from({ length: 10 }, (_, i) => `x${i}`);
-      const { runId, slug } = await run((s) => fan(s, { n: 10, concurrency: 3, delayMs: 60 }), { items });
+      const { runId, slug } = await run((s) => fan(s, { n: 10, concurrency: 3, delayMs: 400 }), { items });
       const view = await waitForRun(stack, runId);
       expect(view.status, JSON.stringify(view.error)).to.equal('completed');
       expect(view.output).to.deep.equal({ labels: items.map((i) => `${slug}-${i}`) });
+      // 400 ms items overlap even on a loaded machine (at 60 ms, three were sometimes never in flight together).
       expect(groupConcurrency.get(slug)?.max).to.equal(3);
       for (const i of items) expect(sleepCalls.get(`${slug}-${i}`), i).to.equal(1);
       // A real BullMQ parent/child: the step job's children are the item jobs.

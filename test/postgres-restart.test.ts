@@ -6,62 +6,15 @@
  * completes, and no process has exited. Every step has the default single attempt, so an
  * infrastructure error charged to a step would fail its run.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { expect } from 'chai';
 import postgres from 'postgres';
 import { startLocalStack, type LocalStack } from '../scripts/local-stack.js';
 import { testEnvironment } from './support/environment.js';
 import { startReceiver, type Receiver } from './support/receiver.js';
 import { waitFor } from './support/stack.js';
+import { PrivateCluster, freePort } from './support/private-services.js';
 
-const run = promisify(execFile);
-const PG_BIN = '/usr/lib/postgresql/15/bin';
 const RUNS = 20;
-
-/** A free TCP port on 127.0.0.1. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (!address || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
-
-/** A throw-away Postgres cluster; run as `postgres` when we are root (initdb refuses root). */
-class PrivateCluster {
-  readonly dir = mkdtempSync(join(tmpdir(), 'baton-pg-'));
-  private readonly asRoot = process.getuid?.() === 0;
-  constructor(readonly port: number) {}
-
-  private async pg(tool: string, args: string[]): Promise<void> {
-    const command = this.asRoot ? ['runuser', ['-u', 'postgres', '--', join(PG_BIN, tool), ...args]] as const : [join(PG_BIN, tool), args] as const;
-    await run(command[0], [...command[1]], { timeout: 60_000 });
-  }
-
-  async init(): Promise<void> {
-    if (this.asRoot) await run('chown', ['postgres', this.dir]);
-    await this.pg('initdb', ['-D', join(this.dir, 'data'), '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8']);
-  }
-
-  start(): Promise<void> {
-    const options = `-p ${this.port} -k ${this.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60`;
-    return this.pg('pg_ctl', ['-D', join(this.dir, 'data'), '-o', options, '-l', join(this.dir, 'log'), '-w', 'start']);
-  }
-
-  stop(): Promise<void> {
-    return this.pg('pg_ctl', ['-D', join(this.dir, 'data'), '-m', 'fast', '-w', 'stop']);
-  }
-
-  remove(): void {
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
 
 const DEFINITION = `
 slug: pg-restart

@@ -31,6 +31,7 @@ import {
   OutputTooLargeError,
   TimedOutError,
   ValidationError,
+  isInfrastructureError,
   type Logger,
   type OutboundMethod,
   type OutboundRequest,
@@ -102,6 +103,12 @@ interface Job {
   timers: NodeJS.Timeout[];
   onAbort: () => void;
   settled: boolean;
+  /**
+   * The first infrastructure error (Baton's own Postgres or Redis) a host call of this job met:
+   * if the code then fails, that error — not the code's — is the outcome, so the step is retried
+   * as infrastructure instead of failing.
+   */
+  infrastructureError?: Error;
 }
 
 /** One thread of the pool. */
@@ -328,6 +335,7 @@ export function createFunctionRuntime(options: FunctionRuntimeOptions): Function
 
   function outcomeOf(job: Job, message: DoneMessage): { value: unknown } | { error: Error } {
     if (message.ok) return { value: JSON.parse(message.json) as unknown };
+    if (job.infrastructureError && message.kind !== 'timeout' && message.kind !== 'cancelled') return { error: job.infrastructureError };
     switch (message.kind) {
       case 'timeout':
         return { error: new TimedOutError(message.message) };
@@ -494,6 +502,8 @@ async function serveHost(job: Job, message: HostMessage): Promise<ReplyMessage> 
         throw new ValidationError(`unknown host operation ${String(message.op)}`);
     }
   } catch (err) {
+    // An upstream's failure (`http`) is the work's; our own store's is not (see `Job.infrastructureError`).
+    if (message.op !== 'http' && err instanceof Error && isInfrastructureError(err)) job.infrastructureError ??= err;
     return { type: 'reply', callId: job.callId, id: message.id, ok: false, json: JSON.stringify(errorShape(err)) };
   }
 }

@@ -2,7 +2,7 @@
 import express from 'express';
 import { z } from 'zod';
 import { sql } from 'drizzle-orm';
-import { within } from '../../lib/index.js';
+import { withinMs } from '../../lib/index.js';
 import type { EngineDeps } from '../engine/index.js';
 import { ADMIN_PATH, adminRouter } from './admin.js';
 import { ApiKeyAuthenticator } from './auth.js';
@@ -36,7 +36,7 @@ import { mcpRouter } from './routes-mcp.js';
 const JSON_ENVELOPE_BYTES = 64 * 1024;
 
 /** Timeout of each readiness probe, in milliseconds. */
-const READY_TIMEOUT_MS = 2000;
+const READY_TIMEOUT_MS = 1000;
 
 /**
  * @param parseAgent - the agent catalog's entry parser (for `POST /v1/agents`).
@@ -58,8 +58,8 @@ export function createApp(deps: EngineDeps, hub: RunEventHub, parseAgent: AgentP
   documentRoute({ method: 'get', path: '/readyz', summary: 'Readiness: Redis and Postgres answer', tags: ['operations'], auth: 'none', responses: { 200: { description: 'Ready', schema: Readiness }, 503: { description: 'A dependency does not answer', schema: Readiness } } });
   app.get('/readyz', async (_req, res) => {
     const [redis, postgres] = await Promise.allSettled([
-      within(deps.queues.connection.ping(), READY_TIMEOUT_MS, 'Redis'),
-      within(deps.database.db.execute(sql`select 1`), READY_TIMEOUT_MS, 'Postgres'),
+      withinMs(deps.queues.connection.ping(), READY_TIMEOUT_MS, 'Redis PING'),
+      withinMs(deps.database.db.execute(sql`select 1`), READY_TIMEOUT_MS, 'Postgres select 1'),
     ]);
     const ok = redis.status === 'fulfilled' && postgres.status === 'fulfilled';
     res.status(ok ? 200 : 503).json({

@@ -15,7 +15,7 @@ export function errorHandler(logger: Logger) {
   return (err: unknown, req: Request, res: Response, next: NextFunction): void => {
     if (res.headersSent) return next(err);
     if (err instanceof AppError) {
-      if (err.httpStatus >= 500) logger.error({ err, path: req.path }, 'request failed');
+      if (err.httpStatus >= 500) logger[err.code === 'UNAVAILABLE' ? 'warn' : 'error']({ err, path: req.path }, 'request failed');
       if (err.code === 'RETRY_LATER' || err.code === 'UNAVAILABLE') res.set('retry-after', RETRY_AFTER_S);
       if (err instanceof RateLimitedError) res.set('retry-after', String(err.retryAfterS));
       res.status(err.httpStatus).json({

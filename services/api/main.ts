@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   const telemetry = startTelemetry(config.telemetry, 'web');
   shutdown.register('telemetry', () => telemetry.shutdown());
 
-  const deps = connectEngine(config, logger, shutdown, { applicationName: 'baton-web' });
+  const deps = connectEngine(config, logger, shutdown, { applicationName: 'baton-web', failFast: true });
   const hub = new RunEventHub(deps.database.sql, logger);
   await hub.start();
   shutdown.register('event-hub', () => hub.stop());

@@ -18,7 +18,7 @@
 import type { Response } from 'express';
 import type { Redis } from 'ioredis';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
-import { RateLimitedError, UnavailableError, within } from '../../lib/index.js';
+import { RateLimitedError, UnavailableError, withinMs } from '../../lib/index.js';
 import type { Principal } from './auth.js';
 
 /** The window of `RATE_LIMIT_RUNS_PER_MINUTE`, in seconds. */
@@ -80,7 +80,7 @@ export class RunRateLimiter {
     let outcome: RateLimiterRes;
     let limited = false;
     try {
-      outcome = await within(this.limiter(points).consume(key, 1), LIMITER_TIMEOUT_MS, 'Redis');
+      outcome = await withinMs(this.limiter(points).consume(key, 1), LIMITER_TIMEOUT_MS, 'the rate limiter (Redis) did not answer');
     } catch (err: unknown) {
       if (!(err instanceof RateLimiterRes)) {
         throw new UnavailableError('the rate limiter (Redis) is unavailable; the run was not started, retry later', { cause: err });

@@ -193,6 +193,7 @@ export async function decideApproval(deps: EngineDeps, request: DecisionRequest)
   ]);
   if (!found) throw new NotFoundError(`approval ${request.approvalId} not found`);
   const { identity, token } = await identify(deps, found, auth, keyMemberRoles);
+  await deps.queues.ensureAvailable(); // Redis first: while it is down, nothing changes (503)
 
   const outcome = await withRun(deps, found.runId, async (scope): Promise<DecisionOutcome & { record?: StepRecord }> => {
     const { tx, emit } = scope;

@@ -24,12 +24,14 @@ export interface EngineDeps {
  * the configured definition and expression limits (`definitions/limits.ts`) to the process.
  * @param options.applicationName - Postgres `application_name` (`baton-web`, `baton-worker`, …).
  * @param options.poolMax - Postgres connections (default `DATABASE_POOL_MAX`).
+ * @param options.failFast - the API: Redis commands fail after `REDIS_COMMAND_TIMEOUT_MS` and at
+ *   once while disconnected (see `createRedis`), instead of waiting for a reconnection.
  */
 export function connectEngine(
   config: Config,
   logger: Logger,
   shutdown: ShutdownRegistry,
-  options: { applicationName: string; poolMax?: number },
+  options: { applicationName: string; poolMax?: number; failFast?: boolean },
 ): EngineDeps {
   const { limits } = config;
   configureDefinitionLimits({
@@ -40,7 +42,7 @@ export function connectEngine(
   });
   const database = createDatabase(config.postgres.url, { max: options.poolMax ?? config.postgres.poolMax, applicationName: options.applicationName });
   shutdown.register('postgres', () => database.close());
-  const producer = createRedis(config.redis.url, 'producer');
+  const producer = createRedis(config.redis.url, 'producer', options.failFast ? { commandTimeoutMs: config.redis.commandTimeoutMs } : {});
   shutdown.register('redis-producer', () => producer.quit());
   const queues = new Queues(producer, config.redis.prefix, logger, { keepCompletedJobs: config.redis.keepCompletedJobs });
   shutdown.register('queues', () => queues.close());

@@ -96,6 +96,7 @@ export async function stopJobs(deps: EngineDeps, jobs: JobRef[], reason: string)
  */
 export async function cancelRun(deps: EngineDeps, actor: Actor, runId: string, reason?: string): Promise<InterventionResult> {
   const message = reason ?? `cancelled by ${actor.subject}`;
+  await deps.queues.ensureAvailable(); // Redis first: while it is down, nothing changes (503)
   const out = await withRun(deps, runId, async (scope) => {
     assertOrg(scope, actor);
     const { tx, run } = scope;
@@ -218,6 +219,7 @@ export async function retryStep(
   input?: unknown,
 ): Promise<InterventionResult & { generation: number }> {
   let generation = 0;
+  await deps.queues.ensureAvailable(); // Redis first: while it is down, nothing changes (503)
   const out = await withRun(deps, runId, async (scope): Promise<Reopened> => {
     assertOrg(scope, actor);
     const { run } = scope;
@@ -249,6 +251,7 @@ export async function retryStep(
  * @throws {ConflictError} the step is already completed or skipped, or the run is finished otherwise.
  */
 export async function skipStep(deps: EngineDeps, actor: Actor, runId: string, stepId: string, output?: unknown): Promise<InterventionResult> {
+  await deps.queues.ensureAvailable(); // Redis first: while it is down, nothing changes (503)
   const out = await withRun(deps, runId, async (scope): Promise<Reopened> => {
     assertOrg(scope, actor);
     const { run, tx } = scope;
@@ -287,6 +290,7 @@ export async function skipStep(deps: EngineDeps, actor: Actor, runId: string, st
  * @throws {ConflictError} the run is not failed.
  */
 export async function resumeRun(deps: EngineDeps, actor: Actor, runId: string): Promise<InterventionResult> {
+  await deps.queues.ensureAvailable(); // Redis first: while it is down, nothing changes (503)
   const out = await withRun(deps, runId, async (scope): Promise<Reopened> => {
     assertOrg(scope, actor);
     const { run } = scope;

@@ -11,7 +11,7 @@
  * once serialise here, so their common successor is queued exactly once (SPEC R3).
  */
 import { eq } from 'drizzle-orm';
-import { NotFoundError, countRunFinished } from '../../lib/index.js';
+import { NotFoundError, countRunFinished, infrastructureBackoffMs, isTransactionConflict } from '../../lib/index.js';
 import { runEvents, runs, type Db } from '../../db/index.js';
 import type { JobRequest } from '../../queues/index.js';
 import type { EngineDeps } from './deps.js';
@@ -117,18 +117,41 @@ export async function withRun<T>(deps: EngineDeps, runId: string, fn: (scope: Ru
   let emitted: number[] = [];
   let jobs: JobRequest[] = [];
   let finished: ReadonlyArray<readonly [string, string]> = [];
-  const result = await deps.database.db.transaction(async (tx) => {
-    const scope = await openRunScope(tx, runId);
-    const out = await fn(scope);
-    await scope.flush();
-    emitted = scope.emitted;
-    jobs = scope.jobs;
-    finished = scope.emittedTypes.filter((t) => TERMINAL_RUN_EVENTS.has(t)).map((t) => [scope.run.definitionSlug, t.slice(4)] as const);
-    return out;
-  });
+  const transaction = () =>
+    deps.database.db.transaction(async (tx) => {
+      const scope = await openRunScope(tx, runId);
+      const out = await fn(scope);
+      await scope.flush();
+      emitted = scope.emitted;
+      jobs = scope.jobs;
+      finished = scope.emittedTypes.filter((t) => TERMINAL_RUN_EVENTS.has(t)).map((t) => [scope.run.definitionSlug, t.slice(4)] as const);
+      return out;
+    });
+  const result = await retryConflicts(transaction, (err, tries) => deps.logger.warn({ err, runId, tries }, 'transaction conflict; running it again'));
   for (const [definition, status] of finished) countRunFinished(definition, status); // metrics, after the commit
   await applyEffects(deps, runId, jobs, emitted);
   return result;
+}
+
+/** Tries of a transaction that Postgres rolled back for a conflict (40001, 40P01), the first included. */
+export const TRANSACTION_TRIES = 4;
+
+/**
+ * Run `transaction`, again (after a short jittered pause) while Postgres rolls it back for a
+ * serialization failure or a deadlock, at most {@link TRANSACTION_TRIES} times in all.
+ * @throws the last conflict when every try failed (still infrastructure: a worker parks its job,
+ *   the API answers 503), or any other error at once.
+ */
+export async function retryConflicts<T>(transaction: () => Promise<T>, onConflict: (err: unknown, tries: number) => void): Promise<T> {
+  for (let tries = 1; ; tries += 1) {
+    try {
+      return await transaction();
+    } catch (err) {
+      if (tries >= TRANSACTION_TRIES || !isTransactionConflict(err)) throw err;
+      onConflict(err, tries);
+      await new Promise((resolve) => setTimeout(resolve, infrastructureBackoffMs(tries, 20, 500)));
+    }
+  }
 }
 
 /**

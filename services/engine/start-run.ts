@@ -1,7 +1,7 @@
 /** Starting a run: Postgres first (run, steps, events), then its BullMQ flow. */
 import { randomUUID } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
-import { UnavailableError } from '../../lib/index.js';
+import { UnavailableError, withinMs } from '../../lib/index.js';
 import { runs, steps } from '../../db/index.js';
 import { validateInput } from '../../definitions/index.js';
 import { rootJobId, type StepJobSpec } from '../../queues/index.js';
@@ -38,6 +38,9 @@ export interface StartedRun {
   created: boolean;
 }
 
+/** How long a top-level run's flow may take to reach Redis before the run is left to the reconciler, in milliseconds. */
+const FLOW_ADD_TIMEOUT_MS = 1000;
+
 /** The run started under `key`, if any. @throws {IdempotencyKeyReusedError} for another request. */
 async function existingRun(deps: EngineDeps, organizationId: string, key: string, fingerprint: string | null): Promise<StartedRun | undefined> {
   const [row] = await deps.database.db
@@ -60,14 +63,19 @@ async function existingRun(deps: EngineDeps, organizationId: string, key: string
  * has a `when:` or the definition has a `concurrency:` limit, with the definition from a
  * per-process cache. Under a definition's `concurrency:` limit a run whose group is full is
  * `throttled` instead (`run.throttled`, no steps queued, no flow; `concurrency.ts`). Then the
- * run's flow is created: root job (id = run id) in `runs`,
- * ready steps as its children. If Redis refuses the flow, the run is deleted again, so that
- * nothing changed and the caller may retry with the same idempotency key.
+ * run's flow is created: root job (id = run id) in `runs`, ready steps as its children.
+ *
+ * Redis faults (README, Durability › Faults of infrastructure): Redis is probed first, so while it is down
+ * nothing is created and `UnavailableError` is thrown. If it fails after the commit, a top-level
+ * run is kept and returned — the reconciler creates its flow once Redis answers, so it executes
+ * exactly once — while a child run (`parent`) is deleted again and the error thrown, so that the
+ * parent step's job, retried, starts it afresh.
  *
  * @throws {NotFoundError} unknown definition or version (field `definition` / `version`).
  * @throws {ValidationError} input does not match the definition's input schema (field `input.…`).
  * @throws {ValidationError} the definition's `concurrency.key` expression fails on the input.
- * @throws {UnavailableError} Redis could not take the flow.
+ * @throws {UnavailableError} Redis does not answer (nothing was created), or (child runs only)
+ *   could not take the flow.
  * @throws {InputTooLargeError} / {ValidationError} the input is too large, unclean or too deep (`run-request.ts`).
  * @throws {IdempotencyKeyReusedError} the idempotency key started a run of another request.
  */
@@ -93,8 +101,14 @@ export async function startRun(deps: EngineDeps, request: StartRunRequest): Prom
 
   try {
     const parent = request.parent ? { id: request.parent.jobId, queue: request.parent.queue } : undefined;
-    await deps.queues.addRunFlow(rootJobId(runId, 1), runId, created.ready, parent);
+    const adding = deps.queues.addRunFlow(rootJobId(runId, 1), runId, created.ready, parent);
+    await (parent ? adding : withinMs(adding, FLOW_ADD_TIMEOUT_MS, "Redis did not take the run's flow"));
   } catch (err) {
+    if (!request.parent) {
+      // Committed: the reconciler creates the flow (idempotent ids: once, even if this add lands late).
+      deps.logger.warn({ err, runId }, 'run accepted, but Redis did not take its flow; the reconciler will');
+      return { id: runId, status: 'queued', created: true };
+    }
     deps.logger.error({ err, runId }, 'could not create the run flow; removing the run');
     await db.delete(runs).where(eq(runs.id, runId));
     throw new UnavailableError('the queue is unavailable; the run was not started, retry later', { cause: err });
@@ -128,6 +142,13 @@ async function startInOneTrip(
       throw err;
     }
     if (stored.spec.concurrency) return undefined; // slots are decided under the group lock (concurrency.ts)
+    try {
+      await deps.queues.ensureAvailable(); // while Redis is down nothing is created (a known key still answers)
+    } catch (err) {
+      const found = request.idempotencyKey ? await existingRun(deps, request.organizationId, request.idempotencyKey, fingerprint) : undefined;
+      if (found) return { kind: 'existing', run: found };
+      throw err;
+    }
     const sealed = sealRunInput(deps, runId, stored.spec.input, request.input ?? {});
     const outcome = await insertRunInOneTrip(deps, {
       runId,
@@ -167,6 +188,7 @@ async function startInTransaction(
     const found = await existingRun(deps, request.organizationId, request.idempotencyKey, fingerprint);
     if (found) return { existing: found };
   }
+  await deps.queues.ensureAvailable(); // while Redis is down nothing is created (a known key still answers)
   const stored = await findDefinition(db, request.organizationId, request.definition, request.version);
   const definition = stored.spec;
   validateInput(definition, request.input);

@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { and, desc, eq, sql } from 'drizzle-orm';
-import { Redactor, ValidationError, canonicalJson, serializeError, type SerializedError } from '../../lib/index.js';
+import { Redactor, ValidationError, canonicalJson, isInfrastructureError, serializeError, type SerializedError } from '../../lib/index.js';
 import { runs, stepAttempts, steps, type AttemptStatus } from '../../db/index.js';
 import { descendantsOf, evaluateMapping, type Definition, type ExpressionScope, type StepSpec } from '../../definitions/index.js';
 import { rootJobId, stepJobId, type StepJobData, type StepJobSpec } from '../../queues/index.js';
@@ -145,7 +145,10 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
     const isParent = isParentStep(spec);
     if (row.status === 'running' && isParent) {
       // The recorded input is redacted; a parent re-resolves it (sub-run input may need real values).
-      const real = await resolveInput(deps, scope, definition, spec, row, rows).catch(() => ({ input: row.input, sensitive: [] as string[] }));
+      const real = await resolveInput(deps, scope, definition, spec, row, rows).catch((err: unknown) => {
+        if (isInfrastructureError(err)) throw err;
+        return { input: row.input, sensitive: [] as string[] };
+      });
       return { kind: 'resume', attempt: row.attempts, spec, input: real.input, idempotencyKey: stepJobId(row.runId, row.stepId, row.generation), sensitive: real.sensitive, run: attemptRun(scope.run) };
     }
     if (row.status === 'running') {
@@ -175,6 +178,8 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
     try {
       ({ input, sensitive } = await resolveInput(deps, scope, definition, spec, row, rows));
     } catch (err) {
+      // Our own Postgres failing (e.g. loading a secret: 53300) is no mapping failure: the job runs again.
+      if (isInfrastructureError(err)) throw err;
       const serialized = serializeError(err);
       const kept = serialized.code === 'MISSING_SECRET' || serialized.code === 'EXPRESSION_TIMEOUT';
       mappingError = { ...serialized, code: kept ? serialized.code : ('INPUT_MAPPING_FAILED' satisfies FailureCode) };
