@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { MAX_JSON_DEPTH, jsonProblem, parseDurationMs, stringProblem } from './index.js';
+import { MAX_JSON_DEPTH, cleanJsonText, jsonProblem, markClean, parseDurationMs, stringProblem } from './index.js';
 
 /** `[[…[leaf]…]]`, `levels` arrays deep. */
 function nested(levels: number, leaf: unknown = 1): unknown {
@@ -29,6 +29,34 @@ describe('json guard', function () {
     expect(jsonProblem(nested(MAX_JSON_DEPTH + 1))?.path).to.have.length(MAX_JSON_DEPTH);
     expect(jsonProblem(JSON.parse('['.repeat(100_000) + ']'.repeat(100_000)))?.message).to.match(/more than 64 levels/);
     expect(jsonProblem(nested(3), 2)?.path).to.deep.equal([0, 0]);
+  });
+
+  it('judges clean JSON text by its bytes only when no \\u escape or deep nesting could hide a problem', function () {
+    const bytes = (text: string) => Buffer.from(text, 'utf8');
+    expect(cleanJsonText(bytes('{"definition":"d","input":{"a":["é","💥",1]}}'))).to.equal(true);
+    expect(cleanJsonText(bytes('{"a":"\\u0000"}'))).to.equal(false); // a NUL escape
+    expect(cleanJsonText(bytes('{"a":"\\ud800"}'))).to.equal(false); // a lone surrogate escape
+    expect(cleanJsonText(bytes('{"a":"\\\\u"}'))).to.equal(true); // an escaped backslash, then a plain u
+    expect(cleanJsonText(bytes('{"a":"\\\\\\u0000"}'))).to.equal(false); // an escaped backslash, then a NUL escape
+    expect(cleanJsonText(bytes('['.repeat(MAX_JSON_DEPTH) + ']'.repeat(MAX_JSON_DEPTH)))).to.equal(true);
+    expect(cleanJsonText(bytes('['.repeat(MAX_JSON_DEPTH + 1) + ']'.repeat(MAX_JSON_DEPTH + 1)))).to.equal(false);
+    expect(cleanJsonText(bytes(JSON.stringify(Array.from({ length: 500 }, () => ({ a: [1] })))))).to.equal(true); // many brackets, shallow
+    expect(cleanJsonText(bytes(JSON.stringify({ s: '['.repeat(100) + '\\"{' })))).to.equal(true); // brackets and quotes inside a string
+    expect(cleanJsonText(bytes(JSON.stringify({ s: '"' }) + ' '))).to.equal(true);
+    // Whatever the bytes say, the parsed value of a text they pass is clean.
+    for (const text of ['{"a":"x"}', '[[["y"]]]', '{"k":{"l":[1,2,{"m":null}]}}']) {
+      expect(cleanJsonText(bytes(text))).to.equal(true);
+      expect(jsonProblem(JSON.parse(text))).to.equal(undefined);
+    }
+  });
+
+  it('skips values marked clean, and only for checks at the default depth or less', function () {
+    const inner = nested(10);
+    const body = { input: inner };
+    markClean(body);
+    expect(jsonProblem(inner)).to.equal(undefined);
+    expect(jsonProblem(inner, 5)?.message).to.match(/more than 5 levels/);
+    expect(jsonProblem({ a: 'a\u0000' })?.path).to.deep.equal(['a']); // an unmarked value is walked
   });
 
   it('treats an empty or malformed duration as no duration (never throws)', function () {

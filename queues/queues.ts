@@ -313,9 +313,10 @@ export class Queues {
    * parked yet, or already woken) is left alone.
    */
   async promote(queue: QueueName, id: string): Promise<void> {
-    const job = await this.get(queue).getJob(id);
     try {
-      await job?.promote();
+      // One round trip: the promote script by id (a job that is missing or not delayed answers
+      // JobNotInState), without first reading the job's hash as `Job.promote` needs.
+      await this.get(queue).backend.promote(id);
     } catch (err) {
       if ((err as { code?: number }).code !== BullErrorCode.JobNotInState) throw err;
     }

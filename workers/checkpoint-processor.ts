@@ -6,6 +6,7 @@
  */
 import {
   beginStep,
+  checkpointAlreadyFinished,
   failStep,
   openCheckpoint,
   promoteParked,
@@ -30,6 +31,8 @@ export function createRemindHandler(deps: WorkerDeps): JobHandler<'remind'> {
 export function createCheckpointHandler(deps: WorkerDeps): JobHandler<'checkpoint'> {
   return async (job) => {
     const { data } = job;
+    // Woken after a decision finished the step: acknowledge without the run's lock (see there).
+    if (await checkpointAlreadyFinished(deps, data)) return ack({ alreadyFinished: true });
     const start = await beginStep(deps, data, job.id);
     if (start.kind === 'inactive') return ack({ ignored: start.reason });
     if (start.kind === 'finished') return ack({ alreadyFinished: true });

@@ -15,7 +15,7 @@
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { z } from 'zod';
-import { ValidationError, dottedPath, jsonProblem, stringProblem } from '../../lib/index.js';
+import { ValidationError, cleanJsonText, dottedPath, jsonProblem, markClean, stringProblem } from '../../lib/index.js';
 import { ADMIN_PATH } from './admin.js';
 import { routeDocs, type RouteDoc } from './openapi.js';
 
@@ -136,15 +136,29 @@ export function requestGuard(): RequestHandler {
   };
 }
 
+/** A body the parser decoded as UTF-8 (no charset, or `utf-8`): its bytes say what its text holds. */
+function utf8Body(req: Request): boolean {
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.get('content-type') ?? '')?.[1];
+  return charset === undefined || /^utf-?8$/i.test(charset);
+}
+
 /**
  * Middleware after the JSON body parser: the parsed body holds no NUL or lone surrogate in any
- * string or key and is nested at most 64 levels deep (`MAX_JSON_DEPTH`).
+ * string or key and is nested at most 64 levels deep (`MAX_JSON_DEPTH`). A UTF-8 body whose
+ * bytes hold no `\u` escape and fewer than 64 brackets is clean without a walk (`cleanJsonText`);
+ * either way the clean body is marked (`markClean`), so the run-input check after it is free.
  * @throws {ValidationError} (through `next`) naming the path, e.g. `input.a.b` (`body` for the root).
  */
 export function jsonBodyGuard(): RequestHandler {
   return (req: Request, _res: Response, next: NextFunction): void => {
-    const problem = req.body === undefined ? undefined : jsonProblem(req.body);
-    if (!problem) return next();
+    const body: unknown = req.body;
+    if (body === undefined) return next();
+    const fast = req.rawBody !== undefined && utf8Body(req) && cleanJsonText(req.rawBody);
+    const problem = fast ? undefined : jsonProblem(body);
+    if (!problem) {
+      markClean(body);
+      return next();
+    }
     const field = dottedPath(problem.path, 'body');
     next(new ValidationError(`${field}: ${problem.message}`, { field }));
   };

@@ -236,6 +236,27 @@ export async function approvalNotice(deps: EngineDeps, approvalId: string, audie
 }
 
 /**
+ * Whether a checkpoint step's job has nothing left to do because its step is already finished
+ * (`completed` or `skipped`) at the job's generation: one plain read, without the run's lock.
+ *
+ * Used by the job woken after a decision, which would otherwise take the run's lock just to
+ * find that out — while the successor the decision queued is being claimed under that lock.
+ * Acknowledging without re-adding live jobs (as `beginStep`'s `finished` branch does) is safe:
+ * whoever finished the step added its successors' jobs before promoting this one (a decision,
+ * `decideApproval`; an intervention; the reconciler, `ensureStepJobs` first); and if that
+ * process died between its commit and its add, the root's repair pass — the root wakes once
+ * this job completes — or the periodic reconcile adds them (invariant 1 of ARCHITECTURE.md).
+ * A finished step never becomes live again at the same generation (a re-run bumps it).
+ */
+export async function checkpointAlreadyFinished(deps: EngineDeps, data: StepRef): Promise<boolean> {
+  const [row] = await deps.database.db
+    .select({ status: steps.status, generation: steps.generation })
+    .from(steps)
+    .where(and(eq(steps.runId, data.runId), eq(steps.stepId, data.stepId)));
+  return row !== undefined && row.generation === data.generation && (row.status === 'completed' || row.status === 'skipped');
+}
+
+/**
  * Wake a parked checkpoint job. If it has not parked yet, the job re-reads Postgres right after
  * parking and promotes itself, so the decision is not lost (research/bullmq-design.md §2.3).
  */
@@ -310,8 +331,18 @@ async function timeoutAction(
  * checkpoint included, which then asks again under a new approval); `abort` — or an expired
  * approval whose `onTimeout` is abort — fails it with `APPROVAL_ABORTED` (the run ends
  * `cancelled`). A step no longer waiting at `attempt` is fenced out (`recorded: false`).
+ * @param fenced - the caller read the step `waiting` at `attempt` under the run's lock, in this
+ *   transaction (a `continue` then skips the same check).
  */
-export async function applyDecision(deps: EngineDeps, scope: RunScope, step: StepRef, attempt: number, approval: ApprovalRow, spec: CheckpointStep): Promise<StepRecord> {
+export async function applyDecision(
+  deps: EngineDeps,
+  scope: RunScope,
+  step: StepRef,
+  attempt: number,
+  approval: ApprovalRow,
+  spec: CheckpointStep,
+  fenced = false,
+): Promise<StepRecord> {
   const result = {
     decision: approval.decision,
     comment: approval.comment,
@@ -321,7 +352,7 @@ export async function applyDecision(deps: EngineDeps, scope: RunScope, step: Ste
     /** Modified data sent with the decision (null when none): later steps read `steps.<id>.output.data`. */
     data: approval.data ?? null,
   };
-  if (approval.decision === 'continue') return completeStepIn(deps, scope, step, attempt, result, { decision: 'continue' });
+  if (approval.decision === 'continue') return completeStepIn(deps, scope, step, attempt, result, { decision: 'continue' }, fenced);
   if (approval.decision === 'retry' && spec.retryStep) {
     const reason = `checkpoint ${step.stepId} asked to retry ${spec.retryStep}`;
     const override = approval.data === null ? undefined : approval.data;

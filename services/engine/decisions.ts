@@ -77,9 +77,10 @@ interface Identified {
 /**
  * Resolve the responding identity, or refuse. A link decides as the identity it was minted for
  * (a link minted as `anyone` before issue 12 decides as `link:<approval id>`); an API key as its
- * subject, with the roles of the key and of the organization's role membership.
+ * subject, with the roles of the key and of the organization's role membership
+ * (`keyMemberRoles`: the subject's roles in the key's organization, read beside the approval).
  */
-async function identify(deps: EngineDeps, approval: ApprovalRow, auth: DecisionAuth): Promise<Identified> {
+async function identify(deps: EngineDeps, approval: ApprovalRow, auth: DecisionAuth, keyMemberRoles: readonly string[]): Promise<Identified> {
   const approvers = approval.approvers as Approver[];
   if (auth.via === 'token') {
     const claims = await verifyDecisionToken(tokenKey(deps.config.auth.webhookSecret), auth.token);
@@ -90,7 +91,7 @@ async function identify(deps: EngineDeps, approval: ApprovalRow, auth: DecisionA
   }
   if (auth.organizationId !== approval.organizationId) throw new NotFoundError(`approval ${approval.id} not found`);
   const identity = auth.via === 'api-key' ? auth.subject : `integration:${auth.name}`;
-  const roles = auth.via === 'api-key' ? [...auth.roles, ...(await memberRoles(deps, approval.organizationId, identity))] : auth.roles;
+  const roles = auth.via === 'api-key' ? [...auth.roles, ...keyMemberRoles] : auth.roles;
   if (!isApprover(approvers, identity, roles)) {
     throw new ForbiddenError(`${identity} is not an approver of this checkpoint`);
   }
@@ -124,20 +125,24 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** The `continue` responses of an approval, in the order they were accepted (their modified data). */
+async function continueResponses(tx: Tx, approvalId: string): Promise<Array<{ data: unknown }>> {
+  return tx
+    .select({ data: approvalResponses.data })
+    .from(approvalResponses)
+    .where(and(eq(approvalResponses.approvalId, approvalId), eq(approvalResponses.decision, 'continue')))
+    .orderBy(asc(approvalResponses.createdAt), asc(approvalResponses.id));
+}
+
 /**
- * The modified data of a `continue` quorum: every `continue` response's `input`, in the order the
- * responses were accepted, merged shallowly — a later response's top-level field replaces an
- * earlier one's, fields it leaves out are kept (a non-object input replaces the whole value) — and
- * validated against the checkpoint's `modify` schema.
+ * The modified data of a `continue` quorum: every `continue` response's `input` (`rows`, from
+ * {@link continueResponses}), in the order the responses were accepted, merged shallowly — a
+ * later response's top-level field replaces an earlier one's, fields it leaves out are kept (a
+ * non-object input replaces the whole value) — and validated against the checkpoint's `modify` schema.
  * @returns the merged data, or null when no response modified anything.
  * @throws {ValidationError} when the merge does not match `modify` (field `input.…`).
  */
-async function mergedModifications(tx: Tx, approval: ApprovalRow): Promise<unknown> {
-  const rows = await tx
-    .select({ data: approvalResponses.data })
-    .from(approvalResponses)
-    .where(and(eq(approvalResponses.approvalId, approval.id), eq(approvalResponses.decision, 'continue')))
-    .orderBy(asc(approvalResponses.createdAt), asc(approvalResponses.id));
+function mergedModifications(rows: ReadonlyArray<{ data: unknown }>, approval: ApprovalRow): unknown {
   let merged: unknown = null;
   for (const { data } of rows) {
     if (data === null) continue;
@@ -161,7 +166,7 @@ async function finishCheckpoint(deps: EngineDeps, scope: RunScope, approval: App
   const spec = definition.steps.find((s) => s.id === approval.stepId);
   if (spec?.kind !== 'checkpoint') return undefined;
   const ref = { runId: approval.runId, stepId: approval.stepId, generation: approval.generation };
-  return applyDecision(deps, scope, ref, step.attempts, approval, spec);
+  return applyDecision(deps, scope, ref, step.attempts, approval, spec, true); // read `waiting` just above, under the lock
 }
 
 /**
@@ -179,9 +184,15 @@ async function finishCheckpoint(deps: EngineDeps, scope: RunScope, approval: App
  * @throws {GoneError} the deadline has passed (Postgres time).
  */
 export async function decideApproval(deps: EngineDeps, request: DecisionRequest): Promise<DecisionOutcome> {
-  const found = await getApproval(deps, request.approvalId);
+  const { auth } = request;
+  // Both reads at once (one round trip's wait): the key's member roles in its own organization
+  // are used only if the approval turns out to be of that organization (`identify`).
+  const [found, keyMemberRoles] = await Promise.all([
+    getApproval(deps, request.approvalId),
+    auth.via === 'api-key' ? memberRoles(deps, auth.organizationId, auth.subject) : Promise.resolve([]),
+  ]);
   if (!found) throw new NotFoundError(`approval ${request.approvalId} not found`);
-  const { identity, token } = await identify(deps, found, request.auth);
+  const { identity, token } = await identify(deps, found, auth, keyMemberRoles);
   await deps.queues.ensureAvailable(); // Redis first: while it is down, nothing changes (503)
 
   const outcome = await withRun(deps, found.runId, async (scope): Promise<DecisionOutcome & { record?: StepRecord }> => {
@@ -237,10 +248,9 @@ export async function decideApproval(deps: EngineDeps, request: DecisionRequest)
       .returning({ id: approvalResponses.id });
     if (inserted.length === 0) throw new ConflictError(`${identity} has already responded to this approval`);
 
-    const [{ continues } = { continues: 0 }] = await tx
-      .select({ continues: sql<number>`count(*)::int` })
-      .from(approvalResponses)
-      .where(and(eq(approvalResponses.approvalId, approval.id), eq(approvalResponses.decision, 'continue')));
+    // One read gives both the count of distinct continues and, when they settle it, their data.
+    const continued = await continueResponses(tx, approval.id);
+    const continues = continued.length;
     const settles = request.decision !== 'continue' || continues >= approval.required;
     if (!settles) {
       await emit('checkpoint.responded', approval.stepId, {
@@ -253,7 +263,7 @@ export async function decideApproval(deps: EngineDeps, request: DecisionRequest)
       });
       return { approval, settled: false, continues, required: approval.required };
     }
-    const data = request.decision === 'continue' ? await mergedModifications(tx, approval) : (request.input ?? null);
+    const data = request.decision === 'continue' ? mergedModifications(continued, approval) : (request.input ?? null);
     const [won] = await tx
       .update(approvals)
       .set({

@@ -19,6 +19,7 @@ export {
   starterAudience,
   type LinkAudience,
   promoteParked,
+  checkpointAlreadyFinished,
   SUPPORTED_DECISIONS,
   type CheckpointState,
 } from './checkpoints.js';

@@ -59,7 +59,7 @@ export interface RunScope {
   /** The run row as read under the lock. */
   run: RunRow;
   /**
-   * Append an event (same transaction as the state change it describes).
+   * Append an event (same transaction as the state change it describes; written by `flush`).
    * @returns the event's per-run sequence number.
    */
   emit: (type: RunEventType, stepId: string | null, data: Record<string, unknown>) => Promise<number>;
@@ -69,7 +69,8 @@ export interface RunScope {
 
 /**
  * Open a scope on a run inside an existing transaction: lock its row and prepare `emit`.
- * Call `flush()` before the transaction ends to persist the new sequence number.
+ * Call `flush()` before the transaction ends: it writes the events emitted so far (one
+ * statement) and the new sequence number.
  */
 export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { emitted: number[]; emittedTypes: string[]; jobs: JobRequest[]; flush(): Promise<void> }> {
   const [run] = await tx.select().from(runs).where(eq(runs.id, runId)).for('update');
@@ -78,6 +79,7 @@ export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { 
   const emitted: number[] = [];
   const jobs: JobRequest[] = [];
   const emittedTypes: string[] = [];
+  const pending: Array<typeof runEvents.$inferInsert> = [];
   return {
     tx,
     run,
@@ -87,15 +89,20 @@ export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { 
     enqueue(...requests) {
       jobs.push(...requests);
     },
+    // Events are written by `flush`, in one statement: nothing reads a run's events inside the
+    // transition that appends them, and `created_at` is the transaction's `now()` either way.
+    // eslint-disable-next-line @typescript-eslint/require-await -- emit stays async for its callers
     async emit(type, stepId, data) {
       seq += 1;
       emittedTypes.push(type);
-      await tx.insert(runEvents).values({ runId, seq, type, stepId, data, notify: eventsNotify(run) });
+      pending.push({ runId, seq, type, stepId, data, notify: eventsNotify(run) });
       emitted.push(seq);
       return seq;
     },
     async flush() {
+      if (pending.length > 0) await tx.insert(runEvents).values(pending.splice(0));
       if (seq !== run.eventSeq) await tx.update(runs).set({ eventSeq: seq }).where(eq(runs.id, runId));
+      run.eventSeq = seq;
     },
   };
 }

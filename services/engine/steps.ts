@@ -350,9 +350,21 @@ export async function completeStep(
   return withRun(deps, data.runId, (scope) => completeStepIn(deps, scope, data, attempt, output, extra));
 }
 
-/** `completeStep` inside an open run scope (the caller's transaction, e.g. a decision's). */
-export async function completeStepIn(deps: EngineDeps, scope: RunScope, data: StepRef, attempt: number, output: unknown, extra: Record<string, unknown> = {}): Promise<StepRecord> {
-  if (!(await fence(scope, data, attempt))) return record(scope, false);
+/**
+ * `completeStep` inside an open run scope (the caller's transaction, e.g. a decision's).
+ * @param fenced - the caller already read the step live at `attempt` under the run's lock in this
+ *   transaction, so the fence's read is skipped.
+ */
+export async function completeStepIn(
+  deps: EngineDeps,
+  scope: RunScope,
+  data: StepRef,
+  attempt: number,
+  output: unknown,
+  extra: Record<string, unknown> = {},
+  fenced = false,
+): Promise<StepRecord> {
+  if (!fenced && !(await fence(scope, data, attempt))) return record(scope, false);
   const at = await locate(deps, scope, data.stepId);
   if (!at) return record(scope, false);
   const json = output === undefined ? null : output;
