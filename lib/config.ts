@@ -174,7 +174,7 @@ const Env = z.object({
     .default('loopback, linklocal, uniquelocal')
     .transform(trustProxyValue),
   /** Run starts (`POST /v1/runs`, not dry runs) per organization and minute, shared by every API node; 0: no limit. */
-  RATE_LIMIT_RUNS_PER_MINUTE: z.coerce.number({ error: 'expected a whole number of runs per minute (0: no limit)' }).int({ error: 'expected a whole number of runs per minute (0: no limit)' }).min(0, { error: 'expected a whole number of runs per minute (0: no limit)' }).max(1_000_000_000).default(600),
+  RATE_LIMIT_RUNS_PER_MINUTE: z.coerce.number({ error: 'expected a whole number of runs per minute (0: no limit)' }).int({ error: 'expected a whole number of runs per minute (0: no limit)' }).min(0, { error: 'expected a whole number of runs per minute (0: no limit)' }).max(1_000_000_000).default(1500),
   MAX_RUN_DEPTH: positiveInt('a positive integer').max(1000).default(10),
   DEFINITION_MAX_BYTES: positiveInt('bytes').default(1024 * 1024),
   DEFINITION_MAX_STEPS: positiveInt('a positive integer').max(100_000).default(1000),
