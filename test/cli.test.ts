@@ -65,6 +65,8 @@ describe('baton CLI', function () {
     const command = [process.execPath, ...CLI, 'run', 'kpi-tracking', '--input', `@${join(dir, 'input.json')}`, '--follow'].map((a) => `'${a}'`).join(' ');
     const follow = run('script', ['-q', '-e', '-f', '-c', `stty cols 120 rows 40; exec ${command}`, '/dev/null'], env);
     const approvalId = await waitFor(async () => /approval ([0-9a-f-]{36}) is waiting/.exec(plain(follow.output()))?.[1], 60_000, 'the approval line');
+    // The checkpoint's lines may reach the terminal in more than one write: wait for the last one.
+    await waitFor(async () => (/decide \(continue \/ retry \/ abort\)/.test(plain(follow.output())) ? true : undefined), 10_000, 'the decide line');
     const screen = plain(follow.output());
     expect(screen).to.match(/Review the KPIs for AAPL, MSFT/);
     expect(screen).to.match(/decide \(continue \/ retry \/ abort\)/);
