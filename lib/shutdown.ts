@@ -9,6 +9,7 @@
  * Nothing here reaches for the global `process`: an entry file hands it over as a
  * {@link ProcessHost}, so only entry files own signals and exit (test/architecture.test.ts).
  */
+import { isInfrastructureError } from './infrastructure.js';
 import type { Logger } from './logger.js';
 
 type Closer = () => Promise<unknown>;
@@ -105,6 +106,31 @@ export function installSignalHandlers(
   };
   host.on('SIGTERM', stop);
   host.on('SIGINT', stop);
+}
+
+/** The part of `process` {@link guardUnhandledRejections} needs. */
+export interface RejectionHost {
+  on(event: 'unhandledRejection', listener: (reason: unknown) => void): unknown;
+  exit(code: number): never;
+}
+
+/**
+ * A server's policy for a promise rejected with no handler. One rejected by an infrastructure
+ * failure (`isInfrastructureError`: a Postgres or Redis connection closed, refused or reset) is
+ * logged at `error` with its stack — a handler is missing somewhere, which is a bug — and the
+ * process keeps running: the work it belonged to is re-delivered (at-least-once) or answered 503,
+ * and a database restart must not take `web` or a worker down (README, *Faults of
+ * infrastructure*). Any other unhandled rejection is logged at `fatal` and exits 1, as Node would.
+ */
+export function guardUnhandledRejections(host: RejectionHost, logger: Logger): void {
+  host.on('unhandledRejection', (reason) => {
+    if (isInfrastructureError(reason)) {
+      logger.error({ err: reason }, 'unhandled rejection from an infrastructure failure (a missing handler); the process keeps running');
+      return;
+    }
+    logger.fatal({ err: reason }, 'unhandled rejection; exiting');
+    host.exit(1);
+  });
 }
 
 /** Options of {@link runEntry}. */

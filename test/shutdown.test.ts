@@ -5,6 +5,7 @@
  * message.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { projectRoot } from '../lib/index.js';
@@ -40,6 +41,20 @@ async function printed(w: Watched, text: string, label: string): Promise<void> {
 }
 
 describe('shutdown: one signal and exit policy for every entry', function () {
+  it('keeps serving through an unhandled rejection from an infrastructure failure, and exits 1 on any other', async function () {
+    const survivor = fixture('reject', 'CONNECTION_CLOSED');
+    try {
+      await printed(survivor, 'still serving', 'the guarded process to keep serving');
+      expect(survivor.child.exitCode).to.equal(null);
+    } finally {
+      survivor.child.kill('SIGKILL');
+    }
+    const bug = fixture('reject', 'NOT_INFRASTRUCTURE');
+    const [code] = (await once(bug.child, 'exit')) as [number | null];
+    expect(code, bug.stderr()).to.equal(1);
+    expect(bug.stdout()).not.to.include('still serving');
+  });
+
   this.timeout(60_000);
   const started: ChildProcess[] = [];
   after(async function () {

@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { AGENT_TYPES, type AgentType } from '../agents/index.js';
-import { ConfigError, ShutdownRegistry, createLogger, installSignalHandlers, loadConfig, runEntry, serveMetrics, startTelemetry } from '../lib/index.js';
+import { ConfigError, ShutdownRegistry, createLogger, guardUnhandledRejections, installSignalHandlers, loadConfig, runEntry, serveMetrics, startTelemetry } from '../lib/index.js';
 import { connectEngine } from '../services/engine/index.js';
 import { createRedis } from '../queues/index.js';
 import { createAgentLayer } from './agent-layer.js';
@@ -52,6 +52,7 @@ async function main(): Promise<void> {
   logger.info({ agentTypes, prefix: config.redis.prefix }, 'worker ready');
 
   installSignalHandlers(process, shutdown, { logger, timeoutMs: config.shutdown.timeoutMs });
+  guardUnhandledRejections(process, logger);
 }
 
 runEntry(process, 'baton worker', main);

@@ -3,7 +3,7 @@
  * streams and clients within SHUTDOWN_TIMEOUT_MS; a second signal exits at once.
  */
 import { parseAgentSource } from '../../agents/index.js';
-import { ShutdownRegistry, createLogger, installSignalHandlers, loadConfig, runEntry, startTelemetry } from '../../lib/index.js';
+import { ShutdownRegistry, createLogger, guardUnhandledRejections, installSignalHandlers, loadConfig, runEntry, startTelemetry } from '../../lib/index.js';
 import { connectEngine } from '../engine/index.js';
 import { createApp } from './app.js';
 import { RunEventHub } from './event-hub.js';
@@ -27,6 +27,7 @@ async function main(): Promise<void> {
   logger.info({ port: config.http.port, publicUrl: config.http.publicUrl }, 'api listening');
 
   installSignalHandlers(process, shutdown, { logger, timeoutMs: config.shutdown.timeoutMs });
+  guardUnhandledRejections(process, logger);
 }
 
 runEntry(process, 'baton web', main);
