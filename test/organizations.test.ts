@@ -13,6 +13,7 @@ import { silentLogger } from '../lib/index.js';
 import { ApiKeyAuthenticator } from '../services/api/auth.js';
 import { RunEventHub } from '../services/api/event-hub.js';
 import { exited, spawnProcess } from '../scripts/procfile.js';
+import { freePort } from './support/private-services.js';
 import { testEnvironment } from './support/environment.js';
 import { api, startStack, waitFor, type Stack } from './support/stack.js';
 import { uniqueSlug } from './support/test-agents.js';
@@ -250,8 +251,8 @@ describe('organizations and keys', function () {
     it('two web processes from the Procfile: a key revoked on one is refused by the other within a second', async function () {
       const { env } = await testEnvironment();
       const children: ChildProcess[] = [];
-      const firstPort = 20_000 + Math.floor(Math.random() * 20_000);
-      const nodes = [firstPort, firstPort + 1];
+      // Ports the kernel just handed out as free (a random range could hit a port in use).
+      const nodes = [await freePort(), await freePort()];
       try {
         for (const port of nodes) children.push(spawnProcess('web', { ...env, PORT: String(port), BATON_PUBLIC_URL: `http://127.0.0.1:${port}` }, { stdio: 'ignore' }));
         const [a, b] = nodes.map((port) => `http://127.0.0.1:${port}`) as [string, string];

@@ -165,7 +165,9 @@ describe('Redis killed and restarted empty with runs in flight', function () {
       150_000,
       'every accepted run to finish after Redis came back',
     );
-    expect(counts).to.deep.equal({ completed: all.length });
+    const failures = await sql<{ run_id: string; step_id: string; error: unknown }[]>`
+      select run_id, step_id, error from steps where run_id = any(${all}::uuid[]) and status = 'failed'`;
+    expect(counts, `failed steps: ${JSON.stringify(failures)}`).to.deep.equal({ completed: all.length });
     // Nothing refused with 503 was created: the definition's runs are exactly the accepted ones.
     const [total] = await sql<{ n: number }[]>`select count(*)::int as n from runs where definition_slug = 'redis-outage'`;
     expect(total?.n, 'runs of the definition (accepted ones only)').to.equal(all.length);
