@@ -52,7 +52,8 @@ export function listen(server: Server, port = 0): Promise<number> {
   });
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that the kernel just handed out as free. */
+export async function freePort(): Promise<number> {
   const probe = createServer();
   const port = await listen(probe);
   await new Promise<void>((r) => probe.close(() => r()));

@@ -7,6 +7,7 @@
 import { expect } from 'chai';
 import { parseDefinition } from '../definitions/index.js';
 import { api, startStack, storeDefinition, waitFor, waitForRun, type Stack } from './support/stack.js';
+import { approvalFlow } from './support/approval-flow.js';
 import { sleepAgent, uniqueSlug } from './support/test-agents.js';
 
 interface Response {
@@ -26,33 +27,6 @@ interface ApprovalView {
   decideUrls?: Array<{ approver: string; role?: string; url: string }>;
   responses?: Response[];
   error?: { code: string; field?: string };
-}
-
-/** prepare → review (checkpoint with `reviewLines`) → finish, whose label carries the decided limit. */
-function flow(slug: string, reviewLines: string[]): string {
-  return `
-slug: ${slug}
-version: 1
-name: ${slug}
-input: { type: object }
-steps:
-  - id: prepare
-    agent: test-sleep
-    with: { label: "${slug}-prepare", delayMs: 1 }
-  - id: review
-    type: checkpoint
-    needs: [prepare]
-    prompt: "Check"
-${reviewLines.map((l) => `    ${l}`).join('\n')}
-  - id: finish
-    agent: test-sleep
-    needs: [review]
-    with:
-      label: "${slug}-finish-\${{ $string(steps.review.output.data.limit) }}-\${{ $string(steps.review.output.data.note) }}"
-      delayMs: 1
-output:
-  finished: \${{ steps.finish.output.label }}
-`;
 }
 
 describe('approvals: quorum data, role members, recorded identities; compensations', function () {
@@ -75,7 +49,7 @@ describe('approvals: quorum data, role members, recorded identities; compensatio
 
   async function start(reviewLines: string[]): Promise<{ runId: string; slug: string }> {
     const slug = uniqueSlug('quorum');
-    await storeDefinition(stack, flow(slug, reviewLines), [sleepAgent]);
+    await storeDefinition(stack, approvalFlow(slug, reviewLines, ['limit', 'note']), [sleepAgent]);
     const res = await api<{ id: string }>(stack, 'POST', '/v1/runs', { definition: slug, input: {} });
     expect(res.status).to.equal(202);
     return { runId: res.body.id, slug };

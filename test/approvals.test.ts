@@ -6,6 +6,7 @@
 import { expect } from 'chai';
 import { Webhook } from 'standardwebhooks';
 import { startReceiver, type Receiver } from './support/receiver.js';
+import { approvalFlow } from './support/approval-flow.js';
 import { api, runEvents, startStack, storeDefinition, waitFor, waitForRun, type Stack } from './support/stack.js';
 import { sleepAgent, sleepCalls, uniqueSlug } from './support/test-agents.js';
 
@@ -27,33 +28,6 @@ interface ApprovalView {
   responses?: Array<{ approver: string; via: string; decision: string; comment: string | null; data: unknown }>;
   continues?: number;
   required?: number;
-}
-
-/** A prepare → review (checkpoint) → finish definition; `review` takes the given YAML lines. */
-function flow(slug: string, reviewLines: string[]): string {
-  return `
-slug: ${slug}
-version: 1
-name: ${slug}
-input: { type: object }
-steps:
-  - id: prepare
-    agent: test-sleep
-    with: { label: "${slug}-prepare", delayMs: 1 }
-  - id: review
-    type: checkpoint
-    needs: [prepare]
-    prompt: "Check \${{ steps.prepare.output.label }}"
-${reviewLines.map((l) => `    ${l}`).join('\n')}
-  - id: finish
-    agent: test-sleep
-    needs: [review]
-    with:
-      label: "${slug}-finish-\${{ $string(steps.review.output.data.limit) }}"
-      delayMs: 1
-output:
-  finished: \${{ steps.finish.output.label }}
-`;
 }
 
 describe('approvals', function () {
@@ -79,7 +53,7 @@ describe('approvals', function () {
 
   async function start(reviewLines: string[], key = stack.apiKey): Promise<{ runId: string; slug: string }> {
     const slug = uniqueSlug('appr');
-    await storeDefinition(stack, flow(slug, reviewLines), [sleepAgent]);
+    await storeDefinition(stack, approvalFlow(slug, reviewLines), [sleepAgent]);
     const res = await api<{ id: string }>(as(key), 'POST', '/v1/runs', { definition: slug, input: {}, webhookUrl: `${receiver.url}/webhooks` });
     expect(res.status).to.equal(202);
     return { runId: res.body.id, slug };

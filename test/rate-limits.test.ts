@@ -5,8 +5,6 @@
  * dry runs are not counted; and two API processes on the same prefix share one bucket.
  */
 import type { ChildProcess } from 'node:child_process';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import type { Response } from 'express';
 import { UnavailableError } from '../lib/index.js';
@@ -16,6 +14,7 @@ import { parseDefinition } from '../definitions/index.js';
 import { syncDefinitions } from '../services/store/index.js';
 import { exited, spawnProcess } from '../scripts/procfile.js';
 import { testEnvironment } from './support/environment.js';
+import { freePort } from './support/private-services.js';
 import { otherOrganization } from './support/organizations.js';
 import { api, waitFor, startStack, type Stack } from './support/stack.js';
 import { sleepAgent, uniqueSlug } from './support/test-agents.js';
@@ -48,14 +47,6 @@ async function burst(clients: Client[], slug: string, count: number, batch = 50)
     results.push(...round);
   }
   return results;
-}
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
 }
 
 describe('run-start rate limit (RATE_LIMIT_RUNS_PER_MINUTE)', function () {

@@ -7,24 +7,15 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { exited, spawnProcess } from '../scripts/procfile.js';
 import { testEnvironment } from './support/environment.js';
+import { freePort } from './support/private-services.js';
 import { startFakeOpenAI, type FakeServer } from './support/fakes.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
 import { startReceiver, type Receiver } from './support/receiver.js';
 import { api, startStack, storeDefinition, waitFor, waitForRun, type Stack } from './support/stack.js';
 import { uniqueSlug } from './support/test-agents.js';
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 describe('a run traced across web and two workers (OTLP/HTTP)', function () {
   this.timeout(120_000);

@@ -5,7 +5,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,15 +13,8 @@ import { Redis } from 'ioredis';
 const run = promisify(execFile);
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 
-/** A free TCP port on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (!address || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
+/** A free TCP port on 127.0.0.1 (the local stack's own helper). */
+export { freePort } from '../../scripts/local-stack.js';
 
 /** A throw-away Postgres cluster; run as `postgres` when we are root (initdb refuses root). */
 export class PrivateCluster {
