@@ -8,12 +8,15 @@
  * - an infrastructure error (our own Redis or Postgres failing, `lib/infrastructure.ts`) never
  *   fails the job nor spends an attempt: the job is parked in `delayed` with backoff and jitter
  *   (BullMQ does not count that as an attempt) and runs again from the start;
+ * - a job whose lock could not be renewed (Redis unreachable, or the job stalled and runs
+ *   elsewhere) is aborted with an infrastructure error as the signal's reason, so the copy here
+ *   stops without recording a failure of the work (see {@link lockLossAsInfrastructure});
  * - the reconciler's `nudge` children are acknowledged by every worker.
  */
 import { hostname } from 'node:os';
 import { DelayedError, UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { classifyInfrastructure, infrastructureBackoffMs, type Logger } from '../lib/index.js';
+import { UnavailableError, classifyInfrastructure, infrastructureBackoffMs, type Logger } from '../lib/index.js';
 import {
   CancelMessage,
   JOB_NAMES,
@@ -153,6 +156,33 @@ async function apply(directive: Directive, job: Job, token: string | undefined, 
   }
 }
 
+/** The abort reason BullMQ's signal carries when this worker lost a job's lock. */
+const LOCK_LOST = 'lock lost';
+
+/**
+ * The signal a handler sees: BullMQ's, except that a lost lock aborts it with an
+ * {@link UnavailableError} (an infrastructure error) rather than the bare `LOCK_LOST` string.
+ * A lost lock says nothing about the work: either Redis is unreachable (the reconciler, or the
+ * stalled check once it is back, delivers the job again) or the job was judged stalled and
+ * another worker already runs it (its fenced claim wins). Either way the attempt here must stop
+ * without recording a failure; the handler rethrows the reason (`workers/step-processor.ts`) and
+ * the infrastructure path above leaves the job to run again. Recording it as `CANCELLED` is what
+ * failed steps for good during a Redis restart.
+ */
+function lockLossAsInfrastructure(signal: AbortSignal, jobId: string): AbortSignal {
+  const controller = new AbortController();
+  const forward = () => {
+    controller.abort(
+      signal.reason === LOCK_LOST
+        ? new UnavailableError(`the lock on job ${jobId} was lost (Redis unreachable, or the job stalled and runs elsewhere): this copy stops`)
+        : signal.reason,
+    );
+  };
+  if (signal.aborted) forward();
+  else signal.addEventListener('abort', forward, { once: true });
+  return controller.signal;
+}
+
 /**
  * Start one BullMQ `Worker` per queue, dispatching each job to the handler of its kind; schedule
  * the periodic reconciliation; and subscribe to cancellations (abort the job here if it runs here).
@@ -166,7 +196,8 @@ export function startConsumers(options: ConsumerOptions, queues: Queues, handler
     if (!kind) throw new UnrecoverableError(`job ${job.id}: no job kind "${job.name}" in queue ${queue}`);
     const parsed = JOB_PAYLOADS[kind].safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`job ${job.id}: invalid ${kind} payload: ${parsed.error.message}`);
-    const context = { kind, queue, id: job.id ?? '', data: parsed.data, attemptsMade: job.attemptsMade, attempts: job.opts.attempts ?? 1, signal };
+    const jobSignal = signal === undefined ? undefined : lockLossAsInfrastructure(signal, job.id ?? '');
+    const context = { kind, queue, id: job.id ?? '', data: parsed.data, attemptsMade: job.attemptsMade, attempts: job.opts.attempts ?? 1, signal: jobSignal };
     // The mapped type cannot be narrowed by `kind` at runtime; the payload was parsed for it.
     const run = () => (handlers[kind] as JobHandler<JobKind>)(context);
     try {
@@ -204,7 +235,7 @@ export function startConsumers(options: ConsumerOptions, queues: Queues, handler
     });
     worker.on('error', (err) => logger.error({ err, queue }, 'worker error'));
     // A job whose lock could not be renewed may already run elsewhere: stop this copy.
-    worker.on('lockRenewalFailed', (ids) => ids.forEach((id) => worker.cancelJob(id, 'lock lost')));
+    worker.on('lockRenewalFailed', (ids) => ids.forEach((id) => worker.cancelJob(id, LOCK_LOST)));
     worker.on('failed', (job, err) => {
       if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) logger.warn({ queue, jobId: job.id, err }, 'job failed');
     });

@@ -74,9 +74,12 @@ describe('Redis killed and restarted empty with runs in flight', function () {
       BATON_PUBLIC_URL: `http://127.0.0.1:${port}`,
       REDIS_URL: redis!.url,
       RECONCILE_INTERVAL_MS: '2000',
+      // Short locks: a renewal falls inside every outage below, as it may in production.
+      STEP_LOCK_DURATION_MS: '2000',
     };
     receiver = await startReceiver(base.config.auth.webhookSecret);
-    receiver.delays.set('/slow', 1500);
+    // Long enough that calls are in flight across the outages below.
+    receiver.delays.set('/slow', 8000);
     stack = await startLocalStack(env, 1, () => undefined);
     const exits: string[] = [];
     for (const child of stack.children) child.once('exit', (code, signal) => exits.push(`${child.pid}: ${code ?? signal}`));

@@ -101,6 +101,7 @@ interface Attempt {
  * Run the agent for one attempt with the step's timeout, and return its JSON output (redacted,
  * and within `STEP_OUTPUT_MAX_BYTES`).
  * @throws {TimedOutError} when the step's `timeout` passed (the agent's signal was aborted).
+ * @throws {UnavailableError} when the job's lock was lost (an infrastructure error: nothing is recorded).
  * @throws {OutputTooLargeError} when the output's JSON exceeds `STEP_OUTPUT_MAX_BYTES`.
  * @throws {ValidationError} when a string or key of the output holds a NUL or a lone surrogate
  *   (Postgres cannot store either; `field` is the path, e.g. `output.text`).
@@ -125,6 +126,8 @@ async function runAgent(deps: WorkerDeps, spec: StepSpec, input: unknown, who: A
     }
     return new Redactor(who.sensitive).redact(JSON.parse(json) as unknown);
   } catch (err) {
+    // A lost lock (queues/workers.ts) aborts with an infrastructure error: not the work's failure.
+    if (stepSignal.aborted && isInfrastructureError(stepSignal.reason)) throw stepSignal.reason;
     if (timeout?.aborted) throw new TimedOutError(`step ${spec.id} timed out after ${spec.timeoutMs} ms`, { cause: err });
     throw err;
   }
