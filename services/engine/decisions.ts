@@ -15,7 +15,8 @@ import { approvalResponses, approvalTokens, approvals, integrationReceipts, runs
 import { validateAgainstSchema } from '../../definitions/index.js';
 import { tokenKey, verifyDecisionToken } from './approval-tokens.js';
 import { applyDecision, promoteParked } from './checkpoints.js';
-import { approvalSummary, definitionById, getApproval, memberRoles, type ApprovalRow } from '../store/index.js';
+import { approvalSummary, definitionById, getApprovalWithRun, memberRoles, type ApprovalRow } from '../store/index.js';
+import { decideContinue } from './hot-path.js';
 import type { StepRecord } from './steps.js';
 import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope, type Tx } from './run-scope.js';
@@ -153,6 +154,22 @@ function mergedModifications(rows: ReadonlyArray<{ data: unknown }>, approval: A
 }
 
 /**
+ * Whether `input` (the modified data of a response, if any) is acceptable as it stands: none,
+ * or valid against the checkpoint's `modify`. Anything else is left to the general path, which
+ * refuses it with the field named (after the checks that come first there).
+ */
+function acceptsData(approval: ApprovalRow, input: unknown): boolean {
+  if (input === undefined) return true;
+  if (!approval.modify) return false;
+  try {
+    validateAgainstSchema(approval.modify as Record<string, unknown>, input, 'input');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Finish the waiting checkpoint step of a settled approval (see `applyDecision`).
  * @returns the step record, or `undefined` when the step no longer waits for this approval.
  */
@@ -187,14 +204,34 @@ export async function decideApproval(deps: EngineDeps, request: DecisionRequest)
   const { auth } = request;
   // Both reads at once (one round trip's wait): the key's member roles in its own organization
   // are used only if the approval turns out to be of that organization (`identify`).
-  const [found, keyMemberRoles] = await Promise.all([
-    getApproval(deps, request.approvalId),
+  // Redis is checked meanwhile (while it is down, nothing changes: 503), after the reads' own errors.
+  const available = deps.queues.ensureAvailable();
+  void available.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+  const [read, keyMemberRoles] = await Promise.all([
+    getApprovalWithRun(deps, request.approvalId),
     auth.via === 'api-key' ? memberRoles(deps, auth.organizationId, auth.subject) : Promise.resolve([]),
   ]);
-  if (!found) throw new NotFoundError(`approval ${request.approvalId} not found`);
+  if (!read) throw new NotFoundError(`approval ${request.approvalId} not found`);
+  const found = read.approval;
   const { identity, token } = await identify(deps, found, auth, keyMemberRoles);
-  await deps.queues.ensureAvailable(); // Redis first: while it is down, nothing changes (503)
+  await available;
 
+  if (auth.via !== 'integration' && request.decision === 'continue' && found.required === 1 && acceptsData(found, request.input)) {
+    const fast = await decideContinue(deps, {
+      approval: found,
+      run: read.run,
+      identity,
+      via: auth.via,
+      comment: request.comment ?? null,
+      data: request.input ?? null,
+      client: request.client,
+      token,
+    });
+    if (fast) {
+      await promoteParked(deps, fast.approval.jobId);
+      return { approval: fast.approval, settled: true, continues: 1, required: 1 };
+    }
+  }
   const outcome = await withRun(deps, found.runId, async (scope): Promise<DecisionOutcome & { record?: StepRecord }> => {
     const { tx, emit } = scope;
     const [row] = await tx

@@ -1,7 +1,9 @@
 /**
- * The hot path of a step: claim a queued step, and complete a running one, each in one round
- * trip to a server-side function (`db/migrations/0006_hot-path.sql`: `baton_claim_step`,
- * `baton_complete_step`) — the way BullMQ keeps a job transition in one Lua script.
+ * The hot path of a step: claim a queued step, complete a running one, and decide the
+ * `continue` that settles a checkpoint, each in one round trip to a server-side function
+ * (`db/migrations/0006_hot-path.sql`: `baton_claim_step`, `baton_complete_step`; 0015:
+ * `baton_claim_step_fixed`; 0016: `baton_decide_continue`) — the way BullMQ keeps a job
+ * transition in one Lua script.
  *
  * Together that is 3–4 statements and one fsync per step: one read of the run and the step (and
  * one of the outputs its `with:` names, when it names any), the claim (committed
@@ -18,7 +20,7 @@ import { Redactor } from '../../lib/index.js';
 import { evaluateMapping, type Definition, type StepSpec } from '../../definitions/index.js';
 import { rootJobId, stepJobId, type StepJobData } from '../../queues/index.js';
 import { advance, jobSpecFor, loadSteps } from './advance.js';
-import { definitionById } from '../store/index.js';
+import { approvalSummary, definitionById, type ApprovalRow } from '../store/index.js';
 import type { EngineDeps } from './deps.js';
 import { applyEffects, eventsNotify, withRun } from './run-scope.js';
 import { primeRunDestination } from './webhooks.js';
@@ -219,21 +221,95 @@ export async function completeRunningStep(
   const plan = planOf(definition, data.stepId);
   const json = output === undefined ? null : output;
   const notify = eventsNotify(run);
-  const [done] = await sql<Array<{ queued: Array<{ stepId: string; generation: number }>; needs_advance: boolean; first_seq: number; last_seq: number; root_generation: number }>>`
+  const [done] = await sql<Completion[]>`
     select * from baton_complete_step(${data.runId}, ${data.stepId}, ${data.generation}, ${attempt},
                                       ${jsonText(json)}::jsonb, ${jsonText({ attempt, ...extra })}::jsonb,
                                       ${plan.plain}, ${notify})`;
   if (!done) return undefined;
+  return { recorded: true, queued: await afterCompletion(deps, data.runId, run.definitionId, definition, plan, done) };
+}
+
+/** What `baton_complete_step` and `baton_decide_continue` answer about the successors. */
+interface Completion {
+  queued: Array<{ stepId: string; generation: number }>;
+  needs_advance: boolean;
+  first_seq: number;
+  last_seq: number;
+  root_generation: number;
+}
+
+/**
+ * After a completion committed: add the queued successors' jobs and hand its events to webhook
+ * delivery; then let the general `advance` decide the successors the function could not.
+ * @returns the step ids queued.
+ */
+async function afterCompletion(deps: EngineDeps, runId: string, definitionId: string, definition: Definition, plan: StepPlan, done: Completion): Promise<string[]> {
   const specs = new Map(definition.steps.map((s) => [s.id, s]));
-  const rootId = rootJobId(data.runId, done.root_generation);
+  const rootId = rootJobId(runId, done.root_generation);
   const jobs = done.queued.flatMap((q) => {
     const spec = specs.get(q.stepId);
-    return spec ? [{ kind: 'step' as const, runId: data.runId, rootId, spec: { ...jobSpecFor(spec, q.generation), definitionId: run.definitionId } }] : [];
+    return spec ? [{ kind: 'step' as const, runId, rootId, spec: { ...jobSpecFor(spec, q.generation), definitionId } }] : [];
   });
-  await applyEffects(deps, data.runId, jobs, range(done.first_seq, done.last_seq));
+  await applyEffects(deps, runId, jobs, range(done.first_seq, done.last_seq));
   const queued = done.queued.map((q) => q.stepId);
-  if (done.needs_advance || plan.plain.length < plan.successors.length) queued.push(...(await advanceRun(deps, data.runId)));
-  return { recorded: true, queued };
+  if (done.needs_advance || plan.plain.length < plan.successors.length) queued.push(...(await advanceRun(deps, runId)));
+  return queued;
+}
+
+/** A settling `continue`, as `decisions.ts` resolved it before taking any lock. */
+export interface ContinueDecision {
+  /** The approval as read (unlocked): `baton_decide_continue` checks again under the lock. */
+  approval: ApprovalRow;
+  run: { organizationId: string; definitionId: string; webhookUrl: string | null };
+  /** Who decides (for a link, the identity it was minted for). */
+  identity: string;
+  via: 'token' | 'api-key';
+  comment: string | null;
+  /** The modified data, already validated against the checkpoint's `modify` (null: none). */
+  data: unknown;
+  client: { ip?: string; userAgent?: string } | undefined;
+  /** The link to spend, when deciding by one. */
+  token: { jti: string; approver: string } | undefined;
+}
+
+/** SQLSTATE `baton_decide_continue` raises when it met a case it leaves to the general path. */
+const NOT_THE_COMMON_CASE = 'BAT01';
+
+/**
+ * Decide an approval `continue` whose single response settles it, finishing its checkpoint
+ * step and queueing the successors, in one round trip (`baton_decide_continue`, migration
+ * 0016). The caller (`decideApproval`) uses it only for an API key or a link on an approval
+ * with `required: 1`; any other case found under the lock (decided meanwhile, expired, link
+ * used, self-approval, step no longer waiting…) changes nothing here and answers `undefined`,
+ * and the general path then answers it with its own error.
+ * @returns the decided approval and the successors queued, or `undefined` (general path).
+ */
+export async function decideContinue(deps: EngineDeps, d: ContinueDecision): Promise<{ approval: ApprovalRow; queued: string[] } | undefined> {
+  const { spec: definition } = await definitionById(deps.database.db, d.run.definitionId);
+  const spec = definition.steps.find((s) => s.id === d.approval.stepId);
+  if (spec?.kind !== 'checkpoint') return undefined;
+  const plan = planOf(definition, spec.id);
+  const won: ApprovalRow = { ...d.approval, status: 'decided', decision: 'continue', comment: d.comment, decidedBy: d.identity, decidedVia: d.via, data: d.data, decidedAt: null };
+  // The same event and output as the general path (decideApproval, applyDecision); the function
+  // fills in `decidedAt` (Postgres time, as the general path's `now()`).
+  const resolved = { approval: approvalSummary(won), decision: 'continue', decidedBy: d.identity, via: d.via };
+  const output = { decision: 'continue', comment: d.comment, decidedBy: d.identity, decidedVia: d.via, decidedAt: null, data: d.data };
+  let rows: Array<Completion & { decided_at: string }>;
+  try {
+    rows = await deps.database.sql<Array<Completion & { decided_at: string }>>`
+      select * from baton_decide_continue(${d.approval.runId}, ${d.approval.id}, ${d.identity}, ${d.via}, ${d.comment},
+                                          ${jsonText(d.data)}::jsonb, ${d.client?.ip ?? null}, ${d.client?.userAgent ?? null},
+                                          ${d.token?.jti ?? null}, ${d.token?.approver ?? null}, ${JSON.stringify(resolved)}::jsonb,
+                                          ${JSON.stringify(output)}::jsonb, ${plan.plain}, ${eventsNotify(d.run)})`;
+  } catch (err) {
+    if ((err as { code?: unknown }).code === NOT_THE_COMMON_CASE) return undefined;
+    throw err;
+  }
+  const [done] = rows;
+  if (!done) return undefined;
+  primeRunDestination(deps, d.approval.runId, d.run);
+  const queued = await afterCompletion(deps, d.approval.runId, d.run.definitionId, definition, plan, done);
+  return { approval: { ...won, decidedAt: new Date(done.decided_at) }, queued };
 }
 
 /** `advance` on its own, under the run's lock: queue or skip whatever became decidable. */

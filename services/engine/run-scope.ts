@@ -10,9 +10,9 @@
  * The row lock is what makes readiness decisions race-free: two predecessors finishing at
  * once serialise here, so their common successor is queued exactly once (SPEC R3).
  */
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { NotFoundError, countRunFinished, infrastructureBackoffMs, isTransactionConflict } from '../../lib/index.js';
-import { runEvents, runs, type Db } from '../../db/index.js';
+import { runs, type Db } from '../../db/index.js';
 import type { JobRequest } from '../../queues/index.js';
 import type { EngineDeps } from './deps.js';
 import { enqueueWebhooks } from './webhooks.js'; // webhooks entry point
@@ -79,7 +79,7 @@ export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { 
   const emitted: number[] = [];
   const jobs: JobRequest[] = [];
   const emittedTypes: string[] = [];
-  const pending: Array<typeof runEvents.$inferInsert> = [];
+  const pending: Array<{ seq: number; type: RunEventType; stepId: string | null; data: Record<string, unknown> }> = [];
   return {
     tx,
     run,
@@ -95,13 +95,25 @@ export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { 
     async emit(type, stepId, data) {
       seq += 1;
       emittedTypes.push(type);
-      pending.push({ runId, seq, type, stepId, data, notify: eventsNotify(run) });
+      pending.push({ seq, type, stepId, data });
       emitted.push(seq);
       return seq;
     },
     async flush() {
-      if (pending.length > 0) await tx.insert(runEvents).values(pending.splice(0));
-      if (seq !== run.eventSeq) await tx.update(runs).set({ eventSeq: seq }).where(eq(runs.id, runId));
+      // Events always advance the sequence, so the insert rides in the update's statement (one
+      // round trip); they go as one JSON parameter, so the statement's text (and its prepared
+      // plan) is the same for any number of them.
+      if (pending.length > 0) {
+        const events = JSON.stringify(pending.splice(0).map((e) => ({ seq: e.seq, type: e.type, step_id: e.stepId, data: e.data })));
+        await tx.execute(sql`
+          with appended as (
+            insert into run_events (run_id, seq, type, step_id, data, notify)
+            select ${runId}::uuid, e.seq, e.type, e.step_id, e.data, ${eventsNotify(run)}::boolean
+              from jsonb_to_recordset(${events}::jsonb) as e(seq integer, type text, step_id text, data jsonb))
+          update runs set event_seq = ${seq}::integer where id = ${runId}::uuid`);
+      } else if (seq !== run.eventSeq) {
+        await tx.update(runs).set({ eventSeq: seq }).where(eq(runs.id, runId));
+      }
       run.eventSeq = seq;
     },
   };

@@ -5,7 +5,7 @@
  * `decisions.ts`).
  */
 import { asc, eq, inArray } from 'drizzle-orm';
-import { approvalResponses, approvals } from '../../db/index.js';
+import { approvalResponses, approvals, runs } from '../../db/index.js';
 import type { StoreDeps } from './deps.js';
 
 /** One row of `approvals`, as stored. */
@@ -69,5 +69,21 @@ export async function approvalResponsesOf(deps: Pick<StoreDeps, 'database'>, app
 export async function getApproval(deps: Pick<StoreDeps, 'database'>, approvalId: string): Promise<ApprovalRow | undefined> {
   const [row] = await deps.database.db.select().from(approvals).where(eq(approvals.id, approvalId));
   return row;
+}
+
+/** An approval and what a decision needs of its run (definition version, webhook destination). */
+export interface ApprovalWithRun {
+  approval: ApprovalRow;
+  run: { organizationId: string; definitionId: string; webhookUrl: string | null };
+}
+
+/** An approval with its run's definition and `webhookUrl`, in one read (no lock). */
+export async function getApprovalWithRun(deps: Pick<StoreDeps, 'database'>, approvalId: string): Promise<ApprovalWithRun | undefined> {
+  const [row] = await deps.database.db
+    .select({ approval: approvals, organizationId: runs.organizationId, definitionId: runs.definitionId, webhookUrl: runs.webhookUrl })
+    .from(approvals)
+    .innerJoin(runs, eq(runs.id, approvals.runId))
+    .where(eq(approvals.id, approvalId));
+  return row && { approval: row.approval, run: { organizationId: row.organizationId, definitionId: row.definitionId, webhookUrl: row.webhookUrl } };
 }
 
