@@ -46,7 +46,7 @@ export async function startDev(options: { port?: number }, log: (line: string) =
   shutdown.register('function-runtime', () => layer.close());
   const deps = { ...engine, agents: new Map(), ...layer };
 
-  const hub = new RunEventHub(engine.database.sql, logger);
+  const hub = new RunEventHub(engine.database.sql, engine.queues, logger);
   await hub.start();
   shutdown.register('event-hub', () => hub.stop());
   const workerConnection = createRedis(config.redis.url, 'worker');

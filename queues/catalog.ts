@@ -119,6 +119,14 @@ export function cancelChannel(prefix: string): string {
 }
 
 /**
+ * Redis channel (under the queue prefix) on which API processes hear that runs have new
+ * committed events (message: run ids, comma-separated); see `Queues.announceRunEvents`.
+ */
+export function runEventsChannel(prefix: string): string {
+  return `${prefix}:run-events`;
+}
+
+/**
  * Deterministic step job id `<runId>.<stepId>.<generation>` (SPEC R3): a repeated add of the
  * same step generation is a no-op. Contains no `:` and is never all digits (BullMQ rules).
  */

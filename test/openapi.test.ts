@@ -77,7 +77,7 @@ describe('OpenAPI document', function () {
   });
 
   it('has every express route of the app', function () {
-    const app = createApp(stack.deps, new RunEventHub(stack.deps.database.sql, stack.deps.logger), parseAgentSource);
+    const app = createApp(stack.deps, new RunEventHub(stack.deps.database.sql, stack.deps.queues, stack.deps.logger), parseAgentSource);
     const routes = expressRoutes(app);
     expect(routes.length).to.be.greaterThan(30);
     const documented = new Set(Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)));

@@ -224,7 +224,7 @@ describe('organizations and keys', function () {
       try {
         for (let i = 0; i < 2; i += 1) {
           const database = createDatabase(stack.config.postgres.url, { max: 2 });
-          const hub = new RunEventHub(database.sql, silentLogger());
+          const hub = new RunEventHub(database.sql, stack.deps.queues, silentLogger());
           await hub.start();
           // A cache far longer than a second: only the notification can make the node forget.
           const auth = new ApiKeyAuthenticator(database.db, undefined, { cacheTtlMs: 600_000 });

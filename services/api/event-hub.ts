@@ -1,13 +1,15 @@
 /**
- * Wakes SSE streams when run events commit. One Postgres `LISTEN baton_run_events` per API
- * process (the trigger in migration 0001 NOTIFYs `<runId>:<seq>` at commit); streams subscribe
- * per run id. Any API instance serves any run, because every instance hears every commit.
- * Likewise `LISTEN baton_api_keys` (migration 0010: a key revoked, deleted or changed) tells the
- * key cache of every API instance what to forget.
+ * Wakes SSE streams when run events commit. Every process announces the runs whose events it
+ * committed, after the commit, on a Redis channel (`Queues.announceRunEvents`); each API
+ * process subscribes once and streams subscribe per run id. Any API instance serves any run,
+ * because every instance hears every commit. (Until migration 0017 a trigger NOTIFYed per
+ * event; see `announceRunEvents` for why it went.) `LISTEN baton_api_keys` (migration 0010: a
+ * key revoked, deleted or changed) tells the key cache of every API instance what to forget.
  */
 import { EventEmitter } from 'node:events';
 import type { Sql } from 'postgres';
 import type { Logger } from '../../lib/index.js';
+import type { Queues } from '../../queues/index.js';
 
 /** Emitter channel of every run's events (never a run id). */
 const ANY_RUN = '*';
@@ -20,6 +22,7 @@ export class RunEventHub {
 
   constructor(
     private readonly sql: Sql,
+    private readonly queues: Queues,
     private readonly logger: Logger,
   ) {
     this.emitter.setMaxListeners(0);
@@ -27,9 +30,8 @@ export class RunEventHub {
 
   /** Start listening (resolves once LISTEN is active). */
   async start(): Promise<void> {
-    const request = await this.sql.listen('baton_run_events', (payload) => {
-      const runId = payload.split(':', 1)[0];
-      if (runId) {
+    const stopRuns = this.queues.subscribeRunEvents((runIds) => {
+      for (const runId of runIds) {
         this.emitter.emit(runId);
         this.emitter.emit(ANY_RUN, runId);
       }
@@ -41,7 +43,7 @@ export class RunEventHub {
       () => this.emitter.emit(API_KEYS, undefined),
     );
     this.unlisten = async () => {
-      await request.unlisten();
+      stopRuns();
       await keys.unlisten();
     };
     this.logger.debug('listening for run events and API-key changes');

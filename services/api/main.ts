@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   shutdown.register('telemetry', () => telemetry.shutdown());
 
   const deps = connectEngine(config, logger, shutdown, { applicationName: 'baton-web', failFast: true });
-  const hub = new RunEventHub(deps.database.sql, logger);
+  const hub = new RunEventHub(deps.database.sql, deps.queues, logger);
   await hub.start();
   shutdown.register('event-hub', () => hub.stop());
 

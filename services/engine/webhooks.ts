@@ -120,13 +120,15 @@ async function hasDestinations(deps: EngineDeps, runId: string): Promise<boolean
 }
 
 /**
- * THE entry point of the engine (after a run transaction commits): hand committed events `seqs`
- * of run `runId` to delivery — one job per run per batch, only when the run has a destination.
- * A failure here is logged, not thrown: the state change is committed and must not be reported
- * as failed; the reconciler's outbox sweep delivers the events later.
+ * THE entry point of the engine (after a run transaction commits): announce committed events
+ * `seqs` of run `runId` to the API processes (their SSE streams wake), and hand them to
+ * delivery — one job per run per batch, only when the run has a destination. A failure here is
+ * logged, not thrown: the state change is committed and must not be reported as failed; the
+ * reconciler's outbox sweep delivers the events later, and streams read them at their next poll.
  */
 export async function enqueueWebhooks(deps: EngineDeps, runId: string, seqs: number[]): Promise<void> {
   if (seqs.length === 0) return;
+  deps.queues.announceRunEvents(runId);
   try {
     if (!(await hasDestinations(deps, runId))) return;
     await deps.queues.addWebhookDeliveries(runId, seqs);

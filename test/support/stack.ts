@@ -61,7 +61,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   }
   const layer = await createAgentLayer(config, logger);
   const deps: WorkerDeps = { config, database, queues, logger, agents, agentTypes, ...layer };
-  const hub = new RunEventHub(database.sql, logger);
+  const hub = new RunEventHub(database.sql, queues, logger);
   await hub.start();
   const server: Server = createApp(deps, hub, parseAgentSource).listen(0);
   answerClientErrors(server);
