@@ -108,7 +108,9 @@ interface Attempt {
  */
 async function runAgent(deps: WorkerDeps, spec: StepSpec, input: unknown, who: Attempt, signal: AbortSignal | undefined): Promise<unknown> {
   const timeout = spec.timeoutMs ? AbortSignal.timeout(spec.timeoutMs) : undefined;
-  const stepSignal = AbortSignal.any([signal ?? new AbortController().signal, ...(timeout ? [timeout] : [])]);
+  // AbortSignal.any only when there are two to combine (it is costly on the hot path).
+  const own = signal ?? new AbortController().signal;
+  const stepSignal = timeout ? AbortSignal.any([own, timeout]) : own;
   try {
     const agent = await agentSpecOf(deps, spec, who.run);
     const ctx = await buildAgentContext(deps, { ...who, signal: stepSignal }, agent, who.sensitive);
