@@ -79,7 +79,7 @@ const ROOT_OPTIONS: JobsOptions = {
   backoff: { type: 'exponential', delay: 1000 },
 };
 
-function stepJob(runId: string, s: StepJobSpec, kept: ReturnType<typeof retention>): { name: string; queueName: string; data: StepJobData; opts: JobsOptions } {
+function stepJob(runId: string, s: StepJobSpec, kept: ReturnType<typeof retention>): { name: string; queueName: QueueName; data: StepJobData; opts: JobsOptions } {
   return {
     name: s.stepId,
     queueName: queueForStepType(s.type),
@@ -254,16 +254,25 @@ export class Queues {
   }
 
   /**
-   * Add jobs in one Redis round trip (one `MULTI` through `FlowProducer.addBulk`). Step and item
-   * jobs must be added while a job of their family is still active (the caller's own step job,
-   * or the root), so their parent cannot complete in between. An id that exists is left as is.
+   * Add jobs in one Redis round trip: one job with `Queue.add` (one script call; BullMQ's child
+   * of an existing parent, `opts.parent`), several in one `MULTI` through `FlowProducer.addBulk`
+   * — the same `addJob` script either way, and the single add (the hot path's successor) costs
+   * ~0.08 instead of ~0.2 ms of CPU. Step and item jobs must be added while a job of their
+   * family is still active (the caller's own step job, or the root), so their parent cannot
+   * complete in between. An id that exists is left as is.
    */
   async addAll(requests: readonly JobRequest[]): Promise<void> {
-    if (requests.length === 0) return;
+    const [only] = requests;
+    if (only === undefined) return;
+    if (requests.length === 1) {
+      const job = this.flowOf(only);
+      await this.get(job.queueName).add(job.name, job.data, job.opts);
+      return;
+    }
     await this.flows.addBulk(requests.map((r) => this.flowOf(r)));
   }
 
-  private flowOf(r: JobRequest): FlowJob {
+  private flowOf(r: JobRequest): FlowJob & { queueName: QueueName } {
     switch (r.kind) {
       case 'step': {
         const job = stepJob(r.runId, r.spec, this.kept);
