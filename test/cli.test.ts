@@ -168,17 +168,28 @@ describe('baton CLI', function () {
     const { env: testEnv } = await testEnvironment();
     const port = 20_000 + Math.floor(Math.random() * 20_000);
     const dev = run(process.execPath, [...CLI, 'dev', '--port', String(port)], { ...testEnv, LOG_LEVEL: 'silent', BATON_PUBLIC_URL: `http://127.0.0.1:${port}` });
-    await waitFor(async () => (dev.output().includes('Baton is running') ? true : undefined), 60_000, `baton dev to start: ${dev.output()}`);
-    expect(dev.output()).to.contain(`console  http://127.0.0.1:${port}/admin/queues`);
-    const local = { baseUrl: `http://127.0.0.1:${port}`, apiKey: testEnv.BATON_API_KEY ?? '' };
-    expect((await fetch(`${local.baseUrl}/readyz`)).status).to.equal(200);
-    const started = await api<{ id: string }>(local, 'POST', '/v1/runs', { definition: 'cli-fails', input: {} });
-    const failed = await waitFor(async () => {
-      const r = await api<{ status: string }>(local, 'GET', `/v1/runs/${started.body.id}`);
-      return r.body.status === 'failed' ? r.body : undefined;
-    }, 30_000, 'the run on baton dev');
-    expect(failed.status).to.equal('failed');
-    dev.child.kill('SIGTERM');
-    expect(await dev.exited, dev.output()).to.equal(0);
+    try {
+      // The banner is several writes: wait for its last line (A2A), not its first.
+      await waitFor(async () => (dev.output().includes('  A2A ') ? true : undefined), 60_000, `baton dev to start: ${dev.output()}`);
+      expect(dev.output()).to.contain('Baton is running');
+      expect(dev.output()).to.contain(`console  http://127.0.0.1:${port}/admin/queues`);
+      const local = { baseUrl: `http://127.0.0.1:${port}`, apiKey: testEnv.BATON_API_KEY ?? '' };
+      expect((await fetch(`${local.baseUrl}/readyz`)).status).to.equal(200);
+      const started = await api<{ id: string }>(local, 'POST', '/v1/runs', { definition: 'cli-fails', input: {} });
+      const failed = await waitFor(async () => {
+        const r = await api<{ status: string }>(local, 'GET', `/v1/runs/${started.body.id}`);
+        return r.body.status === 'failed' ? r.body : undefined;
+      }, 30_000, 'the run on baton dev');
+      expect(failed.status).to.equal('failed');
+      dev.child.kill('SIGTERM');
+      expect(await dev.exited, dev.output()).to.equal(0);
+    } finally {
+      // Never leave it running: it shares the test run's database and queue prefix, and its
+      // workers (without the test agents) would take the jobs of every later test.
+      if (dev.child.exitCode === null && dev.child.signalCode === null) {
+        dev.child.kill('SIGKILL');
+        await dev.exited;
+      }
+    }
   });
 });
