@@ -100,20 +100,17 @@ export async function openRunScope(tx: Tx, runId: string): Promise<RunScope & { 
       return seq;
     },
     async flush() {
-      // Events always advance the sequence, so the insert rides in the update's statement (one
-      // round trip); they go as one JSON parameter, so the statement's text (and its prepared
-      // plan) is the same for any number of them.
-      if (pending.length > 0) {
-        const events = JSON.stringify(pending.splice(0).map((e) => ({ seq: e.seq, type: e.type, step_id: e.stepId, data: e.data })));
-        await tx.execute(sql`
-          with appended as (
-            insert into run_events (run_id, seq, type, step_id, data, notify)
-            select ${runId}::uuid, e.seq, e.type, e.step_id, e.data, ${eventsNotify(run)}::boolean
-              from jsonb_to_recordset(${events}::jsonb) as e(seq integer, type text, step_id text, data jsonb))
-          update runs set event_seq = ${seq}::integer where id = ${runId}::uuid`);
-      } else if (seq !== run.eventSeq) {
-        await tx.update(runs).set({ eventSeq: seq }).where(eq(runs.id, runId));
-      }
+      // Only `emit` advances the sequence, so no pending event means nothing to write. The
+      // insert rides in the update's statement (one round trip); the events go as one JSON
+      // parameter, so the statement's text (and its prepared plan) is the same for any number.
+      if (pending.length === 0) return;
+      const events = JSON.stringify(pending.splice(0).map((e) => ({ seq: e.seq, type: e.type, step_id: e.stepId, data: e.data })));
+      await tx.execute(sql`
+        with appended as (
+          insert into run_events (run_id, seq, type, step_id, data, notify)
+          select ${runId}::uuid, e.seq, e.type, e.step_id, e.data, ${eventsNotify(run)}::boolean
+            from jsonb_to_recordset(${events}::jsonb) as e(seq integer, type text, step_id text, data jsonb))
+        update runs set event_seq = ${seq}::integer where id = ${runId}::uuid`);
       run.eventSeq = seq;
     },
   };
