@@ -124,6 +124,11 @@ interface RunTreeView {
   children: Array<{ id: string }>;
 }
 
+/** `decisions` grouped by run label (stable: each run's decisions keep the order they were taken in). */
+function byRun(decisions: CaseResult['decisions']): CaseResult['decisions'] {
+  return [...decisions].sort((a, b) => a.run.localeCompare(b.run));
+}
+
 /** Run one case to its end, deciding its approvals. */
 async function runCase(stack: Stack, testCase: EvalCase, urls: Record<string, string>): Promise<{ runId: string; result: CaseResult; ms: number }> {
   const started = Date.now();
@@ -142,7 +147,9 @@ async function runCase(stack: Stack, testCase: EvalCase, urls: Record<string, st
       const { diffs, assets } = await runAssets(stack, [...runIds.keys()], runIds);
       return {
         runId,
-        result: { definition: testCase.definition, status: view.status, output: view.output, error: view.error, decisions, assets, diffs },
+        // Runs reach their checkpoints concurrently, so which one a poll sees first is timing:
+        // the decisions are listed per run (in run-label order), each run's in the order taken.
+        result: { definition: testCase.definition, status: view.status, output: view.output, error: view.error, decisions: byRun(decisions), assets, diffs },
         ms: Date.now() - started,
       };
     }
