@@ -16,7 +16,8 @@ import { groupConcurrency, sleepAgent, uniqueSlug } from './support/test-agents.
 
 const agents = [sleepAgent];
 
-const definition = (slug: string, concurrency: string, delayMs: number) => `slug: ${slug}
+/** `delayMs`: milliseconds, or a quoted expression of them (e.g. one that staggers runs by `input.n`). */
+const definition = (slug: string, concurrency: string, delayMs: number | string) => `slug: ${slug}
 version: 1
 name: ${slug}
 input: { type: object }
@@ -60,7 +61,10 @@ describe('per-definition concurrency', function () {
 
   it('keeps at most `limit` runs in progress and admits the waiting ones in creation order', async function () {
     const slug = uniqueSlug('conc');
-    await storeDefinition(stack, definition(slug, '{ limit: 2 }', 700), agents);
+    // Each run sleeps 200 ms longer than the one before, so no two finish (and admit) at once:
+    // an admission's event carries its finishing transaction's start time, and two concurrent
+    // finishes may take the group's lock in the other order than they started.
+    await storeDefinition(stack, definition(slug, '{ limit: 2 }', '"${{ 700 + input.n * 200 }}"'), agents);
     const started: Array<{ id: string; status: string }> = [];
     for (let n = 0; n < 6; n += 1) started.push(await start(stack, slug, { n }));
     expect(started.map((r) => r.status)).to.deep.equal(['queued', 'queued', 'throttled', 'throttled', 'throttled', 'throttled']);
