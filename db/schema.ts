@@ -146,7 +146,7 @@ export const runs = pgTable(
     finishedAt: ts('finished_at'),
   },
   (t) => [
-    index('runs_parent').on(t.parentRunId),
+    index('runs_parent').on(t.parentRunId).where(sql`${t.parentRunId} is not null`),
     uniqueIndex('runs_org_idempotency_key')
       .on(t.organizationId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),
@@ -213,7 +213,7 @@ export const stepAttempts = pgTable(
     startedAt: ts('started_at').notNull().defaultNow(),
     finishedAt: ts('finished_at'),
   },
-  (t) => [primaryKey({ columns: [t.runId, t.stepId, t.attempt] }), index('step_attempts_cache').on(t.cacheKey, t.finishedAt)],
+  (t) => [primaryKey({ columns: [t.runId, t.stepId, t.attempt] }), index('step_attempts_cache').on(t.cacheKey, t.finishedAt).where(sql`${t.cacheKey} is not null`)],
 );
 
 /**

@@ -158,6 +158,7 @@ const Env = z.object({
   FUNCTION_MAX_TIMEOUT_MS: positiveInt('milliseconds').default(300_000),
   FUNCTION_MAX_MEMORY_MB: positiveInt('MiB').max(4096).default(256),
   STEP_OUTPUT_MAX_BYTES: positiveInt('bytes').default(1024 * 1024),
+  STEP_CLAIM_DEFER_MS: z.coerce.number({ error: 'expected milliseconds' }).int().min(0).max(60_000).default(20),
   RUN_INPUT_MAX_BYTES: positiveInt('bytes').max(64 * 1024 * 1024).default(1024 * 1024),
   ASSET_MAX_BYTES: positiveInt('bytes').default(20 * 1024 * 1024),
   OUTBOUND_ALLOW: csv.refine((entries) => (entries ?? []).every(isOutboundAllowEntry), {
@@ -275,6 +276,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     steps: Object.freeze({
       /** Largest step output (its JSON text), in bytes; larger fails with `OUTPUT_TOO_LARGE`. */
       outputMaxBytes: e.STEP_OUTPUT_MAX_BYTES,
+      /**
+       * How long a plain step's agent runs before its attempt is recorded, in milliseconds: a step
+       * done sooner is claimed and completed in one transaction (services/engine/hot-path.ts). 0:
+       * every attempt is recorded before its agent starts.
+       */
+      claimDeferMs: e.STEP_CLAIM_DEFER_MS,
       /** Largest asset saved by `ctx.assets.saveBuffer`, in bytes. */
       assetMaxBytes: e.ASSET_MAX_BYTES,
       /** Default timeout of one `type: http` request, in milliseconds. */

@@ -15,3 +15,4 @@ export * from './telemetry.js';
 export * from './a2a.js';
 export * from './json-guard.js';
 export * from './canonical-json.js';
+export * from './batcher.js';

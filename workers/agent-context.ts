@@ -19,6 +19,13 @@ export interface AttemptIdentity {
   run: AttemptRun;
   logger: Logger;
   signal: AbortSignal;
+  /**
+   * Awaited before anything the attempt does outside the worker (HTTP, assets, deliverables,
+   * progress, approvals): records a deferred claim first (step-processor.ts), so that an effect
+   * never happens for an attempt the history does not show.
+   * @throws {CancelledError} when the claim was refused (the step changed meanwhile).
+   */
+  beforeEffect?: () => Promise<void>;
 }
 
 /**
@@ -41,6 +48,7 @@ export async function buildAgentContext(deps: WorkerDeps, who: AttemptIdentity, 
     sensitive.push(...values);
   }
   const owner = { organizationId: who.run.organizationId, runId: who.runId, stepId: who.stepId, attempt: who.attempt };
+  const before = who.beforeEffect ?? (() => Promise.resolve());
   return {
     runId: who.runId,
     stepId: who.stepId,
@@ -54,15 +62,30 @@ export async function buildAgentContext(deps: WorkerDeps, who: AttemptIdentity, 
     env: Object.freeze(env),
     secrets: Object.freeze(secrets),
     // observability hook: bound to the attempt's span (function steps call back from a worker thread).
-    http: bindTraceContext((request: Parameters<WorkerDeps['http']>[0]) => deps.http({ ...request, signal: request.signal ?? who.signal })),
+    http: bindTraceContext(async (request: Parameters<WorkerDeps['http']>[0]) => {
+      await before();
+      return deps.http({ ...request, signal: request.signal ?? who.signal });
+    }),
     assets: {
-      saveBuffer: (data, meta) => saveAsset(database.db, { ...owner, ...meta, data }, config.steps.assetMaxBytes),
+      saveBuffer: async (data, meta) => {
+        await before();
+        return saveAsset(database.db, { ...owner, ...meta, data }, config.steps.assetMaxBytes);
+      },
     },
     deliverables: {
-      create: (deliverable) => createDeliverable(database.db, { ...owner, ...deliverable }),
+      create: async (deliverable) => {
+        await before();
+        return createDeliverable(database.db, { ...owner, ...deliverable });
+      },
     },
-    progress: (fraction, message) => reportProgress(deps, { runId: who.runId, stepId: who.stepId, generation: who.generation }, who.attempt, fraction, message),
-    approval: (request) => requestAgentApproval(deps, { runId: who.runId, stepId: who.stepId, generation: who.generation }, request, who.signal),
+    progress: async (fraction, message) => {
+      await before();
+      return reportProgress(deps, { runId: who.runId, stepId: who.stepId, generation: who.generation }, who.attempt, fraction, message);
+    },
+    approval: async (request) => {
+      await before();
+      return requestAgentApproval(deps, { runId: who.runId, stepId: who.stepId, generation: who.generation }, request, who.signal);
+    },
     functions: deps.functions,
     moduleCode: (ref) => {
       const found = deps.modules.get(ref);

@@ -7,7 +7,7 @@
  */
 import { validateModuleInput, type AgentContext, type AgentImplementation, type AgentSpec, type SubrunConfig } from '../agents/index.js';
 import { AgentError, CancelledError, OutputTooLargeError, Redactor, TimedOutError, ValidationError, dottedPath, jsonProblem, type Logger } from '../lib/index.js';
-import { queueForStepType, type JobHandler } from '../queues/index.js';
+import { queueForStepType, type Directive, type JobContext, type JobHandler } from '../queues/index.js';
 import { evaluateExpression, evaluateMapping, type ExpressionScope, type StepSpec } from '../definitions/index.js';
 import { agentVersion } from '../services/store/index.js';
 import {
@@ -17,7 +17,10 @@ import {
   isParentStep,
   type SubrunPlan,
   type AttemptRun,
+  type DeferredClaim,
+  type StepStart,
   beginItem,
+  claimDeferred,
   beginStep,
   completeStep,
   failStep,
@@ -95,6 +98,8 @@ interface Attempt {
   logger: Logger;
   /** Secret and write-only input values to redact from what the attempt reports (grows as secrets load). */
   sensitive: string[];
+  /** Records a deferred claim before the attempt's first effect (see `AttemptIdentity`). */
+  beforeEffect?: () => Promise<void>;
 }
 
 /**
@@ -208,9 +213,10 @@ export function createItemHandler(deps: WorkerDeps): JobHandler<'item'> {
  * for them (`wait-children`): a fan-out's items, or the child runs of a sub-orchestration.
  */
 export function createStepHandler(deps: WorkerDeps): JobHandler<'step'> {
-  return async (job) => {
+  const deferClaim = deps.config.steps.claimDeferMs > 0;
+  const handle = async (job: JobContext<'step'>, defer: boolean): Promise<Directive> => {
     const { data } = job;
-    const start = await beginStep(deps, data, job.id);
+    const start = await beginStep(deps, data, job.id, { deferClaim: defer, attemptsMade: job.attemptsMade });
     switch (start.kind) {
       case 'inactive':
         return ack({ ignored: start.reason });
@@ -228,6 +234,14 @@ export function createStepHandler(deps: WorkerDeps): JobHandler<'step'> {
     const { spec, attempt } = start;
     const logger = deps.logger.child({ runId: data.runId, stepId: data.stepId, attempt, jobId: job.id });
     const who: Attempt = { runId: data.runId, stepId: data.stepId, generation: data.generation, attempt, idempotencyKey: start.idempotencyKey, run: start.run, logger, sensitive: start.sensitive };
+    if (start.kind === 'run' && start.claim) {
+      if (await claimMayWait(deps, spec, start.run)) {
+        const outcome = await runDeferred(deps, job, { ...start, claim: start.claim }, who);
+        return outcome === 'changed' ? handle(job, false) : outcome;
+      }
+      // This agent may reach Postgres itself: its attempt is recorded before it starts.
+      if (!(await claimDeferred(deps, data, start.claim, 0))) return handle(job, false);
+    }
     try {
       if (isParentStep(spec)) {
         // Make sure the children exist, then wait for them (the handler runs again when they are done).
@@ -258,4 +272,109 @@ export function createStepHandler(deps: WorkerDeps): JobHandler<'step'> {
       return plan.directive;
     }
   };
+  return (job) => handle(job, deferClaim);
+}
+
+/** A plain step's start whose attempt is not recorded yet (`beginStep` with `deferClaim`). */
+type DeferredStart = Extract<StepStart, { kind: 'run' }> & { claim: DeferredClaim };
+
+/**
+ * Run a plain step's agent at once and record its attempt later (services/engine/hot-path.ts,
+ * `DeferredClaim`): when the agent is done within `STEP_CLAIM_DEFER_MS`, its claim and
+ * completion are one transaction; otherwise (or when it failed) the attempt is claimed then, as
+ * running since the agent started, and the outcome is recorded as for any attempt.
+ * @returns the job's directive, or `'changed'` when the step or run changed since it was read
+ *   and the agent's result was not recorded: the caller handles the job again on the general path.
+ */
+async function runDeferred(deps: WorkerDeps, job: JobContext<'step'>, start: DeferredStart, attemptOf: Attempt): Promise<Directive | 'changed'> {
+  const { data } = job;
+  const { spec, attempt, claim } = start;
+  const startedAt = performance.now();
+  const elapsed = (): number => performance.now() - startedAt;
+  // The agent's own signal: aborted with the job's, or here when the claim is refused or fails.
+  const local = new AbortController();
+  const forward = (): void => local.abort(job.signal?.reason);
+  if (job.signal?.aborted) forward();
+  else job.signal?.addEventListener('abort', forward, { once: true });
+  let claiming: Promise<boolean> | undefined;
+  const claimNow = (): Promise<boolean> =>
+    (claiming ??= claimDeferred(deps, data, claim, elapsed()).then(
+      (claimed) => {
+        if (!claimed) local.abort(new CancelledError('the step changed before its attempt was recorded'));
+        return claimed;
+      },
+      (err: unknown) => {
+        local.abort(err);
+        throw err;
+      },
+    ));
+  const who: Attempt = {
+    ...attemptOf,
+    beforeEffect: async () => {
+      if (!(await claimNow())) throw new CancelledError('the step changed before its attempt was recorded');
+    },
+  };
+  const outcome = observeAttempt(deps, { runId: data.runId, stepId: data.stepId, attempt, agentType: spec.type }, () => runAgent(deps, spec, start.input, who, local.signal)).then(
+    (output) => ({ ok: true as const, output }),
+    (err: unknown) => ({ ok: false as const, err }),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const early = await Promise.race([outcome, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), deps.config.steps.claimDeferMs)))]);
+  clearTimeout(timer);
+  try {
+    // Still running, failed, or an effect already asked for it: the attempt is recorded now
+    // (running since the agent started), and its outcome is recorded as any attempt's.
+    if (!early?.ok || claiming) {
+      if (!(await claimNow())) {
+        await outcome;
+        return 'changed';
+      }
+    }
+    const settled = early ?? (await outcome);
+    if (!settled.ok) throw settled.err;
+    const record = await completeStep(deps, data, attempt, settled.output, {}, start.run, { claim, elapsedMs: elapsed() });
+    if (claim.state === 'refused') return claim.optimistic ? 'changed' : recordOnGeneralPath(deps, job, settled.output, who.logger);
+    who.logger.info({ recorded: record.recorded, next: record.queued }, 'step completed');
+    return ack({ attempt, recorded: record.recorded });
+  } catch (err) {
+    if (isInfrastructureError(err)) throw redactError(err, who.sensitive);
+    const plan = planFailure(redactError(err, who.sensitive), job);
+    await failStep(deps, data, attempt, plan.error, plan.final, plan.retryDelayMs);
+    who.logger[plan.final ? 'error' : 'warn']({ err, final: plan.final, retryDelayMs: plan.retryDelayMs }, 'step attempt failed');
+    return plan.directive;
+  } finally {
+    job.signal?.removeEventListener('abort', forward);
+  }
+}
+
+/**
+ * Whether a step's claim may wait for its agent: not when the agent can reach Postgres through
+ * `ctx.sql` (a `tool` agent, or one registered in code), where an effect could not wait for it.
+ */
+async function claimMayWait(deps: WorkerDeps, spec: StepSpec, run: AttemptRun): Promise<boolean> {
+  switch (spec.kind) {
+    case 'function-code':
+    case 'http':
+    case 'llm':
+      return true;
+    case 'agent': {
+      if (spec.type === 'tool' || deps.agents.has(spec.agent)) return false;
+      const agent = await agentSpecOf(deps, spec, run).catch(() => undefined);
+      return agent !== undefined && agent.implementation !== 'sql';
+    }
+    default:
+      return false;
+  }
+}
+
+/**
+ * A deferred attempt's agent succeeded but its claim was refused (the step or run changed since
+ * it was read): let the general path decide, and record the output if it starts an attempt.
+ */
+async function recordOnGeneralPath(deps: WorkerDeps, job: JobContext<'step'>, output: unknown, logger: Logger): Promise<Directive> {
+  const again = await beginStep(deps, job.data, job.id);
+  if (again.kind !== 'run') return ack({ ignored: again.kind === 'inactive' ? again.reason : `step is ${again.kind}` });
+  const record = await completeStep(deps, job.data, again.attempt, output, {}, again.run);
+  logger.info({ recorded: record.recorded, next: record.queued }, 'step completed');
+  return ack({ attempt: again.attempt, recorded: record.recorded });
 }

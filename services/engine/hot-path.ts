@@ -2,21 +2,23 @@
  * The hot path of a step: claim a queued step, complete a running one, and decide the
  * `continue` that settles a checkpoint, each in one round trip to a server-side function
  * (`db/migrations/0006_hot-path.sql`: `baton_claim_step`, `baton_complete_step`; 0015:
- * `baton_claim_step_fixed`; 0016: `baton_decide_continue`) — the way BullMQ keeps a job
- * transition in one Lua script.
+ * `baton_claim_step_fixed`; 0016: `baton_decide_continue`; 0018: `baton_claim_step_at`,
+ * `baton_finish_step`; 0019: `baton_finish_steps`) — the way BullMQ keeps a job transition in
+ * one Lua script.
  *
- * Together that is 3–4 statements and one fsync per step: one read of the run and the step (and
- * one of the outputs its `with:` names, when it names any), the claim (committed
- * asynchronously — see the SQL for why a lost claim is safe) and the completion, which records
- * the output and queues the successors in the same transaction. No statement reads every step
- * of the run or an output the step does not name, so a hop costs the same in a long run.
+ * With the claim deferred (`STEP_CLAIM_DEFER_MS`, the default; see `ARCHITECTURE.md`) a plain
+ * step costs a read of its run and step (skipped for a fixed-input step of a run this process
+ * knows) and one statement that claims and completes it, one durable commit; the reads and the
+ * completions of a worker's concurrent jobs share statements (`Batcher`). No statement reads
+ * every step of the run or an output the step does not name, so a hop costs the same in a long
+ * run.
  *
  * Each function here answers `undefined` when its case is not the common one (first step of a
  * run, parent steps, checkpoints, cached steps, decided input, a run cancelling, a fenced
  * attempt…); the caller then takes the general path (`steps.ts`, under `withRun`), which
  * handles every case. Both paths take the run's row lock first, so they serialise as before.
  */
-import { Redactor } from '../../lib/index.js';
+import { Batcher, Redactor } from '../../lib/index.js';
 import { evaluateMapping, type Definition, type StepSpec } from '../../definitions/index.js';
 import { rootJobId, stepJobId, type StepJobData } from '../../queues/index.js';
 import { advance, jobSpecFor, loadSteps } from './advance.js';
@@ -104,19 +106,21 @@ function isPlainStep(spec: StepSpec): boolean {
  * Claim a queued step of a running run for its next attempt, resolving its `with:` input.
  * @returns the attempt to run, or `undefined` to take the general path (`beginStep`).
  */
-export async function claimQueuedStep(deps: EngineDeps, data: StepJobData, jobId: string): Promise<StepStart | undefined> {
-  if (data.definitionId !== undefined) {
+export async function claimQueuedStep(deps: EngineDeps, data: StepJobData, jobId: string, defer = false, attemptsMade?: number): Promise<StepStart | undefined> {
+  if (data.definitionId !== undefined && !defer) {
     const fixed = await claimFixedStep(deps, data, data.definitionId, jobId);
     if (fixed !== 'not-fixed') return fixed;
   }
+  if (defer && data.definitionId !== undefined && attemptsMade !== undefined) {
+    const known = await deferFixedStep(deps, data, data.definitionId, jobId, attemptsMade);
+    if (known) return known;
+  }
   const { sql } = deps.database;
-  const [row] = await sql<ClaimRow[]>`
-    select r.status as run_status, r.organization_id, r.definition_id, r.definition_slug, r.definition_version,
-           r.agent_versions, r.webhook_url, r.input, r.sealed_input,
-           s.status, s.generation, s.attempts, s.input_override is not null as overridden
-      from runs r join steps s on s.run_id = r.id and s.step_id = ${data.stepId}
-     where r.id = ${data.runId}`;
-  if (!row || row.run_status !== 'running' || row.status !== 'queued' || row.generation !== data.generation || row.overridden) return undefined;
+  const row = await batchersOf(deps).reads.submit({ runId: data.runId, stepId: data.stepId });
+  if (!row || row.status !== 'queued' || row.generation !== data.generation || row.overridden) return undefined;
+  // A queued run's first step is claimed by the deferred claim (which starts the run), or else
+  // by the general path.
+  if (row.run_status !== 'running' && !(defer && row.run_status === 'queued')) return undefined;
   const { spec: definition } = await definitionById(deps.database.db, row.definition_id);
   const spec = definition.steps.find((s) => s.id === data.stepId);
   if (!spec || !isPlainStep(spec)) return undefined;
@@ -144,10 +148,6 @@ export async function claimQueuedStep(deps: EngineDeps, data: StepJobData, jobId
   }
   const stored = new Redactor(sensitive).redact(input ?? null);
   const notify = eventsNotify({ webhookUrl: row.webhook_url });
-  const [claimed] = await sql<Array<{ attempt: number; seq: number }>>`
-    select * from baton_claim_step(${data.runId}, ${data.stepId}, ${data.generation}, ${row.attempts}, ${jobId},
-                                   ${jsonText(stored)}::jsonb, ${notify})`;
-  if (!claimed) return undefined;
   const run: AttemptRun = {
     organizationId: row.organization_id,
     definitionId: row.definition_id,
@@ -155,10 +155,92 @@ export async function claimQueuedStep(deps: EngineDeps, data: StepJobData, jobId
     agentVersions: row.agent_versions,
     webhookUrl: row.webhook_url,
   };
+  const idempotencyKey = stepJobId(data.runId, data.stepId, data.generation);
+  rememberRun(data.runId, run);
+  if (defer) {
+    primeRunDestination(deps, data.runId, run);
+    const claim: DeferredClaim = { state: 'due', jobId, attempts: row.attempts, storedInput: stored, notify };
+    return { kind: 'run', attempt: row.attempts + 1, input, spec, idempotencyKey, sensitive, run, claim };
+  }
+  const [claimed] = await sql<Array<{ attempt: number; seq: number }>>`
+    select * from baton_claim_step(${data.runId}, ${data.stepId}, ${data.generation}, ${row.attempts}, ${jobId},
+                                   ${jsonText(stored)}::jsonb, ${notify})`;
+  if (!claimed) return undefined;
   primeRunDestination(deps, data.runId, run);
   await applyEffects(deps, data.runId, [], [claimed.seq]);
-  const idempotencyKey = stepJobId(data.runId, data.stepId, data.generation);
   return { kind: 'run', attempt: claimed.attempt, input, spec, idempotencyKey, sensitive, run };
+}
+
+/** What attempts need of the runs this process read lately (immutable for a run), by run id. */
+const knownRuns = new Map<string, AttemptRun>();
+/** Runs kept in {@link knownRuns} (oldest forgotten first). */
+const KNOWN_RUNS = 10_000;
+
+/** Remember what attempts need of run `runId` (see {@link knownRuns}). */
+export function rememberRun(runId: string, run: AttemptRun): void {
+  if (knownRuns.has(runId)) return;
+  if (knownRuns.size >= KNOWN_RUNS) knownRuns.delete(knownRuns.keys().next().value ?? '');
+  knownRuns.set(runId, run);
+}
+
+/**
+ * A fixed-input step of a run this process knows, deferred without reading anything: its input
+ * is the definition's, its run's attempt data is remembered, and its attempts are taken to be
+ * BullMQ's (`attemptsMade`: equal unless an attempt was lost). The fence of its claim checks all
+ * of it (run queued or running, step queued at the job's generation with that many attempts, no
+ * decided input); when it fails, the worker runs the step again on the general path
+ * (`DeferredClaim.optimistic`).
+ * @returns the start, or `undefined` when the run is not known or the step's input not fixed.
+ */
+async function deferFixedStep(deps: EngineDeps, data: StepJobData, definitionId: string, jobId: string, attemptsMade: number): Promise<StepStart | undefined> {
+  const run = knownRuns.get(data.runId);
+  if (!run || run.definitionId !== definitionId) return undefined;
+  const { spec: definition } = await definitionById(deps.database.db, definitionId);
+  const spec = definition.steps.find((s) => s.id === data.stepId);
+  if (!spec || !planOf(definition, spec.id).fixed) return undefined;
+  const input = await evaluateMapping('with' in spec ? spec.with : undefined, { input: null, steps: {}, run: { id: data.runId, definition: definition.slug } });
+  const claim: DeferredClaim = { state: 'due', jobId, attempts: attemptsMade, storedInput: input ?? null, notify: eventsNotify(run), optimistic: true };
+  const idempotencyKey = stepJobId(data.runId, data.stepId, data.generation);
+  return { kind: 'run', attempt: attemptsMade + 1, input, spec, idempotencyKey, sensitive: [], run, claim };
+}
+
+/**
+ * The claim of an attempt whose agent started before it was recorded (`claimQueuedStep` with
+ * `defer`): the worker either claims it once `STEP_CLAIM_DEFER_MS` passed ({@link claimDeferred})
+ * or, when the agent finished first, claims and completes it in one transaction
+ * ({@link completeRunningStep}). Both are fenced on the state the worker read: the step queued
+ * at the job's generation with `attempts` attempts, its run queued or running.
+ */
+export interface DeferredClaim {
+  /** `due`: not recorded yet; `claimed`: recorded running; `refused`: the fence failed (nothing written). */
+  state: 'due' | 'claimed' | 'refused';
+  jobId: string;
+  /** The step's attempts when it was read (the attempt is the next one). */
+  attempts: number;
+  /** The resolved input as stored (redacted). */
+  storedInput: unknown;
+  notify: boolean;
+  /**
+   * Deferred without reading the step (`deferFixedStep`): when its fence fails, the agent's
+   * result is not recorded and the step runs again on the general path.
+   */
+  optimistic?: boolean;
+}
+
+/**
+ * Record a deferred claim: the attempt running since `elapsedMs` ago (`baton_claim_step_at`,
+ * migration 0018, committed asynchronously like every claim).
+ * @returns whether it was recorded; `false` when the step or run changed since it was read
+ *   (nothing written: the caller stops the agent and takes the general path).
+ */
+export async function claimDeferred(deps: EngineDeps, data: StepJobData, claim: DeferredClaim, elapsedMs: number): Promise<boolean> {
+  if (claim.state !== 'due') return claim.state === 'claimed';
+  const [claimed] = await deps.database.sql<Array<{ attempt: number; first_seq: number; last_seq: number }>>`
+    select * from baton_claim_step_at(${data.runId}, ${data.stepId}, ${data.generation}, ${claim.attempts}, ${claim.jobId},
+                                      ${jsonText(claim.storedInput)}::jsonb, ${claim.notify}, ${elapsedMs})`;
+  claim.state = claimed ? 'claimed' : 'refused';
+  if (claimed) await applyEffects(deps, data.runId, [], range(claimed.first_seq, claimed.last_seq));
+  return claimed !== undefined;
 }
 
 interface FixedClaimRow {
@@ -215,12 +297,32 @@ export async function completeRunningStep(
   output: unknown,
   extra: Record<string, unknown>,
   run: AttemptRun,
+  claim?: DeferredClaim,
+  elapsedMs = 0,
 ): Promise<StepRecord | undefined> {
   const { sql } = deps.database;
   const { spec: definition } = await definitionById(deps.database.db, run.definitionId);
   const plan = planOf(definition, data.stepId);
   const json = output === undefined ? null : output;
   const notify = eventsNotify(run);
+  if (claim?.state === 'due') {
+    const finished = await batchersOf(deps).finishes.submit({
+      run: data.runId,
+      step: data.stepId,
+      generation: data.generation,
+      attempts: claim.attempts,
+      job: claim.jobId,
+      input: claim.storedInput ?? null,
+      output: json,
+      event: extra,
+      candidates: plan.plain,
+      notify,
+      elapsedMs,
+    });
+    claim.state = finished ? 'claimed' : 'refused';
+    if (!finished) return undefined;
+    return { recorded: true, queued: await afterCompletion(deps, data.runId, run.definitionId, definition, plan, finished) };
+  }
   const [done] = await sql<Completion[]>`
     select * from baton_complete_step(${data.runId}, ${data.stepId}, ${data.generation}, ${attempt},
                                       ${jsonText(json)}::jsonb, ${jsonText({ attempt, ...extra })}::jsonb,
@@ -329,4 +431,67 @@ function jsonText(value: unknown): string | null {
 
 function range(first: number, last: number): number[] {
   return Array.from({ length: Math.max(0, last - first + 1) }, (_, i) => first + i);
+}
+
+/** One step to read for its claim. */
+interface ReadItem {
+  runId: string;
+  stepId: string;
+}
+
+/** One deferred claim to record with its completion (`baton_finish_step`'s arguments, as JSON). */
+interface FinishItem {
+  run: string;
+  step: string;
+  generation: number;
+  attempts: number;
+  job: string;
+  input: unknown;
+  output: unknown;
+  event: Record<string, unknown>;
+  candidates: string[];
+  notify: boolean;
+  elapsedMs: number;
+}
+
+type Sql = EngineDeps['database']['sql'];
+
+/** The hot path's batched statements, one set per database (so per process). */
+interface Batchers {
+  reads: Batcher<ReadItem, ClaimRow | undefined>;
+  finishes: Batcher<FinishItem, Completion | undefined>;
+}
+
+const batchers = new WeakMap<EngineDeps['database'], Batchers>();
+
+function batchersOf(deps: EngineDeps): Batchers {
+  let found = batchers.get(deps.database);
+  if (!found) {
+    const { sql } = deps.database;
+    found = { reads: new Batcher((items) => readSteps(sql, items)), finishes: new Batcher((items) => finishSteps(sql, items)) };
+    batchers.set(deps.database, found);
+  }
+  return found;
+}
+
+/** The run and step rows a claim needs, for several steps in one statement (`undefined`: no such step). */
+async function readSteps(sql: Sql, items: ReadItem[]): Promise<Array<ClaimRow | undefined>> {
+  const rows = await sql<Array<ClaimRow & { i: number }>>`
+    select x.i::int as i, r.status as run_status, r.organization_id, r.definition_id, r.definition_slug, r.definition_version,
+           r.agent_versions, r.webhook_url, r.input, r.sealed_input,
+           s.status, s.generation, s.attempts, s.input_override is not null as overridden
+      from unnest(${items.map((i) => i.runId)}::uuid[], ${items.map((i) => i.stepId)}::text[]) with ordinality as x(run_id, step_id, i)
+      join runs r on r.id = x.run_id
+      join steps s on s.run_id = x.run_id and s.step_id = x.step_id`;
+  const out = new Array<ClaimRow | undefined>(items.length).fill(undefined);
+  for (const row of rows) out[row.i - 1] = row;
+  return out;
+}
+
+/** `baton_finish_steps` (migration 0019): deferred claims with their completions, one durable commit. */
+async function finishSteps(sql: Sql, items: FinishItem[]): Promise<Array<Completion | undefined>> {
+  const rows = await sql<Array<Completion & { idx: number }>>`select * from baton_finish_steps(${JSON.stringify(items)}::jsonb)`;
+  const out = new Array<Completion | undefined>(items.length).fill(undefined);
+  for (const row of rows) out[row.idx] = row;
+  return out;
 }

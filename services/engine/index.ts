@@ -8,6 +8,7 @@ export { connectEngine, type EngineDeps } from './deps.js';
 export { startRun, type StartRunRequest, type StartedRun } from './start-run.js';
 export { assertRunInput, requestFingerprint } from './run-request.js';
 export { beginStep, completeStep, failStep, failOrphanedStep, rerunFrom, reportProgress, isParentStep, type StepStart, type StepRecord, type AttemptRun } from './steps.js';
+export { claimDeferred, type DeferredClaim } from './hot-path.js';
 export { finalizeRun, APPROVAL_ABORTED, type FinalizeOutcome } from './finalize.js';
 export {
   openCheckpoint,

@@ -6,6 +6,9 @@
  * "latest version" is still the latest, under one snapshot. About 12 statements (a pre-check, the
  * agent versions, BEGIN, the inserts, the lock, the events, COMMIT) become one.
  *
+ * The starts of a process's concurrent requests share that statement (`baton_start_runs`,
+ * migration 0021, through a `Batcher`): one round trip and one durable commit for all of them.
+ *
  * It applies when readiness at the start is decided by `needs` alone: no step without needs has
  * a `when:` (whose condition the general `advance` evaluates). Otherwise `startRun` takes its
  * general transaction.
@@ -15,6 +18,7 @@ import type { StepJobSpec } from '../../queues/index.js';
 import { COMPENSATION_STATUS, compensationSteps, jobSpecFor } from './advance.js';
 import type { EngineDeps } from './deps.js';
 import type { RunStatus } from './statuses.js';
+import { Batcher } from '../../lib/index.js';
 
 /** What the one-trip start needs of a definition, computed once per (immutable) version. */
 interface StartPlan {
@@ -84,20 +88,15 @@ export type RunInsertOutcome =
   | { kind: 'stale' };
 
 /**
- * Insert a run in one statement, when the definition allows it.
+ * Insert a run in one statement (shared with the starts that come due meanwhile), when the
+ * definition allows it.
  * @returns what happened, or `undefined` when the definition needs the general transaction.
  */
 export async function insertRunInOneTrip(deps: EngineDeps, run: RunInsert): Promise<RunInsertOutcome | undefined> {
   const plan = startPlanOf(run.definition.spec);
   if (!plan) return undefined;
-  const json = (value: unknown) => (value === null ? null : JSON.stringify(value));
-  const [row] = await deps.database.sql<Array<{ outcome: 'created' | 'existing' | 'stale'; run_id: string | null; run_status: RunStatus | null }>>`
-    select * from baton_start_run(
-      ${run.runId}, ${run.organizationId}, ${run.definition.id}, ${run.definition.slug}, ${run.definition.version}, ${run.latest},
-      ${JSON.stringify(run.input)}::jsonb, ${run.sealedInput}, ${plan.agents}::text[], ${run.webhookUrl}, ${run.idempotencyKey},
-      ${run.createdBy}, ${run.parent?.runId ?? null}, ${run.parent?.stepId ?? null}, ${json(run.traceContext)}::jsonb,
-      ${plan.steps}::jsonb, ${plan.ready}::text[], ${run.requestFingerprint})`;
-  if (!row) throw new Error('baton_start_run returned no row');
+  const row = await startsOf(deps).submit({ run, plan });
+  if (!row) throw new Error('baton_start_runs returned no row for the run');
   if (row.outcome === 'stale') return { kind: 'stale' };
   if (row.outcome === 'existing') return { kind: 'existing', id: row.run_id ?? '', status: row.run_status ?? 'queued' };
   const definitionId = run.definition.id;
@@ -105,5 +104,61 @@ export async function insertRunInOneTrip(deps: EngineDeps, run: RunInsert): Prom
     kind: 'created',
     ready: plan.readySpecs.map((spec) => ({ ...spec, definitionId })),
     emitted: Array.from({ length: 1 + plan.ready.length }, (_, i) => i + 1),
+  };
+}
+
+/** One start for `baton_start_runs`. */
+interface StartItem {
+  run: RunInsert;
+  plan: StartPlan;
+}
+
+/** What `baton_start_run` answers for one start. */
+interface StartRow {
+  outcome: 'created' | 'existing' | 'stale';
+  run_id: string | null;
+  run_status: RunStatus | null;
+}
+
+const batchers = new WeakMap<EngineDeps['database'], Batcher<StartItem, StartRow | undefined>>();
+
+/** The run starts of this process's database (so of this process), batched. */
+function startsOf(deps: EngineDeps): Batcher<StartItem, StartRow | undefined> {
+  let found = batchers.get(deps.database);
+  if (!found) {
+    const { sql } = deps.database;
+    found = new Batcher(async (items) => {
+      // The steps' rows are JSON text already (one per definition version): spliced, not re-encoded.
+      const text = `[${items.map(({ run, plan }) => `${JSON.stringify(startFields(run, plan)).slice(0, -1)},"steps":${plan.steps}}`).join(',')}]`;
+      const rows = await sql<Array<StartRow & { idx: number }>>`select * from baton_start_runs(${text}::jsonb)`;
+      const out = new Array<StartRow | undefined>(items.length).fill(undefined);
+      for (const row of rows) out[row.idx] = row;
+      return out;
+    });
+    batchers.set(deps.database, found);
+  }
+  return found;
+}
+
+/** `baton_start_run`'s arguments for one start, but its steps (see `baton_start_runs`, migration 0021). */
+function startFields(run: RunInsert, plan: StartPlan): Record<string, unknown> {
+  return {
+    id: run.runId,
+    org: run.organizationId,
+    definition: run.definition.id,
+    slug: run.definition.slug,
+    version: run.definition.version,
+    latest: run.latest,
+    input: run.input,
+    sealed: run.sealedInput,
+    agents: plan.agents,
+    webhook: run.webhookUrl,
+    key: run.idempotencyKey,
+    createdBy: run.createdBy,
+    parentRun: run.parent?.runId ?? null,
+    parentStep: run.parent?.stepId ?? null,
+    trace: run.traceContext,
+    ready: plan.ready,
+    fingerprint: run.requestFingerprint,
   };
 }

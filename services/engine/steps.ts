@@ -18,7 +18,7 @@ import type { EngineDeps } from './deps.js';
 import { withRun, type RunScope } from './run-scope.js';
 import { secretsForMapping, unsealRunInput } from './sensitive.js';
 import { engineFailure, isRunActive, type FailureCode } from './statuses.js';
-import { claimQueuedStep, completeRunningStep } from './hot-path.js';
+import { claimQueuedStep, completeRunningStep, rememberRun, type DeferredClaim } from './hot-path.js';
 
 /** Error code of a checkpoint step that a person (or its deadline) aborted. */
 export const APPROVAL_ABORTED = 'APPROVAL_ABORTED' satisfies FailureCode;
@@ -29,7 +29,17 @@ export type StepStart =
    * Execute the agent with `input` (real values; stored redacted). `sensitive` lists the secret
    * and write-only input values it may contain: redact them from anything the attempt reports.
    */
-  | { kind: 'run'; attempt: number; input: unknown; spec: StepSpec; idempotencyKey: string; sensitive: string[]; run: AttemptRun }
+  | {
+      kind: 'run';
+      attempt: number;
+      input: unknown;
+      spec: StepSpec;
+      idempotencyKey: string;
+      sensitive: string[];
+      run: AttemptRun;
+      /** Present when the attempt is not recorded yet (`beginStep` with `deferClaim`): see {@link DeferredClaim}. */
+      claim?: DeferredClaim;
+    }
   /** A checkpoint re-entering after it parked (its approval exists). */
   | { kind: 'waiting'; attempt: number; spec: StepSpec }
   /**
@@ -121,9 +131,14 @@ export function isParentStep(spec: StepSpec): boolean {
 /**
  * Claim a step job: start a new attempt (resolving the step's `with:` input) or explain why not.
  * @param jobId - the BullMQ job id, recorded on the attempt.
+ * @param options.deferClaim - for a plain step on the hot path, read the step and resolve its
+ *   input but leave the attempt unrecorded: the answer carries a {@link DeferredClaim} for the
+ *   caller to record with `claimDeferred` or with the completion (`completeStep`).
+ * @param options.attemptsMade - BullMQ's attempts of the job before this one: lets a deferred
+ *   claim of a fixed-input step in a run this process knows skip the read (its fence checks it).
  */
-export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: string): Promise<StepStart> {
-  const claimed = await claimQueuedStep(deps, data, jobId);
+export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: string, options: { deferClaim?: boolean; attemptsMade?: number } = {}): Promise<StepStart> {
+  const claimed = await claimQueuedStep(deps, data, jobId, options.deferClaim ?? false, options.attemptsMade);
   if (claimed) return claimed;
   return withRun(deps, data.runId, async (scope) => {
     const at = await locate(deps, scope, data.stepId);
@@ -251,7 +266,9 @@ export async function beginStep(deps: EngineDeps, data: StepJobData, jobId: stri
         return { kind: 'cached' };
       }
     }
-    return { kind: 'run', attempt, input, spec, idempotencyKey, sensitive, run: attemptRun(scope.run) };
+    const run = attemptRun(scope.run);
+    rememberRun(data.runId, run); // its next fixed-input steps here need not read it (hot-path.ts)
+    return { kind: 'run', attempt, input, spec, idempotencyKey, sensitive, run };
   });
 }
 
@@ -334,6 +351,11 @@ async function closeAttempt(
  * Record a step attempt's output and queue the successors that became ready.
  * @param extra - event data added to `step.completed` (e.g. the checkpoint decision).
  * @param run - the attempt's run, when the caller has it: enables the hot path (hot-path.ts).
+ * @param deferred - the attempt's claim when it was deferred, and how long ago its agent started
+ *   (`elapsedMs`): a claim still due is recorded with the completion, in one transaction. When
+ *   that fence fails (the step or run changed since it was read) nothing is written, the claim's
+ *   state becomes `refused` and the answer is `recorded: false`: the caller takes the general
+ *   path (`beginStep` again).
  */
 export async function completeStep(
   deps: EngineDeps,
@@ -342,10 +364,12 @@ export async function completeStep(
   output: unknown,
   extra: Record<string, unknown> = {},
   run?: AttemptRun,
+  deferred?: { claim: DeferredClaim; elapsedMs: number },
 ): Promise<StepRecord> {
   if (run) {
-    const fast = await completeRunningStep(deps, data, attempt, output, extra, run);
+    const fast = await completeRunningStep(deps, data, attempt, output, extra, run, deferred?.claim, deferred?.elapsedMs);
     if (fast) return fast;
+    if (deferred?.claim.state === 'refused') return { recorded: false, queued: [] };
   }
   return withRun(deps, data.runId, (scope) => completeStepIn(deps, scope, data, attempt, output, extra));
 }
