@@ -17,7 +17,8 @@
  * 3. approval → next step started (`--approval-runs` runs of `--pairs` checkpoint → step pairs,
  *    decided through the API) against `promote()` of a delayed job → its `processedOn`;
  * 4. throughput: `--runs` runs × `--steps` steps in flight against as many flows of as many
- *    children; CPU (`/proc/<pid>/stat`) of the processes and Postgres backends, and Redis bytes
+ *    children, each side measured on its second round of that load (the first, untimed, warms
+ *    the processes: JIT, prepared statements, caches; its rate is printed too); CPU (`/proc/<pid>/stat`) of the processes and Postgres backends, and Redis bytes
  *    (`MEMORY USAGE` over the prefix) before and after;
  * 5. `POST /v1/runs` with autocannon (`--connections`, `--duration` s, unique `Idempotency-Key`s)
  *    against the raw endpoint, both with their workers stopped (the API alone).
@@ -251,7 +252,12 @@ export async function benchSideBySide(config: Config, options: SideBySideOptions
     log(`approval → next step started: Baton ${p50p99(batonApproval)} (n=${batonApproval.length}); raw promote → processing ${p50p99(rawPromote)} (n=${rawPromote.length})`);
     log(`approval → next step done: Baton ${p50p99(batonDecisions.done)}; raw promote → finished ${p50p99(rawPromotions.done)}`);
 
-    // Throughput, with CPU and Redis before/after.
+    // Throughput, with CPU and Redis before/after, after one untimed round of the same load on
+    // each side: a long-running service is measured warm (JIT, prepared statements, caches).
+    const batonCold = await batonThroughput(baton.client, monitor, noopSlug(options.shape), options.runs, SUBMIT_CONCURRENCY, THROUGHPUT_TIMEOUT_MS);
+    const rawCold = await raw.throughput(options.runs, options.steps, SUBMIT_CONCURRENCY, THROUGHPUT_TIMEOUT_MS);
+    log(`throughput warm-up (untimed, fresh processes): Baton ${int((batonCold.steps / batonCold.wallMs) * 1000)} steps/s; raw ${int((rawCold.children / rawCold.wallMs) * 1000)} flow children/s`);
+    await sleep(REDIS_SETTLE_MS);
     const batonPids = [baton.stack.children[0]?.pid ?? 0, ...baton.workers.map((w) => w.pid ?? 0)];
     const pgBefore = await cpuSnapshot(await backendPids(monitor, database));
     const batonCpuBefore = await cpuSnapshot(batonPids);
