@@ -322,6 +322,8 @@ async function runDeferred(deps: WorkerDeps, job: JobContext<'step'>, start: Def
   const early = await Promise.race([outcome, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), deps.config.steps.claimDeferMs)))]);
   clearTimeout(timer);
   try {
+    // An infrastructure failure (e.g. the job's lock lost) records nothing: the job runs again.
+    if (early && !early.ok && isInfrastructureError(early.err) && !claiming) throw early.err;
     // Still running, failed, or an effect already asked for it: the attempt is recorded now
     // (running since the agent started), and its outcome is recorded as any attempt's.
     if (!early?.ok || claiming) {
