@@ -60,3 +60,14 @@ export class Batcher<I, O> {
     }
   }
 }
+
+/**
+ * A batched statement's rows placed at their items' positions: `count` slots, `undefined` where
+ * no row came back for an item (for example, a fence that wrote nothing).
+ * @param indexOf - the item's 0-based position a row answers for.
+ */
+export function byIndex<R>(rows: readonly R[], count: number, indexOf: (row: R) => number): Array<R | undefined> {
+  const out = new Array<R | undefined>(count).fill(undefined);
+  for (const row of rows) out[indexOf(row)] = row;
+  return out;
+}

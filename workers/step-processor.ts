@@ -265,14 +265,23 @@ export function createStepHandler(deps: WorkerDeps): JobHandler<'step'> {
       logger.info({ recorded: record.recorded, next: record.queued }, 'step completed');
       return ack({ attempt, recorded: record.recorded });
     } catch (err) {
-      if (isInfrastructureError(err)) throw redactError(err, who.sensitive);
-      const plan = planFailure(redactError(err, who.sensitive), job);
-      await failStep(deps, data, attempt, plan.error, plan.final, plan.retryDelayMs);
-      logger[plan.final ? 'error' : 'warn']({ err, final: plan.final, retryDelayMs: plan.retryDelayMs }, 'step attempt failed');
-      return plan.directive;
+      return recordFailure(deps, job, attempt, who, err);
     }
   };
   return (job) => handle(job, deferClaim);
+}
+
+/**
+ * Record a recorded attempt's failure and answer its job's directive (retry or fail).
+ * @throws the error itself (redacted) when it is an infrastructure error: nothing is recorded
+ *   and the job runs again (queues/workers.ts).
+ */
+async function recordFailure(deps: WorkerDeps, job: JobContext<'step'>, attempt: number, who: Attempt, err: unknown): Promise<Directive> {
+  if (isInfrastructureError(err)) throw redactError(err, who.sensitive);
+  const plan = planFailure(redactError(err, who.sensitive), job);
+  await failStep(deps, job.data, attempt, plan.error, plan.final, plan.retryDelayMs);
+  who.logger[plan.final ? 'error' : 'warn']({ err, final: plan.final, retryDelayMs: plan.retryDelayMs }, 'step attempt failed');
+  return plan.directive;
 }
 
 /** A plain step's start whose attempt is not recorded yet (`beginStep` with `deferClaim`). */
@@ -339,11 +348,7 @@ async function runDeferred(deps: WorkerDeps, job: JobContext<'step'>, start: Def
     who.logger.info({ recorded: record.recorded, next: record.queued }, 'step completed');
     return ack({ attempt, recorded: record.recorded });
   } catch (err) {
-    if (isInfrastructureError(err)) throw redactError(err, who.sensitive);
-    const plan = planFailure(redactError(err, who.sensitive), job);
-    await failStep(deps, data, attempt, plan.error, plan.final, plan.retryDelayMs);
-    who.logger[plan.final ? 'error' : 'warn']({ err, final: plan.final, retryDelayMs: plan.retryDelayMs }, 'step attempt failed');
-    return plan.directive;
+    return recordFailure(deps, job, attempt, who, err);
   } finally {
     job.signal?.removeEventListener('abort', forward);
   }

@@ -18,7 +18,7 @@
  * attempt…); the caller then takes the general path (`steps.ts`, under `withRun`), which
  * handles every case. Both paths take the run's row lock first, so they serialise as before.
  */
-import { Batcher, Redactor } from '../../lib/index.js';
+import { Batcher, Redactor, byIndex } from '../../lib/index.js';
 import { evaluateMapping, type Definition, type StepSpec } from '../../definitions/index.js';
 import { rootJobId, stepJobId, type StepJobData } from '../../queues/index.js';
 import { advance, jobSpecFor, loadSteps } from './advance.js';
@@ -104,6 +104,9 @@ function isPlainStep(spec: StepSpec): boolean {
 
 /**
  * Claim a queued step of a running run for its next attempt, resolving its `with:` input.
+ * @param defer - leave the attempt unrecorded: the answer carries a {@link DeferredClaim} (a
+ *   queued run's first step qualifies too: the deferred claim starts the run).
+ * @param attemptsMade - BullMQ's attempts of the job before this one (see `deferFixedStep`).
  * @returns the attempt to run, or `undefined` to take the general path (`beginStep`).
  */
 export async function claimQueuedStep(deps: EngineDeps, data: StepJobData, jobId: string, defer = false, attemptsMade?: number): Promise<StepStart | undefined> {
@@ -195,10 +198,9 @@ export function rememberRun(runId: string, run: AttemptRun): void {
 async function deferFixedStep(deps: EngineDeps, data: StepJobData, definitionId: string, jobId: string, attemptsMade: number): Promise<StepStart | undefined> {
   const run = knownRuns.get(data.runId);
   if (!run || run.definitionId !== definitionId) return undefined;
-  const { spec: definition } = await definitionById(deps.database.db, definitionId);
-  const spec = definition.steps.find((s) => s.id === data.stepId);
-  if (!spec || !planOf(definition, spec.id).fixed) return undefined;
-  const input = await evaluateMapping('with' in spec ? spec.with : undefined, { input: null, steps: {}, run: { id: data.runId, definition: definition.slug } });
+  const fixed = await fixedInputOf(deps, data, definitionId);
+  if (!fixed) return undefined;
+  const { spec, input } = fixed;
   const claim: DeferredClaim = { state: 'due', jobId, attempts: attemptsMade, storedInput: input ?? null, notify: eventsNotify(run), optimistic: true };
   const idempotencyKey = stepJobId(data.runId, data.stepId, data.generation);
   return { kind: 'run', attempt: attemptsMade + 1, input, spec, idempotencyKey, sensitive: [], run, claim };
@@ -243,6 +245,19 @@ export async function claimDeferred(deps: EngineDeps, data: StepJobData, claim: 
   return claimed !== undefined;
 }
 
+/**
+ * The step of a job that names its definition version, with its input, when the definition fixes
+ * that input (a `with:` without templates, no sensitive run input: `StepPlan.fixed`).
+ * @returns `undefined` when the step's input is not fixed.
+ */
+async function fixedInputOf(deps: EngineDeps, data: StepJobData, definitionId: string): Promise<{ spec: StepSpec; input: unknown } | undefined> {
+  const { spec: definition } = await definitionById(deps.database.db, definitionId);
+  const spec = definition.steps.find((s) => s.id === data.stepId);
+  if (!spec || !planOf(definition, spec.id).fixed) return undefined;
+  const input = await evaluateMapping('with' in spec ? spec.with : undefined, { input: null, steps: {}, run: { id: data.runId, definition: definition.slug } });
+  return { spec, input };
+}
+
 interface FixedClaimRow {
   attempt: number;
   first_seq: number;
@@ -262,10 +277,9 @@ interface FixedClaimRow {
  *   `'not-fixed'` when the step's input is not fixed (the caller reads the run first).
  */
 async function claimFixedStep(deps: EngineDeps, data: StepJobData, definitionId: string, jobId: string): Promise<StepStart | undefined | 'not-fixed'> {
-  const { spec: definition } = await definitionById(deps.database.db, definitionId);
-  const spec = definition.steps.find((s) => s.id === data.stepId);
-  if (!spec || !planOf(definition, spec.id).fixed) return 'not-fixed';
-  const input = await evaluateMapping('with' in spec ? spec.with : undefined, { input: null, steps: {}, run: { id: data.runId, definition: definition.slug } });
+  const fixed = await fixedInputOf(deps, data, definitionId);
+  if (!fixed) return 'not-fixed';
+  const { spec, input } = fixed;
   const [claimed] = await deps.database.sql<FixedClaimRow[]>`
     select * from baton_claim_step_fixed(${data.runId}, ${data.stepId}, ${data.generation}, ${definitionId}, ${jobId},
                                          ${jsonText(input ?? null)}::jsonb)`;
@@ -483,15 +497,11 @@ async function readSteps(sql: Sql, items: ReadItem[]): Promise<Array<ClaimRow | 
       from unnest(${items.map((i) => i.runId)}::uuid[], ${items.map((i) => i.stepId)}::text[]) with ordinality as x(run_id, step_id, i)
       join runs r on r.id = x.run_id
       join steps s on s.run_id = x.run_id and s.step_id = x.step_id`;
-  const out = new Array<ClaimRow | undefined>(items.length).fill(undefined);
-  for (const row of rows) out[row.i - 1] = row;
-  return out;
+  return byIndex(rows, items.length, (row) => row.i - 1);
 }
 
 /** `baton_finish_steps` (migration 0019): deferred claims with their completions, one durable commit. */
 async function finishSteps(sql: Sql, items: FinishItem[]): Promise<Array<Completion | undefined>> {
   const rows = await sql<Array<Completion & { idx: number }>>`select * from baton_finish_steps(${JSON.stringify(items)}::jsonb)`;
-  const out = new Array<Completion | undefined>(items.length).fill(undefined);
-  for (const row of rows) out[row.idx] = row;
-  return out;
+  return byIndex(rows, items.length, (row) => row.idx);
 }

@@ -18,7 +18,7 @@ import type { StepJobSpec } from '../../queues/index.js';
 import { COMPENSATION_STATUS, compensationSteps, jobSpecFor } from './advance.js';
 import type { EngineDeps } from './deps.js';
 import type { RunStatus } from './statuses.js';
-import { Batcher } from '../../lib/index.js';
+import { Batcher, byIndex } from '../../lib/index.js';
 
 /** What the one-trip start needs of a definition, computed once per (immutable) version. */
 interface StartPlan {
@@ -127,13 +127,11 @@ function startsOf(deps: EngineDeps): Batcher<StartItem, StartRow | undefined> {
   let found = batchers.get(deps.database);
   if (!found) {
     const { sql } = deps.database;
-    found = new Batcher(async (items) => {
+    found = new Batcher<StartItem, StartRow | undefined>(async (items) => {
       // The steps' rows are JSON text already (one per definition version): spliced, not re-encoded.
       const text = `[${items.map(({ run, plan }) => `${JSON.stringify(startFields(run, plan)).slice(0, -1)},"steps":${plan.steps}}`).join(',')}]`;
       const rows = await sql<Array<StartRow & { idx: number }>>`select * from baton_start_runs(${text}::jsonb)`;
-      const out = new Array<StartRow | undefined>(items.length).fill(undefined);
-      for (const row of rows) out[row.idx] = row;
-      return out;
+      return byIndex(rows, items.length, (row) => row.idx);
     });
     batchers.set(deps.database, found);
   }
