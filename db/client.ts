@@ -26,6 +26,16 @@ const CONNECT_TIMEOUT_S = 2;
 const IDLE_TIMEOUT_S = 30;
 
 /**
+ * How long a transaction may sit idle (its connection waiting on the process, not on Postgres)
+ * before Postgres ends it, in milliseconds (`idle_in_transaction_session_timeout`). Ours do only
+ * short work between statements; one that idles longer is stuck — waiting on Redis, say, or on a
+ * second connection of a pool its peers have exhausted while they wait on its locks, a deadlock
+ * Postgres cannot see. Ending it (an infrastructure error: the job runs again) frees its locks
+ * and its connection.
+ */
+const IDLE_IN_TRANSACTION_MS = 10_000;
+
+/**
  * Wait before re-opening a closed connection, in seconds, by consecutive failures: 50 ms
  * doubling to at most 0.5 s, with jitter. postgres.js' default grows to 20 s, which held
  * requests 8–18 s after a Postgres restart.
@@ -46,7 +56,7 @@ export function createDatabase(url: string, options: { max?: number; application
     onnotice: () => undefined,
     connect_timeout: CONNECT_TIMEOUT_S,
     backoff: reconnectBackoffS,
-    connection: { application_name: options.applicationName ?? 'baton' },
+    connection: { application_name: options.applicationName ?? 'baton', idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS },
   });
   const db = drizzle(sql, { schema });
   return { sql, db, close: (timeoutSeconds = 5) => sql.end({ timeout: timeoutSeconds }) };

@@ -42,10 +42,11 @@ const POSTGRES_CLIENT_CODES: ReadonlySet<string> = new Set([
 
 /**
  * Postgres SQLSTATEs worth repeating: too many clients, admin/crash shutdown, cannot connect now
- * (starting up or shutting down), serialization failure, deadlock. Class 08 (connection
- * exception) is matched as a class.
+ * (starting up or shutting down), serialization failure, deadlock, and a transaction ended for
+ * idling (`idle_in_transaction_session_timeout`, db/client.ts). Class 08 (connection exception)
+ * is matched as a class.
  */
-const POSTGRES_SQLSTATES: ReadonlySet<string> = new Set(['53300', '57P01', '57P02', '57P03', '40001', '40P01']);
+const POSTGRES_SQLSTATES: ReadonlySet<string> = new Set(['53300', '57P01', '57P02', '57P03', '40001', '40P01', '25P03']);
 
 /** BullMQ's error when a job is added under a parent whose key Redis no longer has. */
 export const MISSING_PARENT_KEY = 'Missing key for parent job';

@@ -147,7 +147,7 @@ export async function beginItem(deps: EngineDeps, data: ItemJobData): Promise<It
     const rows = await loadSteps(scope);
     const real = unsealRunInput(deps, run);
     const exprScope = { ...scopeOf({ ...run, input: real.input }, rows), item: item.item, index: item.idx } as ExpressionScope;
-    const secrets = await secretsForMapping(deps, run.organizationId, spec.with);
+    const secrets = await secretsForMapping(deps, tx, run.organizationId, spec.with);
     const input = await evaluateMapping(spec.with, { ...exprScope, secrets });
     const sensitive = [...real.values, ...Object.values(secrets)];
     await tx

@@ -138,7 +138,7 @@ export async function claimQueuedStep(deps: EngineDeps, data: StepJobData, jobId
   let input: unknown;
   let sensitive: string[];
   try {
-    const secrets = await secretsForMapping(deps, row.organization_id, spec.with);
+    const secrets = await secretsForMapping(deps, deps.database.db, row.organization_id, spec.with);
     input = await evaluateMapping(spec.with, {
       input: real.input,
       steps: Object.fromEntries(outputs.map((o) => [o.step_id, { output: o.output, status: o.status }])),

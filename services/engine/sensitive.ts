@@ -55,12 +55,20 @@ export function unsealRunInput(deps: EngineDeps, run: { id: string; input: unkno
 
 /**
  * The secrets a mapping names (`${{ secrets.NAME }}`), decrypted.
+ * @param db - where to read them: the caller's transaction when it holds one (`scope.tx`), never
+ *   a second pool connection meanwhile — transactions that each wait for a second connection
+ *   while holding their first deadlock the pool, with nothing in Postgres to break it.
  * @throws {MissingSecretError} naming the first secret the organization has not stored.
  */
-export async function secretsForMapping(deps: EngineDeps, organizationId: string, mapping: unknown): Promise<Record<string, string>> {
+export async function secretsForMapping(
+  deps: EngineDeps,
+  db: Parameters<typeof loadSecrets>[0],
+  organizationId: string,
+  mapping: unknown,
+): Promise<Record<string, string>> {
   const names = referencedSecrets(mapping);
   if (names.length === 0) return {};
-  const found = await loadSecrets(deps.database.db, deps.config.secrets.key, organizationId, names);
+  const found = await loadSecrets(db, deps.config.secrets.key, organizationId, names);
   const out: Record<string, string> = {};
   for (const name of names) {
     const value = found[name];

@@ -289,7 +289,7 @@ async function resolveInput(deps: EngineDeps, scope: RunScope, definition: Defin
     ...(undone ? { compensated: { id: undone.stepId, output: undone.output, status: undone.status } } : {}),
   };
   if (spec.foreach !== undefined) return { input: await evaluateForeach(spec.foreach, exprScope), sensitive: real.values };
-  const secrets = await secretsForMapping(deps, scope.run.organizationId, spec.with);
+  const secrets = await secretsForMapping(deps, scope.tx, scope.run.organizationId, spec.with);
   const input = await evaluateMapping(spec.with, { ...exprScope, secrets });
   return { input, sensitive: [...real.values, ...Object.values(secrets)] };
 }

@@ -98,12 +98,14 @@ export async function deleteSecret(db: Db, organizationId: string, name: string)
 /**
  * Decrypt the named secrets (only those), and register their values with the logger.
  *
+ * @param db - the pool, or the caller's transaction when it holds one (a second connection taken
+ *   while a transaction holds one can deadlock a small pool).
  * @param names - secret names wanted (e.g. an agent's `secrets:`).
  * @returns every requested name, `undefined` where the organization has none.
  * @throws {ConfigError} when a stored value does not open (the key changed or the row was altered).
  */
 export async function loadSecrets(
-  db: Db,
+  db: Pick<Db, 'select'>,
   key: Buffer,
   organizationId: string,
   names: readonly string[],

@@ -50,7 +50,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     Object.assign(config, { [group]: { ...(env.config[group as keyof Config] as object), ...(values as object) } });
   }
   const logger = options.logger ?? (process.env.TEST_STACK_LOG ? createLogger({ level: process.env.TEST_STACK_LOG, service: 'test' }) : silentLogger());
-  const database: Database = createDatabase(config.postgres.url, { max: 10 });
+  const database: Database = createDatabase(config.postgres.url, { max: options.config?.postgres?.poolMax ?? 10 });
   const producer = createRedis(config.redis.url, 'producer');
   const queues = new Queues(producer, config.redis.prefix, logger, { keepCompletedJobs: config.redis.keepCompletedJobs });
   const agents = new Map<string, NamedAgent>();
