@@ -305,11 +305,12 @@ async function runDeferred(deps: WorkerDeps, job: JobContext<'step'>, start: Def
   const forward = (): void => local.abort(job.signal?.reason);
   if (job.signal?.aborted) forward();
   else job.signal?.addEventListener('abort', forward, { once: true });
+  const refused = (): CancelledError => new CancelledError('the step changed before its attempt was recorded');
   let claiming: Promise<boolean> | undefined;
   const claimNow = (): Promise<boolean> =>
     (claiming ??= claimDeferred(deps, data, claim, elapsed()).then(
       (claimed) => {
-        if (!claimed) local.abort(new CancelledError('the step changed before its attempt was recorded'));
+        if (!claimed) local.abort(refused());
         return claimed;
       },
       (err: unknown) => {
@@ -320,7 +321,7 @@ async function runDeferred(deps: WorkerDeps, job: JobContext<'step'>, start: Def
   const who: Attempt = {
     ...attemptOf,
     beforeEffect: async () => {
-      if (!(await claimNow())) throw new CancelledError('the step changed before its attempt was recorded');
+      if (!(await claimNow())) throw refused();
     },
   };
   const outcome = observeAttempt(deps, { runId: data.runId, stepId: data.stepId, attempt, agentType: spec.type }, () => runAgent(deps, spec, start.input, who, local.signal)).then(
